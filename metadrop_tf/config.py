@@ -1,0 +1,148 @@
+"""The one frozen configuration of a run: defaults, validation, JSON round trip. No TF import."""
+
+import dataclasses
+import json
+import os
+from typing import NamedTuple
+
+
+class DatasetInfo(NamedTuple):
+  """Static facts of a dataset (SPEC "Data" and "Networks")."""
+  image_shape: tuple  # (H, W, C)
+  channels: int  # conv channels of the reference network
+  instances: int  # images per class
+  classes: dict  # split -> number of classes in the reference shards
+
+
+DATASETS = {
+    'omniglot': DatasetInfo((28, 28, 1), 64, 20, {'train': 4800, 'test': 1692}),
+    'mimgnet': DatasetInfo((84, 84, 3), 32, 600,
+                           {'train': 64, 'val': 16, 'test': 20}),
+}
+PRECISIONS = ('float32', 'bfloat16')
+BN_MODES = ('transductive',)
+EVAL_SPLITS = ('train', 'val', 'test')
+
+
+class ConfigError(ValueError):
+  """A bad setting; the message is one line that names the flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Every setting of a run. Field names are the reference's flag names where it had one."""
+  dataset: str = 'omniglot'
+  data_dir: str = ''  # '' means data/<dataset>
+  way: int = 20
+  shot: int = 1
+  query: int = 15
+  metabatch: int = 4
+  n_steps: int = 5
+  inner_lr: float = 0.1
+  meta_lr: float = 1e-3
+  n_train_iters: int = 60000
+  n_test_iters: int = 1000
+  n_test_mc_samp: int = 30
+  maml: bool = False
+  first_order: bool = False
+  grad_clip: float = 3.0
+  channels: int = 0  # 0 means the dataset's reference width (64 Omniglot, 32 miniImageNet)
+  bn_mode: str = 'transductive'
+  precision: str = 'float32'
+  seed: int = 0
+  val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split
+  save_freq: int = 1000
+  keep_checkpoints: int = 5
+  log_freq: int = 50
+  eval_freq: int = 1000
+  eval_split: str = 'test'  # split monitored during training (the reference uses test)
+  eval_batches: int = 50  # meta-batches per monitoring evaluation
+  eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
+
+  @property
+  def info(self) -> DatasetInfo:
+    return DATASETS[self.dataset]
+
+  @property
+  def image_shape(self):
+    return self.info.image_shape
+
+  @property
+  def n_channels(self) -> int:
+    return self.channels or self.info.channels
+
+  @property
+  def resolved_data_dir(self) -> str:
+    return self.data_dir or os.path.join('data', self.dataset)
+
+  @property
+  def test_mc_samples(self) -> int:
+    """MC samples of the meta-test inner loss; MAML has no noise so one pass is exact."""
+    return 1 if self.maml else self.n_test_mc_samp
+
+  def split_classes(self) -> dict:
+    """Split -> class count of the reference shards, after the optional Omniglot val hold-out."""
+    classes = dict(self.info.classes)
+    if self.val_characters:
+      classes['train'] -= 4 * self.val_characters
+      classes['val'] = 4 * self.val_characters
+    return classes
+
+  def validate(self) -> 'Config':
+    """Raises ConfigError naming the first bad flag; returns self so calls can chain."""
+    if self.dataset not in DATASETS:
+      raise ConfigError(f'--dataset={self.dataset!r} is unknown; choose one of '
+                        f'{sorted(DATASETS)}')
+    for name in ('way', 'shot', 'query', 'metabatch', 'n_steps', 'n_train_iters',
+                 'n_test_iters', 'n_test_mc_samp', 'save_freq', 'keep_checkpoints',
+                 'log_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp'):
+      if getattr(self, name) < 1:
+        raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
+    for name in ('inner_lr', 'meta_lr', 'grad_clip'):
+      if not getattr(self, name) > 0:
+        raise ConfigError(f'--{name}={getattr(self, name)} must be positive')
+    if self.channels < 0:
+      raise ConfigError(f'--channels={self.channels} must be >= 0 (0: dataset default)')
+    if self.way < 2:
+      raise ConfigError(f'--way={self.way} must be at least 2')
+    if self.shot + self.query > self.info.instances:
+      raise ConfigError(
+          f'--shot={self.shot} plus --query={self.query} exceeds the '
+          f'{self.info.instances} instances per class of {self.dataset}')
+    if self.precision not in PRECISIONS:
+      raise ConfigError(f'--precision={self.precision!r} must be one of {PRECISIONS}')
+    if self.bn_mode not in BN_MODES:
+      raise ConfigError(f'--bn_mode={self.bn_mode!r} must be one of {BN_MODES}')
+    if self.eval_split not in EVAL_SPLITS:
+      raise ConfigError(f'--eval_split={self.eval_split!r} must be one of {EVAL_SPLITS}')
+    if self.val_characters < 0:
+      raise ConfigError(f'--val_characters={self.val_characters} must be >= 0')
+    if self.val_characters and self.dataset != 'omniglot':
+      raise ConfigError('--val_characters applies to omniglot only '
+                        '(miniImageNet ships its own val split)')
+    if self.eval_split == 'val' and self.dataset == 'omniglot' and not self.val_characters:
+      raise ConfigError('--eval_split=val needs --val_characters > 0 for omniglot')
+    for split, n_classes in self.split_classes().items():
+      if self.way > n_classes:
+        raise ConfigError(f'--way={self.way} exceeds the {n_classes} classes of the '
+                          f'{self.dataset} {split} split')
+    return self
+
+  def replace(self, **changes) -> 'Config':
+    return dataclasses.replace(self, **changes)
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str, source: str = 'config') -> 'Config':
+    """Parses JSON written by to_json; unknown keys are an error naming `source`."""
+    try:
+      values = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f'{source} is not valid JSON: {e}') from None
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ConfigError(f'{source} has unknown keys {unknown}')
+    return cls(**values)

@@ -1,0 +1,171 @@
+"""Episodes from NumPy shards: loading, a seeded episode sampler and the tf.data pipeline.
+
+A shard is a uint8 array [classes, instances, H, W] (Omniglot) or [classes, instances, H, W, C],
+stored as `<split>.npy` (memory-mapped, for miniImageNet's 813 MB train shard) or `<split>.npz`
+(key `images`, compressed). Episode index i of a stream is a pure function of (seed, split, i),
+so a resumed run or a repeated evaluation sees exactly the same tasks.
+"""
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2}
+
+
+class DataError(ValueError):
+  """Missing or malformed data; the message is one line naming the file or flag."""
+
+
+class Episode(NamedTuple):
+  """A meta-batch of B tasks, N-way K-shot with Q queries, ordered class by class.
+
+  Images are float32 in [0, 1]; labels are one-hot by the class's position in the task.
+  """
+  support_x: tf.Tensor  # [B, N*K, H, W, C]
+  support_y: tf.Tensor  # [B, N*K, N]
+  query_x: tf.Tensor  # [B, N*Q, H, W, C]
+  query_y: tf.Tensor  # [B, N*Q, N]
+
+  @property
+  def way(self):
+    return self.support_y.shape[-1]
+
+  @property
+  def shot(self):
+    return self.support_x.shape[1] // self.way
+
+  @property
+  def query(self):
+    return self.query_x.shape[1] // self.way
+
+
+def prepare_hint(config_or_dataset, data_dir):
+  dataset = getattr(config_or_dataset, 'dataset', config_or_dataset)
+  return f'prepare it with: python data/prepare.py --dataset={dataset} --out_dir={data_dir}'
+
+
+def load_split(data_dir, split, image_shape, dataset='omniglot'):
+  """Loads one shard as uint8 [classes, instances, H, W, C] (memory-mapped when .npy)."""
+  npy, npz = (os.path.join(data_dir, f'{split}.{ext}') for ext in ('npy', 'npz'))
+  try:
+    if os.path.exists(npy):
+      path, images = npy, np.load(npy, mmap_mode='r')
+    elif os.path.exists(npz):
+      path = npz
+      with np.load(npz) as archive:
+        if 'images' not in archive:
+          raise DataError(f'{npz} has no array named "images"')
+        images = archive['images']
+    else:
+      raise DataError(f'no {split} shard in {data_dir} (looked for {split}.npy and '
+                      f'{split}.npz); {prepare_hint(dataset, data_dir)}')
+  except (OSError, ValueError, EOFError) as e:
+    if isinstance(e, DataError):
+      raise
+    raise DataError(f'cannot read the {split} shard in {data_dir}: {e}') from None
+  if images.ndim == 4 and image_shape[-1] == 1:
+    images = images[..., None]
+  if images.dtype != np.uint8 or images.shape[2:] != tuple(image_shape):
+    raise DataError(f'{path} holds {images.dtype} {images.shape}; expected uint8 '
+                    f'[classes, instances, {", ".join(map(str, image_shape))}]')
+  return images
+
+
+def load_splits(config, splits=('train', 'test')):
+  """Dict split -> images for a Config; Omniglot's val split is held out of train on request."""
+  data_dir = config.resolved_data_dir
+  if not os.path.isdir(data_dir):
+    raise DataError(f'--data_dir={data_dir} does not exist; {prepare_hint(config, data_dir)}')
+  held_out = 4 * config.val_characters
+  wanted = {'train' if (s == 'val' and held_out) else s for s in splits}
+  loaded = {s: load_split(data_dir, s, config.image_shape, config.dataset) for s in wanted}
+  if held_out:
+    train = loaded['train']
+    if held_out >= len(train):
+      raise DataError(f'--val_characters={config.val_characters} leaves no training classes '
+                      f'of the {len(train)} in {data_dir}')
+    loaded['train'], loaded['val'] = train[:-held_out], train[-held_out:]
+  out = {s: loaded[s] for s in splits}
+  for split, images in out.items():
+    check_episode_fits(images, config.way, config.shot, config.query, split)
+  return out
+
+
+def check_episode_fits(images, way, shot, query, split):
+  """Raises DataError if an N-way (K+Q)-instance task cannot be drawn from `images`."""
+  classes, instances = images.shape[:2]
+  if way > classes:
+    raise DataError(f'--way={way} exceeds the {classes} classes of the {split} split')
+  if shot + query > instances:
+    raise DataError(f'--shot={shot} plus --query={query} exceeds the {instances} '
+                    f'instances per class of the {split} split')
+
+
+class EpisodeSampler:
+  """Draws tasks from one split; task i depends only on (seed, split, i)."""
+
+  def __init__(self, images, way, shot, query, seed, split='train'):
+    check_episode_fits(images, way, shot, query, split)
+    self.images = images
+    self.way, self.shot, self.query = way, shot, query
+    self.seed, self.split_id = seed, SPLIT_IDS[split]
+
+  def task_indices(self, index):
+    """(classes [N], instances [N, K+Q]): N distinct classes, K+Q distinct instances each."""
+    rng = np.random.default_rng([self.seed, self.split_id, index])
+    n_classes, n_instances = self.images.shape[:2]
+    classes = rng.choice(n_classes, self.way, replace=False)
+    instances = np.stack([rng.choice(n_instances, self.shot + self.query, replace=False)
+                          for _ in range(self.way)])
+    return classes, instances
+
+  def task(self, index):
+    """uint8 support [N*K, H, W, C], query [N*Q, H, W, C], class-major (labels implicit)."""
+    classes, instances = self.task_indices(index)
+    order = np.argsort(classes)  # read classes in storage order: faster on a memory map
+    picked = np.empty((self.way, self.shot + self.query) + self.images.shape[2:], np.uint8)
+    picked[order] = self.images[classes[order][:, None], instances[order]]
+    shape = self.images.shape[2:]
+    return (picked[:, :self.shot].reshape((-1,) + shape),
+            picked[:, self.shot:].reshape((-1,) + shape))
+
+  def meta_batch(self, index, size):
+    """uint8 support [B, N*K, ...] and query [B, N*Q, ...] of tasks index*B .. index*B+B-1."""
+    tasks = [self.task(index * size + b) for b in range(size)]
+    return np.stack([t[0] for t in tasks]), np.stack([t[1] for t in tasks])
+
+
+def make_dataset(sampler, metabatch, start=0, count=None):
+  """tf.data stream of Episode meta-batches start, start+1, ... (count of them, or forever).
+
+  Sampling runs in parallel numpy calls; the order stays deterministic; output is prefetched.
+  """
+  image_shape = sampler.images.shape[2:]
+  way, shot, query = sampler.way, sampler.shot, sampler.query
+
+  def draw(index):
+    support, query_images = tf.numpy_function(
+        lambda i: sampler.meta_batch(int(i), metabatch), [index], [tf.uint8, tf.uint8],
+        stateful=False)
+    support.set_shape((metabatch, way * shot) + image_shape)
+    query_images.set_shape((metabatch, way * query) + image_shape)
+    return Episode(to_float(support), one_hot_labels(metabatch, way, shot),
+                   to_float(query_images), one_hot_labels(metabatch, way, query))
+
+  stop = start + count if count is not None else np.iinfo(np.int64).max
+  indices = tf.data.Dataset.range(start, stop)
+  return (indices.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+def to_float(images):
+  return tf.cast(images, tf.float32) / 255.0
+
+
+def one_hot_labels(metabatch, way, per_class):
+  """[B, N * per_class, N] one-hot: class i of the task is label i, class by class."""
+  labels = tf.one_hot(tf.repeat(tf.range(way), per_class), way)
+  return tf.tile(labels[None], [metabatch, 1, 1])

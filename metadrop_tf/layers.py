@@ -1,0 +1,87 @@
+"""Pure math of one forward pass: conv product, multiplicative noise, batch norm, noisy head.
+
+No variables live here; every weight comes in as a tensor so the inner loop can pass fast
+weights. Shapes: images and feature maps are NHWC, `n` is the number of images of one call.
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+BN_EPSILON = 1e-3
+
+
+def conv2d(x, kernel, bias, compute_dtype=None):
+  """3x3, stride 1, SAME convolution plus bias: [n,H,W,Cin] x [3,3,Cin,Cout] -> [n,H,W,Cout].
+
+  With `compute_dtype` (e.g. tf.bfloat16) the product runs in that dtype and is cast back, so
+  weights, gradients and everything after the convolution stay in x's dtype.
+  """
+  if compute_dtype is None or tf.as_dtype(compute_dtype) == x.dtype:
+    out = tf.nn.conv2d(x, kernel, strides=1, padding='SAME')
+  else:
+    out = tf.nn.conv2d(tf.cast(x, compute_dtype), tf.cast(kernel, compute_dtype),
+                       strides=1, padding='SAME')
+    out = tf.cast(out, x.dtype)
+  return out + bias
+
+
+def batch_norm(x, offset, groups=1):
+  """Transductive batch norm, offset only: normalizes with the statistics of the batch given.
+
+  x: [groups * n, H, W, C]; each of the `groups` consecutive blocks of n images is normalized
+  with its own mean and variance (one block per Monte-Carlo copy of a support set).
+  The variance is written out as the mean squared deviation from the mean, WITHOUT the
+  stop-gradient of tf.nn.moments, which would make second-order meta-gradients wrong.
+  offset: [C]. Returns x's shape.
+  """
+  shape = tf.shape(x)
+  grouped = tf.reshape(x, tf.concat([[groups, -1], shape[1:]], axis=0))
+  mean = tf.reduce_mean(grouped, axis=[1, 2, 3], keepdims=True)
+  centered = grouped - mean
+  variance = tf.reduce_mean(tf.square(centered), axis=[1, 2, 3], keepdims=True)
+  normalized = centered * tf.math.rsqrt(variance + BN_EPSILON)
+  return tf.reshape(normalized, shape) + offset
+
+
+def multiplicative_noise(mu, alpha, sample, seed=None):
+  """Meta Dropout's noise: mu * softplus(z), z ~ N(alpha, 1) (reparameterized) or z = alpha.
+
+  mu, alpha: the same shape. seed: int32 [2] stateless seed, needed when sample is True.
+  """
+  z = tfd.Normal(loc=alpha, scale=tf.ones_like(alpha)).sample(seed=seed) if sample else alpha
+  return mu * tf.nn.softplus(z)
+
+
+def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
+               sample=False, seed=None, groups=1, compute_dtype=None):
+  """conv -> noise -> batch norm -> ReLU -> 2x2 max-pool: [n,H,W,Cin] -> [n,H/2,W/2,C].
+
+  With phi (Meta Dropout) mu and alpha come from ONE convolution with the two kernels
+  concatenated along output channels (half the conv calls, same math); without phi (MAML)
+  there is no noise at all.
+  """
+  if phi_kernel is None:
+    h = conv2d(x, theta_kernel, theta_bias, compute_dtype)
+  else:
+    both = conv2d(x, tf.concat([theta_kernel, phi_kernel], axis=-1),
+                  tf.concat([theta_bias, phi_bias], axis=0), compute_dtype)
+    mu, alpha = tf.split(both, 2, axis=-1)
+    h = multiplicative_noise(mu, alpha, sample, seed)
+  h = tf.nn.relu(batch_norm(h, offset, groups))
+  return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
+
+
+def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=None,
+               sample=False, seed=None):
+  """Logits [n, N] from features [n, F]: mu = f W + b, plus softplus(f w_phi + b_phi) * eps.
+
+  phi_kernel is ONE column [F, 1] (bias [1]) broadcast to all N classes, so the noise does not
+  depend on the class count. Without sampling (or without phi) the logits are mu.
+  """
+  mu = tf.matmul(features, theta_kernel) + theta_bias
+  if phi_kernel is None or not sample:
+    return mu
+  scale = tf.nn.softplus(tf.matmul(features, phi_kernel) + phi_bias)  # [n, 1]
+  return tfd.Normal(loc=mu, scale=scale).sample(seed=seed)

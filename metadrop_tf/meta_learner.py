@@ -1,0 +1,97 @@
+"""Inner loop (adaptation of theta) and the per-task and meta-batch losses: pure functions.
+
+MAML and Meta Dropout run the same code; the model decides whether sampling adds noise.
+"""
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+
+class Adaptation(NamedTuple):
+  """How the inner loop adapts theta (SPEC "Inner loop")."""
+  n_steps: int  # S, SGD steps
+  inner_lr: float
+  mc_samples: int = 1  # M, Monte-Carlo samples of the sampled support loss
+  first_order: bool = False  # stop gradients through the inner gradients
+
+  @classmethod
+  def from_config(cls, config, mc_samples=1):
+    return cls(config.n_steps, config.inner_lr, mc_samples, config.first_order)
+
+
+def cross_entropy(logits, labels):
+  """Mean softmax cross-entropy; logits [n, N], one-hot labels [n, N]."""
+  labels = tf.cast(labels, logits.dtype)
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def accuracy(logits, labels):
+  """Fraction of rows whose argmax matches the one-hot label: float32 scalar."""
+  hits = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1))
+  return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
+def fold_seed(seed, *indices):
+  """A new stateless seed (int32 [2]) for sub-stream `indices` of `seed`."""
+  for index in indices:
+    seed = tf.random.experimental.stateless_fold_in(seed, index)
+  return seed
+
+
+def inner_step(model, theta, x, y, seed, adaptation):
+  """One SGD step on theta for the mean sampled loss over M stacked copies of the support.
+
+  x: [M * n, H, W, C], y: [M * n, N] (the support tiled M times). Returns the new theta dict.
+  The gradient stays differentiable (second order) unless adaptation.first_order.
+  """
+  with tf.GradientTape(watch_accessed_variables=False) as tape:
+    tape.watch(theta)
+    logits = model(x, theta=theta, sample=True, seed=seed, groups=adaptation.mc_samples)
+    loss = cross_entropy(logits, y)
+  grads = tape.gradient(loss, theta)
+  if adaptation.first_order:
+    grads = {k: tf.stop_gradient(g) for k, g in grads.items()}
+  return {k: theta[k] - adaptation.inner_lr * grads[k] for k in theta}
+
+
+def inner_loop(model, support_x, support_y, seed, adaptation):
+  """Adapts theta on one support set: returns [theta_0, ..., theta_S], dicts of tensors.
+
+  support_x: [N*K, H, W, C], support_y: [N*K, N], seed: int32 [2].
+  """
+  m = adaptation.mc_samples
+  x = tf.tile(support_x, [m, 1, 1, 1])
+  y = tf.tile(support_y, [m, 1])
+  thetas = [model.initial_theta()]
+  for step in range(adaptation.n_steps):
+    thetas.append(inner_step(model, thetas[-1], x, y, fold_seed(seed, step), adaptation))
+  return thetas
+
+
+def task_outputs(model, support_x, support_y, query_x, query_y, seed, adaptation):
+  """Adapts on the support, scores the deterministic forward on the query.
+
+  Returns a dict of scalars: 'loss' and 'acc' after adaptation (loss is the meta-objective),
+  'loss_pre' and 'acc_pre' of the initial theta on the same query.
+  """
+  pre_logits = model(query_x)
+  theta = inner_loop(model, support_x, support_y, seed, adaptation)[-1]
+  logits = model(query_x, theta=theta)
+  return {'loss': cross_entropy(logits, query_y), 'acc': accuracy(logits, query_y),
+          'loss_pre': tf.stop_gradient(cross_entropy(pre_logits, query_y)),
+          'acc_pre': accuracy(pre_logits, query_y)}
+
+
+def meta_batch_outputs(model, episode, seed, adaptation):
+  """task_outputs of every task of a meta-batch, averaged: dict of scalars.
+
+  episode: data.Episode with a leading meta-batch axis B (static); task b uses fold_seed(seed, b).
+  Each task adapts and normalizes on its own (batch norm never mixes tasks).
+  """
+  n_tasks = episode.support_x.shape[0]
+  per_task = [task_outputs(model, episode.support_x[b], episode.support_y[b],
+                           episode.query_x[b], episode.query_y[b], fold_seed(seed, b),
+                           adaptation)
+              for b in range(n_tasks)]
+  return {k: tf.add_n([t[k] for t in per_task]) / n_tasks for k in per_task[0]}

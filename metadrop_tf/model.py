@@ -1,0 +1,141 @@
+"""The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
+
+The forward takes fast weights explicitly (`theta=` a dict of tensors), so the inner loop never
+assigns to variables. MAML is the same network with noise switched off (phi is kept, unused).
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from metadrop_tf import layers
+
+N_BLOCKS = 4
+KERNEL_SIZE = 3
+INIT_STDDEV = 0.02
+
+
+def feature_dim(image_shape, channels):
+  """Length of the flattened feature after 4 stride-2 VALID pools (28 -> 1, 84 -> 5)."""
+  size = image_shape[0]
+  for _ in range(N_BLOCKS):
+    size //= 2
+  return size * size * channels
+
+
+class MetaDropoutNet(keras.Model):
+  """Classifier theta + noise generator phi + batch-norm offsets beta, as in SPEC "Networks".
+
+  Args:
+    way: N, the number of classes (columns of theta's dense head).
+    image_shape: (H, W, C) of one image.
+    channels: conv width (64 Omniglot, 32 miniImageNet).
+    maml: no noise anywhere; phi is created but never used or trained.
+    dtype: variable dtype (float64 for gradient checks).
+    compute_dtype: dtype of the convolutions (e.g. 'bfloat16'), None for `dtype`.
+    seed: initializer seed.
+  """
+
+  def __init__(self, way, image_shape, channels, maml=False, dtype='float32',
+               compute_dtype=None, seed=0, **kwargs):
+    super().__init__(dtype=dtype, **kwargs)
+    self.way = way
+    self.image_shape = tuple(image_shape)
+    self.channels = channels
+    self.maml = maml
+    self.compute_dtype_override = compute_dtype
+    self.feature_dim = feature_dim(image_shape, channels)
+    self._seed = seed
+    self._names = {'theta': [], 'phi': [], 'beta': []}
+    in_channels = image_shape[-1]
+    for block in range(N_BLOCKS):
+      for group in ('theta', 'phi'):
+        self._weight(group, f'conv{block}_kernel',
+                     (KERNEL_SIZE, KERNEL_SIZE, in_channels, channels),
+                     keras.initializers.TruncatedNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
+        self._weight(group, f'conv{block}_bias', (channels,), 'zeros')
+      self._weight('beta', f'bn{block}', (channels,), 'zeros')
+      in_channels = channels
+    for group, columns in (('theta', way), ('phi', 1)):
+      self._weight(group, 'dense_kernel', (self.feature_dim, columns),
+                   keras.initializers.RandomNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
+      self._weight(group, 'dense_bias', (columns,), 'zeros')
+    self.built = True
+
+  def _next_seed(self):
+    self._seed += 1
+    return self._seed
+
+  def _weight(self, group, name, shape, initializer):
+    """Creates a variable as its own attribute, so tf.train.Checkpoint tracks it by name."""
+    attr = f'{group}_{name}'
+    setattr(self, attr, self.add_weight(shape=shape, initializer=initializer, name=attr,
+                                        dtype=self.dtype))
+    self._names[group].append(name)
+
+  def _group(self, group):
+    return {name: getattr(self, f'{group}_{name}') for name in self._names[group]}
+
+  @property
+  def theta(self):
+    """Classifier weights, name -> variable: conv{0..3}_kernel/bias, dense_kernel [F, N], dense_bias."""
+    return self._group('theta')
+
+  @property
+  def phi(self):
+    """Noise-generator weights, same names as theta; dense_kernel is one column [F, 1]."""
+    return self._group('phi')
+
+  @property
+  def beta(self):
+    """Batch-norm offsets bn{0..3} [C]: meta-learned, never adapted in the inner loop."""
+    return self._group('beta')
+
+  def meta_variables(self):
+    """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML)."""
+    groups = ('theta', 'beta') if self.maml else ('theta', 'phi', 'beta')
+    return [v for g in groups for v in self._group(g).values()]
+
+  def initial_theta(self):
+    """theta as a dict of tensors: the start of the inner loop."""
+    return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
+
+  def features(self, x, theta=None, sample=False, seed=None, groups=1):
+    """Flattened features [n, F] of images x [n, H, W, C] (n = groups * images per group).
+
+    sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
+    groups: number of Monte-Carlo copies stacked in x; batch norm keeps per-copy statistics.
+    """
+    theta = self.theta if theta is None else theta
+    phi, beta = self.phi, self.beta
+    sample = sample and not self.maml
+    seeds = tfp.random.split_seed(seed, n=N_BLOCKS + 1) if sample else [None] * (N_BLOCKS + 1)
+    h = tf.cast(x, self.dtype)
+    for b in range(N_BLOCKS):
+      h = layers.conv_block(
+          h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
+          phi_kernel=None if self.maml else phi[f'conv{b}_kernel'],
+          phi_bias=None if self.maml else phi[f'conv{b}_bias'],
+          sample=sample, seed=seeds[b], groups=groups,
+          compute_dtype=self.compute_dtype_override)
+    return tf.reshape(h, [-1, self.feature_dim])
+
+  def head(self, features, theta=None, sample=False, seed=None):
+    """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
+    theta = self.theta if theta is None else theta
+    noisy = not self.maml
+    return layers.noisy_head(
+        features, theta['dense_kernel'], theta['dense_bias'],
+        phi_kernel=self.phi['dense_kernel'] if noisy else None,
+        phi_bias=self.phi['dense_bias'] if noisy else None,
+        sample=sample and noisy, seed=seed)
+
+  def call(self, x, theta=None, sample=False, seed=None, groups=1):
+    """Logits [n, N] of images x [n, H, W, C] with weights theta (default: the variables)."""
+    sample = sample and not self.maml
+    if sample:
+      feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
+    else:
+      feature_seed = head_seed = None
+    feats = self.features(x, theta, sample, feature_seed, groups)
+    return self.head(feats, theta, sample, head_seed)

@@ -1,0 +1,67 @@
+"""Shared tiny fixtures: configs, models, episodes and shards small enough for fast tests."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from metadrop_tf import config as config_lib
+from metadrop_tf import data
+from metadrop_tf import model as model_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_OMNIGLOT = os.path.join(REPO, '..', 'shared', 'data', 'omniglot')
+TINY_IMAGE = (16, 16, 1)  # 16 -> 8 -> 4 -> 2 -> 1 after the 4 pools
+
+
+def tiny_model(maml=False, dtype='float64', way=3, channels=2, seed=0, **kwargs):
+  return model_lib.MetaDropoutNet(way, TINY_IMAGE, channels, maml=maml, dtype=dtype,
+                                  seed=seed, **kwargs)
+
+
+def random_episode(metabatch=2, way=3, shot=1, query=2, image_shape=TINY_IMAGE, seed=0,
+                   dtype=np.float64):
+  """A data.Episode of uniform random images, labels class by class."""
+  rng = np.random.default_rng(seed)
+
+  def labels(per_class):
+    onehot = np.repeat(np.eye(way, dtype=dtype), per_class, axis=0)
+    return tf.constant(np.tile(onehot[None], (metabatch, 1, 1)))
+
+  def images(per_class):
+    return tf.constant(rng.random((metabatch, way * per_class) + image_shape).astype(dtype))
+
+  return data.Episode(images(shot), labels(shot), images(query), labels(query))
+
+
+def write_tiny_shards(directory, classes=(12, 8), instances=6, size=28, channels=None,
+                      fmt='npz', seed=0):
+  """Writes train/test shards of random uint8 images; image (c, i) has pixel [0, 0] = c.
+
+  Returns {split: array} as written ([classes, instances, size, size] or [..., channels]).
+  """
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  out = {}
+  for split, n in zip(('train', 'test'), classes):
+    shape = (n, instances, size, size) + ((channels,) if channels else ())
+    images = rng.integers(0, 256, shape, dtype=np.uint8)
+    images[:, :, 0, 0] = np.arange(n, dtype=np.uint8)[:, None] + (100 if split == 'test' else 0)
+    images[:, :, 0, 1] = np.arange(instances, dtype=np.uint8)[None, :]
+    path = os.path.join(directory, f'{split}.{fmt}')
+    if fmt == 'npz':
+      np.savez_compressed(path, images=images)
+    else:
+      np.save(path, images)
+    out[split] = images
+  return out
+
+
+def tiny_config(data_dir='', **changes):
+  """A 3-way 1-shot 2-query Omniglot-shaped config with 4 channels and 2 inner steps."""
+  values = dict(dataset='omniglot', data_dir=data_dir, way=3, shot=1, query=2, metabatch=2,
+                n_steps=2, inner_lr=0.1, meta_lr=1e-3, n_train_iters=4, n_test_iters=4,
+                n_test_mc_samp=3, channels=4, save_freq=2, log_freq=1, eval_freq=2,
+                eval_batches=2, seed=0)
+  values.update(changes)
+  return config_lib.Config(**values).validate()

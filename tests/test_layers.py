@@ -1,0 +1,94 @@
+"""Tests of the pure forward math: batch norm, multiplicative noise, fused conv block, head."""
+
+import numpy as np
+import tensorflow as tf
+
+from metadrop_tf import layers
+
+SEED = tf.constant([3, 4], tf.int32)
+
+
+def _random(shape, seed=0):
+  return tf.constant(np.random.default_rng(seed).normal(size=shape))
+
+
+def test_batch_norm_uses_the_batch_it_is_given():
+  x = _random((5, 4, 4, 3))
+  offset = tf.constant([0.5, -1.0, 2.0], tf.float64)
+  out = layers.batch_norm(x, offset)
+  # A shifted batch normalizes to the same features (the statistics of that batch).
+  np.testing.assert_allclose(layers.batch_norm(x + 7.0, offset), out, atol=1e-10)
+  centered = out - offset
+  np.testing.assert_allclose(tf.reduce_mean(centered, [0, 1, 2]), 0.0, atol=1e-12)
+  var_x = tf.reduce_mean(tf.square(x - tf.reduce_mean(x, [0, 1, 2])), [0, 1, 2])
+  np.testing.assert_allclose(tf.reduce_mean(tf.square(centered), [0, 1, 2]),
+                             var_x / (var_x + layers.BN_EPSILON), rtol=1e-10)
+
+
+def test_batch_norm_groups_keep_their_own_statistics():
+  a, b = _random((4, 3, 3, 2), 1), 5.0 + 2.0 * _random((4, 3, 3, 2), 2)
+  offset = tf.zeros(2, tf.float64)
+  grouped = layers.batch_norm(tf.concat([a, b], 0), offset, groups=2)
+  separate = tf.concat([layers.batch_norm(a, offset), layers.batch_norm(b, offset)], 0)
+  np.testing.assert_allclose(grouped, separate, atol=1e-12)
+  pooled = layers.batch_norm(tf.concat([a, b], 0), offset)
+  assert np.abs(pooled - grouped).max() > 0.1
+
+
+def test_deterministic_noise_still_multiplies_by_softplus_alpha():
+  mu, alpha = _random((2, 3), 1), _random((2, 3), 2)
+  out = layers.multiplicative_noise(mu, alpha, sample=False)
+  np.testing.assert_allclose(out, mu * np.log1p(np.exp(alpha.numpy())), rtol=1e-12)
+
+
+def test_sampled_noise_is_seeded():
+  mu, alpha = _random((50,), 1), _random((50,), 2)
+  first = layers.multiplicative_noise(mu, alpha, True, SEED)
+  np.testing.assert_array_equal(first, layers.multiplicative_noise(mu, alpha, True, SEED))
+  other = layers.multiplicative_noise(mu, alpha, True, tf.constant([3, 5]))
+  assert np.abs(first - other).max() > 1e-3
+  # softplus > 0: the noise never flips the sign of mu.
+  assert np.all(np.sign(first) == np.sign(mu))
+
+
+def test_conv_block_fused_convolution_equals_two_convolutions():
+  x = _random((3, 6, 6, 2))
+  tk, pk = _random((3, 3, 2, 4), 1), _random((3, 3, 2, 4), 2)
+  tb, pb = _random((4,), 3), _random((4,), 4)
+  offset = _random((4,), 5)
+  out = layers.conv_block(x, tk, tb, offset, pk, pb, sample=False)
+  mu = tf.nn.conv2d(x, tk, 1, 'SAME') + tb
+  alpha = tf.nn.conv2d(x, pk, 1, 'SAME') + pb
+  h = tf.nn.relu(layers.batch_norm(mu * tf.nn.softplus(alpha), offset))
+  np.testing.assert_allclose(out, tf.nn.max_pool2d(h, 2, 2, 'VALID'), rtol=1e-10, atol=1e-12)
+  assert out.shape == (3, 3, 3, 4)
+
+
+def test_conv_block_without_phi_has_no_noise():
+  x = _random((3, 4, 4, 1))
+  tk, tb, offset = _random((3, 3, 1, 2), 1), tf.zeros(2, tf.float64), tf.zeros(2, tf.float64)
+  a = layers.conv_block(x, tk, tb, offset, sample=True, seed=SEED)
+  b = layers.conv_block(x, tk, tb, offset, sample=True, seed=tf.constant([9, 9]))
+  np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_compute_keeps_the_input_dtype_and_is_close():
+  x, k, b = _random((2, 5, 5, 3)), _random((3, 3, 3, 4), 1), _random((4,), 2)
+  x32, k32, b32 = (tf.cast(t, tf.float32) for t in (x, k, b))
+  low = layers.conv2d(x32, k32, b32, compute_dtype=tf.bfloat16)
+  assert low.dtype == tf.float32
+  np.testing.assert_allclose(low, layers.conv2d(x32, k32, b32), rtol=0.05, atol=0.1)
+
+
+def test_head_noise_is_one_column_scaled_by_softplus():
+  feats = _random((4, 5))
+  w, b = _random((5, 3), 1), _random((3,), 2)
+  mu = feats @ w + b
+  np.testing.assert_allclose(layers.noisy_head(feats, w, b, sample=False), mu)
+  quiet = layers.noisy_head(feats, w, b, tf.zeros((5, 1), tf.float64),
+                            tf.constant([-40.0], tf.float64), sample=True, seed=SEED)
+  np.testing.assert_allclose(quiet, mu, atol=1e-12)
+  loud = layers.noisy_head(feats, w, b, tf.zeros((5, 1), tf.float64),
+                           tf.constant([3.0], tf.float64), sample=True, seed=SEED)
+  assert loud.shape == (4, 3)
+  assert np.abs(loud - mu).max() > 0.1
