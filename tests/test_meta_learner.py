@@ -143,7 +143,7 @@ def test_inner_loop_lowers_the_support_loss(maml, n_steps):
   assert len(thetas) == n_steps + 1
   losses = [float(meta_learner.cross_entropy(model(ep.support_x[0], theta=t), ep.support_y[0]))
             for t in (thetas[0], thetas[-1])]
-  assert losses[1] < losses[0] - 0.3, losses
+  assert losses[1] < losses[0] - 0.2, losses
   for name, v in model.theta.items():  # the inner loop never assigns to variables
     np.testing.assert_array_equal(v.numpy(), thetas[0][name])
 
