@@ -83,15 +83,29 @@ def task_outputs(model, support_x, support_y, query_x, query_y, seed, adaptation
           'acc_pre': accuracy(pre_logits, query_y)}
 
 
-def meta_batch_outputs(model, episode, seed, adaptation):
-  """task_outputs of every task of a meta-batch, averaged: dict of scalars.
+def task_seeds(seed, first_task, n_tasks):
+  """Seeds (int32 [2] each) of tasks first_task .. first_task + n_tasks - 1 of stream `seed`."""
+  return [fold_seed(seed, first_task + b) for b in range(n_tasks)]
 
-  episode: data.Episode with a leading meta-batch axis B (static); task b uses fold_seed(seed, b).
-  Each task adapts and normalizes on its own (batch norm never mixes tasks).
+
+def per_task_outputs(model, episode, seeds, adaptation):
+  """task_outputs of every task of a meta-batch: dict of [B] tensors.
+
+  episode: data.Episode with a leading meta-batch axis B (static); seeds: B task seeds.
+  Each task adapts and normalizes on its own (batch norm never mixes tasks). The tasks are a
+  Python loop: on CPU this was faster than vectorized_map or grouped convolutions.
   """
-  n_tasks = episode.support_x.shape[0]
   per_task = [task_outputs(model, episode.support_x[b], episode.support_y[b],
-                           episode.query_x[b], episode.query_y[b], fold_seed(seed, b),
-                           adaptation)
-              for b in range(n_tasks)]
-  return {k: tf.add_n([t[k] for t in per_task]) / n_tasks for k in per_task[0]}
+                           episode.query_x[b], episode.query_y[b], seeds[b], adaptation)
+              for b in range(episode.support_x.shape[0])]
+  return {k: tf.stack([t[k] for t in per_task]) for k in per_task[0]}
+
+
+def meta_batch_outputs(model, episode, seed, adaptation):
+  """per_task_outputs averaged over the meta-batch (task b seeded by fold_seed(seed, b)).
+
+  Returns a dict of scalars; 'loss' is the meta-objective.
+  """
+  seeds = task_seeds(seed, 0, episode.support_x.shape[0])
+  return {k: tf.reduce_mean(v) for k, v in
+          per_task_outputs(model, episode, seeds, adaptation).items()}

@@ -139,3 +139,28 @@ class MetaDropoutNet(keras.Model):
       feature_seed = head_seed = None
     feats = self.features(x, theta, sample, feature_seed, groups)
     return self.head(feats, theta, sample, head_seed)
+
+  def noise_scales(self, x, theta=None):
+    """Deterministic noise factors of images x [n, H, W, C]: softplus(alpha) of each conv block
+    ([n, H_l, W_l, C] each) and the logit-noise scale sigma [n, 1]. Empty for MAML."""
+    if self.maml:
+      return []
+    theta = self.theta if theta is None else theta
+    phi, beta = self.phi, self.beta
+    scales, h = [], tf.cast(x, self.dtype)
+    for b in range(N_BLOCKS):
+      alpha = layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
+      scales.append(tf.nn.softplus(alpha))
+      h = layers.conv_block(h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
+                            phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
+    feats = tf.reshape(h, [-1, self.feature_dim])
+    scales.append(tf.nn.softplus(tf.matmul(feats, phi['dense_kernel']) + phi['dense_bias']))
+    return scales
+
+
+def build_model(config, dtype='float32'):
+  """The network a Config describes (dataset shape, width, way, maml, precision, seed)."""
+  return MetaDropoutNet(config.way, config.image_shape, config.n_channels, maml=config.maml,
+                        dtype=dtype,
+                        compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
+                        seed=config.seed)

@@ -58,9 +58,9 @@ def write_tiny_shards(directory, classes=(12, 8), instances=6, size=28, channels
 
 
 def tiny_config(data_dir='', **changes):
-  """A 3-way 1-shot 2-query Omniglot-shaped config with 4 channels and 2 inner steps."""
+  """A 3-way 1-shot 2-query Omniglot-shaped config with 4 channels and 1 inner step."""
   values = dict(dataset='omniglot', data_dir=data_dir, way=3, shot=1, query=2, metabatch=2,
-                n_steps=2, inner_lr=0.1, meta_lr=1e-3, n_train_iters=4, n_test_iters=4,
+                n_steps=1, inner_lr=0.1, meta_lr=1e-3, n_train_iters=4, n_test_iters=4,
                 n_test_mc_samp=3, channels=4, save_freq=2, log_freq=1, eval_freq=2,
                 eval_batches=2, seed=0)
   values.update(changes)

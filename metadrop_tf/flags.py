@@ -1,0 +1,85 @@
+"""Every absl flag of the three entry points, and their translation into one Config.
+
+Flag names are the reference's (`way`, `shot`, `metabatch`, `n_steps`, `savedir`, ...), so a
+reference command line translates word for word. Only the entry points import this module.
+"""
+
+import dataclasses
+
+from absl import flags
+
+from metadrop_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+_DEFAULTS = config_lib.Config()
+
+# Settings a resumed or evaluated run may change without contradicting its saved config.
+MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_samp', 'save_freq',
+                     'keep_checkpoints', 'log_freq', 'eval_freq', 'eval_split', 'eval_batches',
+                     'eval_mc_samp', 'precision'})
+
+_HELP = {
+    'dataset': 'omniglot or mimgnet.',
+    'data_dir': 'Folder with train/test shards (default data/<dataset>).',
+    'way': 'N, classes per task.',
+    'shot': 'K, support images per class.',
+    'query': 'Q, query images per class.',
+    'metabatch': 'Tasks per meta-batch.',
+    'n_steps': 'Inner SGD steps.',
+    'inner_lr': 'Inner learning rate (reference: 0.1 Omniglot 1-shot, 0.4 5-shot, 0.01 mImg).',
+    'meta_lr': 'Adam learning rate of the outer loop.',
+    'n_train_iters': 'Meta-training iterations (reference: 60000).',
+    'n_test_iters': 'Meta-test episodes (reference: 1000).',
+    'n_test_mc_samp': 'Monte-Carlo samples of the meta-test inner loss (reference: 30; 1 for MAML).',
+    'maml': 'Plain MAML: no noise, phi unused.',
+    'first_order': 'Stop gradients through the inner gradients (first-order approximation).',
+    'grad_clip': 'Clip every meta-gradient element to [-grad_clip, grad_clip].',
+    'channels': 'Conv width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
+    'bn_mode': 'Batch norm statistics: transductive (the reference: statistics of each batch).',
+    'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
+    'seed': 'Seed of initialization, episodes and noise.',
+    'val_characters': 'Omniglot: characters held out of meta-train as a val split (0: none).',
+    'save_freq': 'Checkpoint every this many iterations.',
+    'keep_checkpoints': 'Checkpoints kept.',
+    'log_freq': 'Log training averages every this many iterations (reference: 50).',
+    'eval_freq': 'Monitor held-out episodes every this many iterations (reference: 1000).',
+    'eval_split': 'Split monitored during training (the reference monitors test).',
+    'eval_batches': 'Meta-batches per monitoring evaluation (reference: 50).',
+    'eval_mc_samp': 'MC samples of the cheaper monitoring evaluation.',
+}
+
+
+def define_flags():
+  """Defines one flag per Config field (same name, type and default) plus the run flags."""
+  for field in dataclasses.fields(config_lib.Config):
+    default, help_text = getattr(_DEFAULTS, field.name), _HELP[field.name]
+    if isinstance(default, bool):
+      flags.DEFINE_bool(field.name, default, help_text)
+    elif isinstance(default, int):
+      flags.DEFINE_integer(field.name, default, help_text)
+    elif isinstance(default, float):
+      flags.DEFINE_float(field.name, default, help_text)
+    else:
+      flags.DEFINE_string(field.name, default, help_text)
+  flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
+
+
+def config_from_flags(saved=None, mutable=MUTABLE):
+  """The Config of this invocation, validated.
+
+  Without `saved`: every flag. With the run's saved Config: it, overridden by the flags given
+  explicitly; overriding a setting outside `mutable` with a different value is an error.
+  """
+  if saved is None:
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
+    return config_lib.Config(**values).validate()
+  changes = {}
+  for field in dataclasses.fields(config_lib.Config):
+    flag = FLAGS[field.name]
+    if flag.present and flag.value != getattr(saved, field.name):
+      if field.name not in mutable:
+        raise config_lib.ConfigError(
+            f'--{field.name}={flag.value} contradicts the saved run '
+            f'({field.name}={getattr(saved, field.name)}); use a new --savedir')
+      changes[field.name] = flag.value
+  return saved.replace(**changes).validate()

@@ -1,0 +1,88 @@
+"""The three command-line programs: parse flags into a Config, call one library function.
+
+User mistakes (bad flags, missing data, missing or corrupt checkpoints) end in one line on
+stderr and exit status 2, never in a TensorFlow traceback.
+"""
+
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+
+from metadrop_tf import checkpoints
+from metadrop_tf import config as config_lib
+from metadrop_tf import data
+from metadrop_tf import flags as flags_lib
+
+FLAGS = flags.FLAGS
+USER_ERRORS = (config_lib.ConfigError, data.DataError, checkpoints.CheckpointError)
+
+
+def _guarded(main):
+  """Runs main(argv), turning user errors and Ctrl-C into one line and an exit status."""
+  def wrapped(argv):
+    if len(argv) > 1:
+      sys.exit(f'error: unexpected arguments {argv[1:]} (flags look like --name=value)')
+    logging.set_verbosity(logging.INFO)
+    try:
+      return main()
+    except USER_ERRORS as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    except KeyboardInterrupt:
+      print('interrupted', file=sys.stderr)
+      sys.exit(130)
+  return wrapped
+
+
+def _savedir():
+  if not FLAGS.savedir:
+    raise config_lib.ConfigError('--savedir is required: the run directory')
+  return FLAGS.savedir
+
+
+def train_main():
+  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  savedir = _savedir()
+  has_config = os.path.exists(os.path.join(savedir, checkpoints.CONFIG_FILE))
+  config = flags_lib.config_from_flags(checkpoints.read_config(savedir) if has_config else None)
+  checkpoints.write_config(savedir, config)
+  with open(os.path.join(savedir, 'flags.cfg'), 'w') as f:
+    f.write(''.join(f'--{k}={v}\n' for k, v in sorted(vars(config).items())))
+    f.write(f'--savedir={savedir}\n')
+  train_lib.train(config, savedir, progress=sys.stderr.isatty())
+
+
+def evaluate_main():
+  from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
+  savedir = _savedir()
+  config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
+                        progress=sys.stderr.isatty())
+  logging.info('wrote %s', result['path'])
+  print(f"{config.dataset} {config.way}-way {config.shot}-shot "
+        f"{'MAML' if config.maml else 'metadrop'} | {FLAGS.split} | step "
+        f"{result['checkpoint_step']} | {result['n_episodes']} episodes, "
+        f"{result['mc_samples']} MC | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
+
+
+def define_evaluate_flags():
+  flags.DEFINE_string('split', 'test', 'Split to evaluate on (train, val or test).')
+  flags.DEFINE_string('checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+
+
+def train():
+  """Console script `metadrop-train`."""
+  flags_lib.define_flags()
+  app.run(_guarded(train_main))
+
+
+def evaluate():
+  """Console script `metadrop-evaluate`."""
+  flags_lib.define_flags()
+  define_evaluate_flags()
+  app.run(_guarded(evaluate_main))

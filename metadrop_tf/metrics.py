@@ -1,0 +1,36 @@
+"""Accuracy summaries meta-learning papers report, and windowed averages for training logs."""
+
+import collections
+
+import numpy as np
+
+
+def mean_ci95(values):
+  """(mean, 1.96 * std / sqrt(n)) of per-episode values, the protocol of Table 1."""
+  values = np.asarray(values, dtype=np.float64)
+  if values.size == 0:
+    raise ValueError('mean_ci95 needs at least one value')
+  return float(values.mean()), float(1.96 * values.std() / np.sqrt(values.size))
+
+
+class WindowAverage:
+  """Averages dicts of scalars over the steps since the last `result()`."""
+
+  def __init__(self):
+    self._sums = collections.defaultdict(float)
+    self._count = 0
+
+  def add(self, values):
+    for key, value in values.items():
+      self._sums[key] += float(value)
+    self._count += 1
+
+  def __len__(self):
+    return self._count
+
+  def result(self):
+    """Averages since the last call, then starts a new window."""
+    out = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+    self._sums.clear()
+    self._count = 0
+    return out

@@ -1,0 +1,63 @@
+"""Tests of the run directory: config round trip and one-line checkpoint errors."""
+
+import os
+
+import pytest
+
+import helpers
+from metadrop_tf import checkpoints
+from metadrop_tf import config as config_lib
+from metadrop_tf import model as model_lib
+
+
+def test_config_round_trip(tmp_path):
+  config = helpers.tiny_config('somewhere', maml=True)
+  checkpoints.write_config(str(tmp_path), config)
+  assert checkpoints.read_config(str(tmp_path)) == config
+
+
+def test_missing_config_and_bad_json_name_the_file(tmp_path):
+  with pytest.raises(checkpoints.CheckpointError, match='config.json not found'):
+    checkpoints.read_config(str(tmp_path))
+  (tmp_path / 'config.json').write_text('{"way": ')
+  with pytest.raises(config_lib.ConfigError, match='config.json is not valid JSON'):
+    checkpoints.read_config(str(tmp_path))
+
+
+def _saved_run(tmp_path, **changes):
+  config = helpers.tiny_config(**changes)
+  model = model_lib.build_model(config)
+  ckpt = checkpoints.make_checkpoint(model)
+  ckpt.step.assign(7)
+  path = checkpoints.make_manager(ckpt, str(tmp_path)).save(checkpoint_number=7)
+  return config, path
+
+
+def test_restore_round_trip_and_missing(tmp_path):
+  config, path = _saved_run(tmp_path)
+  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  assert checkpoints.restore(ckpt, str(tmp_path)) == path
+  assert int(ckpt.step.numpy()) == 7
+  empty = tmp_path / 'empty'
+  assert checkpoints.restore(ckpt, str(empty), required=False) is None
+  with pytest.raises(checkpoints.CheckpointError, match='no checkpoint in .*empty'):
+    checkpoints.restore(ckpt, str(empty))
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path):
+  config, path = _saved_run(tmp_path)
+  with open(path + '.data-00000-of-00001', 'r+b') as f:
+    f.truncate(10)
+  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  with pytest.raises(checkpoints.CheckpointError) as err:
+    checkpoints.restore(ckpt, str(tmp_path))
+  assert 'ckpt-7' in str(err.value) and 'corrupt' in str(err.value)
+  assert '\n' not in str(err.value)
+
+
+def test_mismatched_model_is_reported(tmp_path):
+  config, _ = _saved_run(tmp_path)
+  other = checkpoints.make_checkpoint(model_lib.build_model(config.replace(channels=8)))
+  with pytest.raises(checkpoints.CheckpointError, match='does not match this model'):
+    checkpoints.restore(other, str(tmp_path))
+  assert os.path.exists(os.path.join(str(tmp_path), 'ckpt', 'checkpoint'))

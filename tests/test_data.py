@@ -1,0 +1,100 @@
+"""Tests of shard loading, the episode sampler's invariants and the tf.data pipeline."""
+
+import os
+
+import numpy as np
+import pytest
+
+import helpers
+from metadrop_tf import data
+
+
+@pytest.fixture(name='shards')
+def _shards(tmp_path):
+  return helpers.write_tiny_shards(str(tmp_path), classes=(12, 8), instances=6, size=16)
+
+
+def _sampler(shards, split='train', seed=0, way=4, shot=2, query=3):
+  return data.EpisodeSampler(shards[split][..., None], way, shot, query, seed, split)
+
+
+def test_task_invariants(shards):
+  sampler = _sampler(shards)
+  for index in range(20):
+    classes, instances = sampler.task_indices(index)
+    assert len(set(classes)) == 4 and all(0 <= c < 12 for c in classes)
+    assert instances.shape == (4, 5)
+    assert all(len(set(row)) == 5 for row in instances)  # support and query disjoint
+    support, query = sampler.task(index)
+    assert support.shape == (8, 16, 16, 1) and query.shape == (12, 16, 16, 1)
+    assert support.dtype == np.uint8
+    # pixel [0, 0] encodes the class, [0, 1] the instance: class-major order, right images.
+    np.testing.assert_array_equal(support[:, 0, 0, 0], np.repeat(classes, 2))
+    np.testing.assert_array_equal(query[:, 0, 0, 0], np.repeat(classes, 3))
+    np.testing.assert_array_equal(support[:, 0, 1, 0], instances[:, :2].ravel())
+    np.testing.assert_array_equal(query[:, 0, 1, 0], instances[:, 2:].ravel())
+
+
+def test_streams_are_seeded_and_independent(shards):
+  a, b = _sampler(shards, seed=1), _sampler(shards, seed=1)
+  for i in range(5):
+    np.testing.assert_array_equal(a.task(i)[0], b.task(i)[0])
+  assert any(not np.array_equal(a.task(i)[0], _sampler(shards, seed=2).task(i)[0])
+             for i in range(5))
+  assert not all(np.array_equal(a.task_indices(i)[0], a.task_indices(i + 1)[0])
+                 for i in range(5))
+  test = _sampler(shards, split='test', seed=1)
+  assert all(test.task(i)[0][:, 0, 0, 0].min() >= 100 for i in range(5))  # never mixes splits
+
+
+def test_meta_batch_is_consecutive_tasks(shards):
+  sampler = _sampler(shards)
+  support, query = sampler.meta_batch(3, 2)
+  assert support.shape == (2, 8, 16, 16, 1) and query.shape == (2, 12, 16, 16, 1)
+  np.testing.assert_array_equal(support[1], sampler.task(7)[0])
+
+
+def test_dataset_yields_float_episodes(shards):
+  sampler = _sampler(shards)
+  episodes = list(data.make_dataset(sampler, 2, start=1, count=3))
+  assert len(episodes) == 3
+  ep = episodes[0]
+  assert ep.support_x.shape == (2, 8, 16, 16, 1) and ep.query_y.shape == (2, 12, 4)
+  assert ep.support_x.dtype.name == 'float32'
+  assert 0.0 <= float(np.min(ep.query_x)) and float(np.max(ep.query_x)) <= 1.0
+  assert (ep.way, ep.shot, ep.query) == (4, 2, 3)
+  np.testing.assert_array_equal(np.argmax(ep.support_y[0], -1), np.repeat(np.arange(4), 2))
+  np.testing.assert_allclose(ep.support_x.numpy()[1] * 255, sampler.meta_batch(1, 2)[0][1],
+                             atol=1e-3)
+
+
+def test_load_split_formats_and_errors(tmp_path):
+  npy = helpers.write_tiny_shards(str(tmp_path / 'npy'), size=28, fmt='npy')
+  loaded = data.load_split(str(tmp_path / 'npy'), 'train', (28, 28, 1))
+  assert isinstance(loaded.base, np.memmap) or isinstance(loaded, np.memmap)
+  np.testing.assert_array_equal(loaded[..., 0], npy['train'])
+  with pytest.raises(data.DataError, match='no val shard .*prepare.py'):
+    data.load_split(str(tmp_path / 'npy'), 'val', (28, 28, 1))
+  with pytest.raises(data.DataError, match=r'train.npy holds uint8 \(12, 6, 28, 28\)'):
+    data.load_split(str(tmp_path / 'npy'), 'train', (84, 84, 3))
+  np.save(tmp_path / 'npy' / 'test.npy', np.zeros((3, 6, 28, 28), np.float32))
+  with pytest.raises(data.DataError, match='float32'):
+    data.load_split(str(tmp_path / 'npy'), 'test', (28, 28, 1))
+  (tmp_path / 'bad').mkdir()
+  (tmp_path / 'bad' / 'train.npz').write_bytes(b'not a zip')
+  with pytest.raises(data.DataError, match='cannot read the train shard'):
+    data.load_split(str(tmp_path / 'bad'), 'train', (28, 28, 1))
+
+
+def test_load_splits_checks_the_task_fits_and_holds_out_val(tmp_path):
+  helpers.write_tiny_shards(str(tmp_path), classes=(12, 8), instances=6)
+  config = helpers.tiny_config(str(tmp_path), val_characters=1)
+  splits = data.load_splits(config, ('train', 'val', 'test'))
+  assert [len(splits[s]) for s in ('train', 'val', 'test')] == [8, 4, 8]
+  np.testing.assert_array_equal(splits['val'][:, 0, 0, 0, 0], [8, 9, 10, 11])
+  with pytest.raises(data.DataError, match='--way=9 exceeds the 8 classes of the test split'):
+    data.load_splits(helpers.tiny_config(str(tmp_path), way=9))
+  with pytest.raises(data.DataError, match='--shot=3 plus --query=4 exceeds the 6'):
+    data.load_splits(helpers.tiny_config(str(tmp_path), shot=3, query=4))
+  with pytest.raises(data.DataError, match='does not exist'):
+    data.load_splits(helpers.tiny_config(os.path.join(str(tmp_path), 'missing')))

@@ -1,0 +1,53 @@
+"""Tests of meta-test evaluation: CI formula, fixed episode stream, the result file."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import helpers
+from metadrop_tf import checkpoints
+from metadrop_tf import data
+from metadrop_tf import eval_lib
+from metadrop_tf import metrics
+from metadrop_tf import model as model_lib
+
+
+def test_mean_ci95_formula():
+  values = [0.5, 0.7, 0.9, 1.0]
+  mean, ci = metrics.mean_ci95(values)
+  assert mean == pytest.approx(0.775)
+  assert ci == pytest.approx(1.96 * np.std(values) / 2)
+  with pytest.raises(ValueError):
+    metrics.mean_ci95([])
+
+
+def test_window_average_resets():
+  window = metrics.WindowAverage()
+  window.add({'loss': 1.0})
+  window.add({'loss': 3.0})
+  assert len(window) == 2 and window.result() == {'loss': 2.0}
+  assert len(window) == 0
+
+
+def test_fixed_stream_and_result_file(tmp_path):
+  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir)
+  config = helpers.tiny_config(data_dir, n_test_iters=5)
+  images = data.load_splits(config, ('test',))['test']
+  model = model_lib.build_model(config)
+  first = eval_lib.evaluate(model, images, config, 'test', 5, 2, progress=False)
+  again = eval_lib.evaluate(model, images, config, 'test', 5, 2, metabatch=1, progress=False)
+  assert len(first['per_episode_accuracy']) == 5
+  np.testing.assert_allclose(first['per_episode_accuracy'], again['per_episode_accuracy'])
+  mean, ci = metrics.mean_ci95(first['per_episode_accuracy'])
+  assert first['accuracy'] == pytest.approx(100 * mean) and first['ci95'] == pytest.approx(100 * ci)
+  ckpt = checkpoints.make_checkpoint(model)
+  ckpt.step.assign(3)
+  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
+  result = eval_lib.run(config, workdir, progress=False, mc_samples=2)
+  saved = json.load(open(os.path.join(workdir, 'eval_test.json')))
+  assert saved['checkpoint_step'] == 3 and saved['n_episodes'] == 5 and saved['mc_samples'] == 2
+  np.testing.assert_allclose(saved['per_episode_accuracy'], first['per_episode_accuracy'])
+  assert result['accuracy'] == pytest.approx(first['accuracy'])

@@ -1,0 +1,11 @@
+"""Meta-train Meta Dropout or MAML. Example:
+
+  python train.py --flagfile=configs/omniglot_1shot_metadrop.cfg --savedir=runs/omni1_metadrop
+
+Rerunning the same command resumes from the last checkpoint.
+"""
+
+from metadrop_tf import main
+
+if __name__ == '__main__':
+  main.train()
