@@ -1,0 +1,303 @@
+"""Raw Omniglot / miniImageNet -> the NumPy shards metadrop_tf trains on.
+
+  python data/prepare.py --dataset=omniglot [--out_dir=data/omniglot] [--source=PATH]
+  python data/prepare.py --dataset=mimgnet --source=PATH [--split_dir=CSV_FOLDER]
+
+Omniglot --source may be a folder with the official archives (images_background.zip,
+images_evaluation.zip), their extracted folders, or the lossless arrays
+(images_background.npz, images_evaluation.npz, alphabets.json); without it the archives are
+downloaded into --raw_dir. Output: train.npz / test.npz (uint8 [classes, 20, 28, 28], key
+`images`) and splits.json, made exactly as ../shared/data/omniglot/README.md describes.
+
+miniImageNet --source may be a folder `train/ val/ test/ <wnid>/ *.jpg`, a folder of images
+with the Ravi & Larochelle split CSVs (`images/` + train.csv, val.csv, test.csv, or the CSVs in
+--split_dir), or the reference's train.npy / test.npy. Output: train.npy, val.npy, test.npy
+(uint8 [classes, 600, 84, 84, 3], memory-mappable) and splits.json.
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import zipfile
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+try:
+  from data import download  # imported as data.prepare
+except ImportError:
+  import download  # run as python data/prepare.py: data/ is on sys.path
+
+OMNIGLOT_SIZE = 28
+OMNIGLOT_DRAWERS = 20
+OMNIGLOT_SETS = ('background', 'evaluation')
+MIMGNET_SIZE = 84
+SPLIT_SEED = 0
+N_TRAIN_CHARACTERS = 1200
+
+
+class PrepareError(RuntimeError):
+  """Unusable input; one line naming the file or flag."""
+
+
+def omniglot_to_28(image):
+  """A 105x105 Omniglot PIL image -> uint8 [28, 28], strokes high, background 0 (LANCZOS)."""
+  small = image.convert('L').resize((OMNIGLOT_SIZE, OMNIGLOT_SIZE), Image.Resampling.LANCZOS)
+  return 255 - np.asarray(small, dtype=np.uint8)
+
+
+def _drawer(file_name):
+  """'0709_03.png' -> drawer index 2."""
+  return int(os.path.splitext(os.path.basename(file_name))[0].split('_')[-1]) - 1
+
+
+def _png_files_to_characters(entries, opener):
+  """entries: paths 'images_<set>/Alphabet/characterNN/XXXX_YY.png' -> {name: [20, 28, 28]}."""
+  grouped = {}
+  for entry in entries:
+    parts = entry.replace('\\', '/').split('/')
+    if len(parts) >= 3 and parts[-1].endswith('.png'):
+      grouped.setdefault(f'{parts[-3]}/{parts[-2]}', []).append(entry)
+  characters = {}
+  for name, files in tqdm(sorted(grouped.items()), desc='omniglot characters', leave=False):
+    out = np.zeros((OMNIGLOT_DRAWERS, OMNIGLOT_SIZE, OMNIGLOT_SIZE), np.uint8)
+    drawers = sorted(_drawer(f) for f in files)
+    if drawers != list(range(OMNIGLOT_DRAWERS)):
+      raise PrepareError(f'character {name} has drawers {drawers}, expected 1..20')
+    for f in files:
+      with opener(f) as handle:
+        out[_drawer(f)] = omniglot_to_28(Image.open(handle))
+    characters[name] = out
+  return characters
+
+
+def omniglot_from_zips(paths):
+  """{'Alphabet/characterNN': uint8 [20, 28, 28]} from the official archives."""
+  characters = {}
+  for path in paths:
+    try:
+      with zipfile.ZipFile(path) as archive:
+        opener = lambda name, a=archive: io.BytesIO(a.read(name))
+        characters.update(_png_files_to_characters(archive.namelist(), opener))
+    except zipfile.BadZipFile:
+      raise PrepareError(f'{path} is not a valid zip archive; delete it and download again') \
+          from None
+  return characters
+
+
+def omniglot_from_folders(folder):
+  """Same, from the extracted archives under `folder`."""
+  entries = [os.path.join(root, f) for s in OMNIGLOT_SETS
+             for root, _, files in os.walk(os.path.join(folder, f'images_{s}')) for f in files]
+  return _png_files_to_characters(entries, lambda path: open(path, 'rb'))
+
+
+def omniglot_from_arrays(folder):
+  """Same, from lossless bool arrays images_<set>.npz ([chars, 20, 105, 105], True = white)
+  and alphabets.json (alphabet, set, first character id, count)."""
+  with open(os.path.join(folder, 'alphabets.json')) as f:
+    alphabets = json.load(f)['alphabets']
+  characters = {}
+  for set_name in OMNIGLOT_SETS:
+    with np.load(os.path.join(folder, f'images_{set_name}.npz')) as archive:
+      images = archive['images']
+    members = [a for a in alphabets if a[1] == set_name]
+    set_first = min(a[2] for a in members)
+    for alphabet, _, first, count in tqdm(members, desc=f'omniglot {set_name}', leave=False):
+      for nn in range(1, count + 1):
+        row = images[first + nn - 1 - set_first]
+        characters[f'{alphabet}/character{nn:02d}'] = np.stack(
+            [omniglot_to_28(Image.fromarray(im)) for im in row])
+  return characters
+
+
+def build_omniglot(characters, n_train=N_TRAIN_CHARACTERS, seed=SPLIT_SEED):
+  """Character split and rotations: returns ({'train': [4n, 20, 28, 28], 'test': ...}, splits).
+
+  names sorted; perm = default_rng(seed).permutation; first n_train characters train, rest
+  test; class 4*i + k = character i rotated k*90 degrees counter-clockwise.
+  """
+  names = sorted(characters)
+  if not 0 < n_train < len(names):
+    raise PrepareError(f'--n_train_characters={n_train} must be between 1 and '
+                       f'{len(names) - 1} (found {len(names)} characters)')
+  shuffled = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+  split_names = {'train': shuffled[:n_train], 'test': shuffled[n_train:]}
+  arrays = {}
+  for split, chosen in split_names.items():
+    arrays[split] = np.stack([np.rot90(characters[name], k, axes=(1, 2))
+                              for name in chosen for k in range(4)])
+  return arrays, dict(seed=seed, **split_names)
+
+
+def _omniglot_characters(source, raw_dir):
+  if source is None:
+    return omniglot_from_zips(download.fetch_omniglot(raw_dir).values())
+  if os.path.exists(os.path.join(source, 'alphabets.json')):
+    return omniglot_from_arrays(source)
+  zips = [os.path.join(source, f'images_{s}.zip') for s in OMNIGLOT_SETS]
+  if all(os.path.exists(z) for z in zips):
+    return omniglot_from_zips(zips)
+  if all(os.path.isdir(os.path.join(source, f'images_{s}')) for s in OMNIGLOT_SETS):
+    return omniglot_from_folders(source)
+  raise PrepareError(f'--source={source} holds neither images_background.zip + '
+                     'images_evaluation.zip, their extracted folders, nor alphabets.json + '
+                     'images_<set>.npz')
+
+
+def _mimgnet_image(path):
+  image = Image.open(path).convert('RGB')
+  if image.size != (MIMGNET_SIZE, MIMGNET_SIZE):
+    image = image.resize((MIMGNET_SIZE, MIMGNET_SIZE), Image.Resampling.LANCZOS)
+  return np.asarray(image, dtype=np.uint8)
+
+
+def mimgnet_from_folders(root):
+  """{split: {wnid: [image paths]}} from root/<split>/<wnid>/*.jpg."""
+  out = {}
+  for split in ('train', 'val', 'test'):
+    split_dir = os.path.join(root, split)
+    if os.path.isdir(split_dir):
+      out[split] = {wnid: sorted(os.path.join(split_dir, wnid, f)
+                                 for f in os.listdir(os.path.join(split_dir, wnid)))
+                    for wnid in sorted(os.listdir(split_dir))}
+  return out
+
+
+def mimgnet_from_csv(images_dir, csv_dir):
+  """{split: {wnid: [image paths]}} from the split CSVs (filename,label) and a flat folder."""
+  out = {}
+  for split in ('train', 'val', 'test'):
+    path = os.path.join(csv_dir, f'{split}.csv')
+    if not os.path.exists(path):
+      continue
+    classes = {}
+    with open(path, newline='') as f:
+      for row in csv.DictReader(f):
+        classes.setdefault(row['label'], []).append(os.path.join(images_dir, row['filename']))
+    out[split] = classes
+  return out
+
+
+def _open_array(path, shape):
+  """A .npy memmap written under a temporary name; rename with _commit once full."""
+  return np.lib.format.open_memmap(path + '.tmp', mode='w+', dtype=np.uint8, shape=shape)
+
+
+def _commit(array, path):
+  array.flush()
+  del array
+  os.replace(path + '.tmp', path)
+
+
+def write_mimgnet_split(classes, path):
+  """Writes uint8 [classes, n, 84, 84, 3] class by class (never whole in memory)."""
+  counts = {wnid: len(files) for wnid, files in classes.items()}
+  if len(set(counts.values())) != 1:
+    raise PrepareError(f'classes of {os.path.basename(path)} have different image counts '
+                       f'{sorted(set(counts.values()))}; every class needs the same number')
+  n = next(iter(counts.values()))
+  out = _open_array(path, (len(classes), n, MIMGNET_SIZE, MIMGNET_SIZE, 3))
+  for c, (wnid, files) in enumerate(tqdm(classes.items(), desc=os.path.basename(path))):
+    for i, file_path in enumerate(files):
+      if not os.path.exists(file_path):
+        raise PrepareError(f'{file_path} (class {wnid}) is missing')
+      out[c, i] = _mimgnet_image(file_path)
+  _commit(out, path)
+
+
+def convert_reference_npy(source_path, path):
+  """The reference's train.npy / test.npy (uint8 or float in [0, 1]) -> our uint8 layout."""
+  array = np.load(source_path, mmap_mode='r')
+  per_image = MIMGNET_SIZE * MIMGNET_SIZE * 3
+  if array.size % per_image or array.ndim < 2:
+    raise PrepareError(f'{source_path} has shape {array.shape}; expected [classes, images, ...] '
+                       f'with {per_image} values per image')
+  shape = (array.shape[0], array.size // per_image // array.shape[0],
+           MIMGNET_SIZE, MIMGNET_SIZE, 3)
+  out = _open_array(path, shape)
+  for c in range(shape[0]):
+    block = np.asarray(array[c]).reshape(shape[1:])
+    out[c] = block if block.dtype == np.uint8 else np.clip(np.rint(block * 255), 0, 255)
+  _commit(out, path)
+
+
+def prepare_mimgnet(source, out_dir, split_dir=None):
+  if source is None:
+    raise PrepareError('miniImageNet has no official download: pass --source=FOLDER with '
+                       'train/val/test/<wnid>/*.jpg, images/ + split CSVs, or train.npy/test.npy')
+  if os.path.isdir(os.path.join(source, 'train')):
+    splits = mimgnet_from_folders(source)
+  elif os.path.exists(os.path.join(split_dir or source, 'train.csv')):
+    images_dir = os.path.join(source, 'images')
+    splits = mimgnet_from_csv(images_dir if os.path.isdir(images_dir) else source,
+                              split_dir or source)
+  elif os.path.exists(os.path.join(source, 'train.npy')):
+    for split in ('train', 'val', 'test'):
+      if os.path.exists(os.path.join(source, f'{split}.npy')):
+        convert_reference_npy(os.path.join(source, f'{split}.npy'),
+                              os.path.join(out_dir, f'{split}.npy'))
+    return
+  else:
+    raise PrepareError(f'--source={source} has no train/ folder, train.csv or train.npy')
+  for split, classes in splits.items():
+    write_mimgnet_split(classes, os.path.join(out_dir, f'{split}.npy'))
+  _write_json(os.path.join(out_dir, 'splits.json'),
+              {split: sorted(classes) for split, classes in splits.items()})
+
+
+def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
+  arrays, splits = build_omniglot(_omniglot_characters(source, raw_dir), n_train)
+  for split, images in arrays.items():
+    tmp = os.path.join(out_dir, f'{split}.tmp.npz')
+    np.savez_compressed(tmp, images=images)
+    os.replace(tmp, os.path.join(out_dir, f'{split}.npz'))
+  _write_json(os.path.join(out_dir, 'splits.json'), splits)
+  return arrays
+
+
+def _write_json(path, value):
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def is_prepared(out_dir):
+  return all(any(os.path.exists(os.path.join(out_dir, f'{s}.{ext}')) for ext in ('npy', 'npz'))
+             for s in ('train', 'test'))
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(description='Prepare Omniglot / miniImageNet shards.')
+  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet'])
+  parser.add_argument('--out_dir', default=None, help='default: data/<dataset>')
+  parser.add_argument('--source', default=None, help='local raw files (skips the download)')
+  parser.add_argument('--raw_dir', default=os.path.join('data', 'raw'),
+                      help='where downloaded archives go')
+  parser.add_argument('--split_dir', default=None, help='miniImageNet split CSVs folder')
+  parser.add_argument('--n_train_characters', type=int, default=N_TRAIN_CHARACTERS)
+  parser.add_argument('--overwrite', action='store_true')
+  args = parser.parse_args(argv)
+  out_dir = args.out_dir or os.path.join('data', args.dataset)
+  if is_prepared(out_dir) and not args.overwrite:
+    print(f'{out_dir} already holds train and test shards (--overwrite to rebuild)')
+    return
+  if args.source is not None and not os.path.isdir(args.source):
+    sys.exit(f'error: --source={args.source} is not a folder')
+  os.makedirs(out_dir, exist_ok=True)
+  try:
+    if args.dataset == 'omniglot':
+      prepare_omniglot(args.source, out_dir, args.raw_dir, args.n_train_characters)
+    else:
+      prepare_mimgnet(args.source, out_dir, args.split_dir)
+  except (PrepareError, download.DownloadError) as e:
+    sys.exit(f'error: {e}')
+  print(f'wrote {args.dataset} shards to {out_dir}')
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])
