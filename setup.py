@@ -1,0 +1,37 @@
+"""metadrop-tf: Meta Dropout (Lee et al., ICLR 2020) and MAML in TensorFlow 2 / Keras 3."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open('metadrop_tf/__init__.py') as f:
+  VERSION = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
+
+setup(
+    name='metadrop-tf',
+    version=VERSION,
+    description='Meta Dropout and MAML for few-shot learning in TensorFlow 2 / Keras 3',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.10',
+    packages=find_packages(include=['metadrop_tf', 'metadrop_tf.*']),
+    install_requires=[
+        'tensorflow>=2.18',
+        'tf-keras>=2.18',  # tensorflow-probability imports it
+        'tensorflow-probability>=0.25',
+        'tensorboard',
+        'numpy',
+        'absl-py',
+        'Pillow',
+        'tqdm',
+    ],
+    extras_require={
+        'plots': ['matplotlib', 'scikit-learn'],
+        'test': ['pytest', 'matplotlib', 'scikit-learn'],
+    },
+    entry_points={'console_scripts': [
+        'metadrop-train=metadrop_tf.main:train',
+        'metadrop-evaluate=metadrop_tf.main:evaluate',
+        'metadrop-export=metadrop_tf.main:export',
+    ]},
+)
