@@ -70,6 +70,43 @@ def evaluate_main():
         f"{result['mc_samples']} MC | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
 
 
+def export_main():
+  from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
+  savedir = _savedir()
+  config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  export_dir = FLAGS.export_dir or os.path.join(savedir, 'export')
+  if FLAGS.mode == 'savedmodel':
+    export_lib.export_savedmodel(config, savedir, export_dir, FLAGS.checkpoint)
+    print(f'wrote SavedModel to {export_dir}')
+    return
+  path = export_lib.export_visualization(config, savedir,
+                                         os.path.join(export_dir, 'visualization.npz'),
+                                         FLAGS.checkpoint)
+  print(f'wrote {path}')
+  try:
+    from metadrop_tf import plots  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print("plots skipped: install the extra with pip install -e '.[plots]'", file=sys.stderr)
+    return
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with np.load(path) as dump:
+    paths = plots.plot_boundaries(dict(dump), os.path.join(export_dir, 'boundary'))
+  model, _ = export_lib.restore_model(config, savedir, FLAGS.checkpoint)
+  test = export_lib.data.load_splits(config, ('test',))['test']
+  if not config.maml:
+    paths.append(plots.plot_noise(export_lib.noise_maps(model, test[0, :config.way]),
+                                  os.path.join(export_dir, 'noise.png')))
+  print(f'wrote {len(paths)} plots to {export_dir}')
+
+
+def define_export_flags():
+  flags.DEFINE_enum('mode', 'savedmodel', ['savedmodel', 'visualize'],
+                    'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump '
+                    'of features per inner step, plus plots when the plots extra is installed.')
+  flags.DEFINE_string('export_dir', None, 'Output folder (default <savedir>/export).')
+  flags.DEFINE_string('checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+
+
 def define_evaluate_flags():
   flags.DEFINE_string('split', 'test', 'Split to evaluate on (train, val or test).')
   flags.DEFINE_string('checkpoint', None, 'Checkpoint path (default: the latest of the run).')
@@ -86,3 +123,10 @@ def evaluate():
   flags_lib.define_flags()
   define_evaluate_flags()
   app.run(_guarded(evaluate_main))
+
+
+def export():
+  """Console script `metadrop-export`."""
+  flags_lib.define_flags()
+  define_export_flags()
+  app.run(_guarded(export_main))

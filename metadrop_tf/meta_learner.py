@@ -55,15 +55,16 @@ def inner_step(model, theta, x, y, seed, adaptation):
   return {k: theta[k] - adaptation.inner_lr * grads[k] for k in theta}
 
 
-def inner_loop(model, support_x, support_y, seed, adaptation):
+def inner_loop(model, support_x, support_y, seed, adaptation, theta=None):
   """Adapts theta on one support set: returns [theta_0, ..., theta_S], dicts of tensors.
 
   support_x: [N*K, H, W, C], support_y: [N*K, N], seed: int32 [2].
+  theta: the start (default the model's variables; e.g. a head cut to fewer columns).
   """
   m = adaptation.mc_samples
   x = tf.tile(support_x, [m, 1, 1, 1])
   y = tf.tile(support_y, [m, 1])
-  thetas = [model.initial_theta()]
+  thetas = [model.initial_theta() if theta is None else theta]
   for step in range(adaptation.n_steps):
     thetas.append(inner_step(model, thetas[-1], x, y, fold_seed(seed, step), adaptation))
   return thetas

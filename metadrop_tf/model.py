@@ -100,8 +100,8 @@ class MetaDropoutNet(keras.Model):
     """theta as a dict of tensors: the start of the inner loop."""
     return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
 
-  def features(self, x, theta=None, sample=False, seed=None, groups=1):
-    """Flattened features [n, F] of images x [n, H, W, C] (n = groups * images per group).
+  def block_outputs(self, x, theta=None, sample=False, seed=None, groups=1):
+    """Outputs of the 4 conv blocks ([n, H/2^l, W/2^l, C] each) for images x [n, H, W, C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
     groups: number of Monte-Carlo copies stacked in x; batch norm keeps per-copy statistics.
@@ -109,8 +109,8 @@ class MetaDropoutNet(keras.Model):
     theta = self.theta if theta is None else theta
     phi, beta = self.phi, self.beta
     sample = sample and not self.maml
-    seeds = tfp.random.split_seed(seed, n=N_BLOCKS + 1) if sample else [None] * (N_BLOCKS + 1)
-    h = tf.cast(x, self.dtype)
+    seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
+    h, outputs = tf.cast(x, self.dtype), []
     for b in range(N_BLOCKS):
       h = layers.conv_block(
           h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
@@ -118,7 +118,13 @@ class MetaDropoutNet(keras.Model):
           phi_bias=None if self.maml else phi[f'conv{b}_bias'],
           sample=sample, seed=seeds[b], groups=groups,
           compute_dtype=self.compute_dtype_override)
-    return tf.reshape(h, [-1, self.feature_dim])
+      outputs.append(h)
+    return outputs
+
+  def features(self, x, theta=None, sample=False, seed=None, groups=1):
+    """Flattened features [n, F] of images x [n, H, W, C]; arguments as block_outputs."""
+    return tf.reshape(self.block_outputs(x, theta, sample, seed, groups)[-1],
+                      [-1, self.feature_dim])
 
   def head(self, features, theta=None, sample=False, seed=None):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""

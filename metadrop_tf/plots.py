@@ -1,0 +1,90 @@
+"""Figures of the reference (optional extra `plots`: matplotlib, scikit-learn).
+
+Decision-boundary plots from export_lib's visualization dump, and the learned multiplicative
+noise on one input image.
+"""
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+COLORS = ('tab:blue', 'tab:red')
+
+
+def boundary_coordinates(features, kernel, bias):
+  """(x, boundary): projections of features [n, F] on the unit normal of the 2-way boundary,
+  and where the boundary lies on that axis, (b1 - b0) / ||w0 - w1||."""
+  normal = kernel[:, 0] - kernel[:, 1]
+  norm = np.linalg.norm(normal) + 1e-12
+  return features @ normal / norm, (bias[1] - bias[0]) / norm, normal / norm
+
+
+def plot_step(dump, episode, step, path, seed=0):
+  """One PNG: support, perturbed support and query of one episode at one inner step."""
+  kernel, bias = dump['dense_kernel'][episode, step], dump['dense_bias'][episode, step]
+  support = dump['support_features'][episode, step]
+  query = dump['query_features'][episode, step]
+  perturbed = dump['perturbed_features'][episode, step].reshape(-1, support.shape[-1])
+  groups = [('support', support, dump['support_labels'], 'o', 80),
+            ('perturbed support', perturbed,
+             np.tile(dump['support_labels'], len(dump['perturbed_features'][episode, step])),
+             '.', 12),
+            ('query', query, dump['query_labels'], 'x', 30)]
+  everything = np.concatenate([g[1] for g in groups if len(g[1])])
+  x, boundary, unit = boundary_coordinates(everything, kernel, bias)
+  remainder = everything - np.outer(everything @ unit, unit)
+  perplexity = max(2.0, min(30.0, (len(everything) - 1) / 3))
+  y = TSNE(n_components=1, perplexity=perplexity, init='random',
+           random_state=seed).fit_transform(remainder)[:, 0]
+  fig, ax = plt.subplots(figsize=(5, 4))
+  start = 0
+  for name, feats, labels, marker, size in groups:
+    for cls in (0, 1):
+      rows = start + np.flatnonzero(labels == cls)
+      if len(rows):
+        ax.scatter(x[rows], y[rows], c=COLORS[cls], marker=marker, s=size,
+                   label=f'{name}, class {cls}', alpha=0.5 if marker == '.' else 0.9)
+    start += len(feats)
+  ax.axvline(boundary, color='k', linestyle='--', label='decision boundary')
+  ax.set_xlabel('projection on the boundary normal')
+  ax.set_ylabel('1-D t-SNE of the rest')
+  ax.set_title(f'episode {episode}, inner step {step}')
+  ax.legend(fontsize=6, loc='best')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_boundaries(dump, out_dir, episodes=None):
+  """One PNG per episode and inner step; returns the paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  n_episodes, n_steps = dump['support_features'].shape[:2]
+  return [plot_step(dump, e, s, os.path.join(out_dir, f'episode{e}_step{s}.png'))
+          for e in range(episodes or n_episodes) for s in range(n_steps)]
+
+
+def plot_noise(block_outputs, path):
+  """Grid of channel-mean feature maps: rows are conv blocks, column 0 the deterministic
+  forward and the others noise samples. block_outputs[col][block]: [H, W, C] arrays."""
+  n_cols, n_rows = len(block_outputs), len(block_outputs[0])
+  fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.6 * n_rows), squeeze=False)
+  for col, outputs in enumerate(block_outputs):
+    for row, fmap in enumerate(outputs):
+      ax = axes[row, col]
+      ax.imshow(np.asarray(fmap).mean(axis=-1), cmap='viridis')
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if row == 0:
+        ax.set_title('deterministic' if col == 0 else f'sample {col}', fontsize=7)
+      if col == 0:
+        ax.set_ylabel(f'block {row}', fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,113 @@
+"""Tests of export: the SavedModel matches evaluation and rejects bad input; the visualization
+dump has the documented shapes and the plots are written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from metadrop_tf import checkpoints
+from metadrop_tf import data
+from metadrop_tf import eval_lib
+from metadrop_tf import export_lib
+from metadrop_tf import model as model_lib
+
+N_EPISODES = 4
+
+RELOAD = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+assert 'metadrop_tf' not in sys.modules
+served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
+episodes = np.load(sys.argv[2])
+accs, probs = [], []
+for i in range(len(episodes['support_x'])):
+  out = served(support_x=tf.constant(episodes['support_x'][i]),
+               support_labels=tf.constant(episodes['support_labels'][i]),
+               query_x=tf.constant(episodes['query_x'][i]))
+  accs.append(float(np.mean(out['labels'].numpy() == episodes['query_labels'][i])))
+  probs.append(out['probabilities'].numpy().tolist())
+assert 'metadrop_tf' not in sys.modules
+print(json.dumps({'accs': accs, 'probs': probs}))
+'''
+
+
+def _trained_run(tmp_path, maml):
+  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
+  config = helpers.tiny_config(data_dir, maml=maml, n_test_mc_samp=2, query=3)
+  model = model_lib.build_model(config)
+  ckpt = checkpoints.make_checkpoint(model)
+  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=0)
+  checkpoints.write_config(workdir, config)
+  return config, workdir, model
+
+
+@pytest.mark.parametrize('maml', [True, False])
+def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml):
+  config, workdir, model = _trained_run(tmp_path, maml)
+  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  test = data.load_splits(config, ('test',))['test']
+  sampler = data.EpisodeSampler(test, config.way, config.shot, config.query, config.seed, 'test')
+  tasks = [sampler.task(i) for i in range(N_EPISODES)]
+  episodes = dict(support_x=np.stack([t[0] for t in tasks]).astype(np.float32) / 255,
+                  query_x=np.stack([t[1] for t in tasks]).astype(np.float32) / 255,
+                  support_labels=np.tile(np.repeat(np.arange(config.way), config.shot),
+                                         (N_EPISODES, 1)),
+                  query_labels=np.tile(np.repeat(np.arange(config.way), config.query),
+                                       (N_EPISODES, 1)))
+  np.savez(tmp_path / 'episodes.npz', **episodes)
+  proc = subprocess.run([sys.executable, '-c', RELOAD, export_dir, str(tmp_path / 'episodes.npz')],
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  served = json.loads(proc.stdout.strip().splitlines()[-1])
+  eager = export_lib.AdaptAndPredict(model, config)
+  for i in range(N_EPISODES):
+    out = eager.serve_labels(episodes['support_x'][i], episodes['support_labels'][i],
+                             episodes['query_x'][i])
+    np.testing.assert_allclose(served['probs'][i], out['probabilities'], rtol=1e-5, atol=1e-6)
+  evaluated = eval_lib.evaluate(model, test, config, 'test', N_EPISODES,
+                                config.test_mc_samples, progress=False)
+  if maml:
+    np.testing.assert_allclose(served['accs'], evaluated['per_episode_accuracy'], rtol=1e-6)
+  else:  # different noise draws: equal within Monte-Carlo tolerance
+    assert abs(np.mean(served['accs']) - np.mean(evaluated['per_episode_accuracy'])) < 0.25
+
+
+def test_serving_rejects_bad_input(tmp_path):
+  config, _, model = _trained_run(tmp_path, maml=True)
+  module = export_lib.AdaptAndPredict(model, config)
+  images = tf.zeros((3, 28, 28, 1))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'in \[0, way\)'):
+    module.serve_labels(images, tf.constant([0, 1, 3], tf.int64), images)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='support set is empty'):
+    module.serve_labels(tf.zeros((0, 28, 28, 1)), tf.zeros((0,), tf.int64), images)
+  with pytest.raises((ValueError, TypeError)):
+    module.serve_labels(tf.zeros((3, 32, 32, 1)), tf.constant([0, 1, 2], tf.int64), images)
+
+
+@pytest.mark.parametrize('maml', [True, False])
+def test_visualization_dump_shapes_and_plots(tmp_path, maml):
+  plots = pytest.importorskip('metadrop_tf.plots')
+  config, workdir, model = _trained_run(tmp_path, maml)
+  path = export_lib.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
+  dump = dict(np.load(path))
+  steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.feature_dim
+  assert dump['support_features'].shape == (10, steps, 2 * k, f)
+  assert dump['query_features'].shape == (10, steps, 2 * q, f)
+  assert dump['perturbed_features'].shape == (10, steps, 0 if maml else 10, 2 * k, f)
+  assert dump['dense_kernel'].shape == (10, steps, f, 2)
+  assert dump['dense_bias'].shape == (10, steps, 2)
+  np.testing.assert_allclose(dump['dense_kernel'][0, 0], model.theta['dense_kernel'][:, :2])
+  pngs = plots.plot_boundaries(dump, str(tmp_path / 'png'), episodes=1)
+  pngs.append(plots.plot_noise(export_lib.noise_maps(model, np.zeros((3, 28, 28, 1), np.uint8)
+                                                      + 80), str(tmp_path / 'noise.png')))
+  assert len(pngs) == steps + 1
+  for png in pngs:
+    assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n' and os.path.getsize(png) > 1000
