@@ -92,3 +92,25 @@ def test_head_noise_is_one_column_scaled_by_softplus():
                            tf.constant([3.0], tf.float64), sample=True, seed=SEED)
   assert loud.shape == (4, 3)
   assert np.abs(loud - mu).max() > 0.1
+
+
+def test_fused_batch_norm_equals_the_reference_with_second_order_gradients():
+  """float32 takes the fused kernel; it must match the written-out statistics in value,
+  grouping, and the gradient of a gradient (what the inner loop differentiates)."""
+  x = tf.cast(_random((6, 5, 5, 3), 7), tf.float32)
+  offset = tf.constant([0.1, -0.2, 0.3])
+  w = tf.cast(_random((6, 5, 5, 3), 8), tf.float32)
+  for groups in (1, 3):
+    results = []
+    for norm in (layers.batch_norm, layers.batch_norm_reference):
+      with tf.GradientTape() as outer:
+        outer.watch([x, offset])
+        with tf.GradientTape() as inner:
+          inner.watch(x)
+          y = norm(x, offset, groups)
+          loss = tf.reduce_sum(tf.square(y * w))
+        g = inner.gradient(loss, x)
+        second = tf.reduce_sum(tf.sin(g))
+      results.append([y, g] + outer.gradient(second, [x, offset]))
+    for fused, reference in zip(*results):
+      np.testing.assert_allclose(fused, reference, rtol=2e-4, atol=2e-4)

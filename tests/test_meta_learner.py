@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from metadrop_tf import layers
 from metadrop_tf import meta_learner
 
 SEED = tf.constant([7, 11], tf.int32)
@@ -157,3 +158,22 @@ def test_meta_batch_outputs_average_the_tasks():
             for b in range(2)]
   for key in ('loss', 'acc', 'loss_pre', 'acc_pre'):
     np.testing.assert_allclose(both[key], (single[0][key] + single[1][key]) / 2, rtol=1e-6)
+
+
+def test_fast_float32_path_matches_the_reference_path(monkeypatch):
+  """float32 runs the fused batch norm; its loss and meta-gradients at 1 inner step must match
+  the written-out reference statistics (float32 tolerance; more steps are ill-conditioned)."""
+  model = helpers.tiny_model(dtype='float32', channels=6, way=4)
+  ep = helpers.random_episode(metabatch=2, way=4, shot=2, query=2, dtype=np.float32)
+  adapt = meta_learner.Adaptation(n_steps=1, inner_lr=0.3, mc_samples=3)
+
+  def loss_and_grads():
+    with tf.GradientTape() as tape:
+      loss = _meta_loss(model, ep, adapt)
+    return [loss] + tape.gradient(loss, model.meta_variables())
+
+  fast = loss_and_grads()
+  monkeypatch.setattr(layers, 'batch_norm', layers.batch_norm_reference)
+  reference = loss_and_grads()
+  for f, r in zip(fast, reference):
+    np.testing.assert_allclose(f, r, rtol=1e-3, atol=1e-5 * np.abs(r).max())

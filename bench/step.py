@@ -1,0 +1,131 @@
+"""Seconds per meta-training / meta-test step at the Table 1 shapes (not a test).
+
+  python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
+
+Times the same step functions train.py and evaluate.py use, on synthetic episodes, each case in
+its own process (so peak_rss_mb is that case's). Prints one JSON line per case.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ROWS = {  # dataset, way, shot, inner_lr, meta_lr (SPEC "Experiments")
+    'omniglot_1shot': ('omniglot', 20, 1, 0.1, 3e-4),
+    'omniglot_5shot': ('omniglot', 20, 5, 0.4, 1e-3),
+    'mimgnet_1shot': ('mimgnet', 5, 1, 0.01, 1e-4),
+    'mimgnet_5shot': ('mimgnet', 5, 5, 0.01, 1e-4),
+}
+CASES = [f'{row}_{method}' for row in ROWS for method in ('metadrop', 'maml')]
+CASES += [f'{row}_metadrop_test' for row in ROWS] + [f'{row}_maml_test' for row in ROWS]
+
+
+def conv_gflop_per_image(config):
+  """Forward conv FLOPs of one image, fused theta+phi convolution for metadrop."""
+  (size, _, c_in), c = config.image_shape, config.n_channels
+  c_out = c if config.maml else 2 * c
+  total = 0
+  for _ in range(4):
+    total += 2 * size * size * 9 * c_in * c_out
+    c_in, size = c, size // 2
+  return total / 1e9
+
+
+def analytic_gflop(config, test):
+  """FLOPs of one step, counting a backward pass as twice its forward.
+
+  Training, per task: S inner steps (forward + backward on the support: 3 F_s), the
+  second-order backward through them (6 F_s each), the adapted query forward and its backward
+  (3 F_q), and the pre-adaptation query forward for logging (F_q). Meta-test, one task:
+  3 S M F_s with M MC copies of the support, plus the two query forwards.
+  """
+  per_image = conv_gflop_per_image(config)
+  support = per_image * config.way * config.shot
+  query = per_image * config.way * config.query
+  if test:
+    return 3 * config.n_steps * config.test_mc_samples * support + 2 * query
+  return config.metabatch * (9 * config.n_steps * support + 4 * query)
+
+
+def matmul_peak_gflops(dtype):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  a = tf.random.normal((4096, 4096), dtype=tf.float32)
+  a = tf.cast(a, dtype)
+  run = tf.function(lambda x: tf.linalg.matmul(x, x))
+  run(a).numpy()
+  start, n = time.perf_counter(), 10
+  for _ in range(n):
+    run(a).numpy()
+  return 2 * 4096 ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def run_case(name, iters, precision):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import data, eval_lib, meta_learner, train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+
+  row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
+  test = name.endswith('_test')
+  dataset, way, shot, inner_lr, meta_lr = ROWS[row]
+  config = config_lib.Config(dataset=dataset, way=way, shot=shot, inner_lr=inner_lr,
+                             meta_lr=meta_lr, maml=method == 'maml',
+                             precision=precision).validate()
+  metabatch = 1 if test else config.metabatch
+  rng = np.random.default_rng(0)
+  images = lambda n: tf.constant(rng.random((metabatch, n) + config.image_shape, np.float32))
+  episode = data.Episode(images(way * shot), data.one_hot_labels(metabatch, way, shot),
+                         images(way * config.query),
+                         data.one_hot_labels(metabatch, way, config.query))
+  model = model_lib.build_model(config)
+  if test:
+    step = eval_lib.make_eval_step(
+        model, meta_learner.Adaptation.from_config(config, config.test_mc_samples), 0)
+  else:
+    step = train_lib.make_outer_step(model, train_lib.make_optimizer(model, config), config)
+  start = time.perf_counter()
+  tf.nest.map_structure(lambda t: t.numpy(), step(episode, tf.constant(0, tf.int64)))
+  trace_s = time.perf_counter() - start
+  times = []
+  for i in range(iters):
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), step(episode, tf.constant(i + 1, tf.int64)))
+    times.append(time.perf_counter() - start)
+  gflop = analytic_gflop(config, test)
+  peak = matmul_peak_gflops(tf.bfloat16 if precision == 'bfloat16' else tf.float32)
+  median = float(np.median(times))
+  return {'case': name, 'precision': precision, 'median_s': round(median, 3),
+          'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
+          'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+          'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
+          'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3)}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--case', action='append', choices=CASES,
+                      help='repeatable; default: every case')
+  parser.add_argument('--iters', type=int, default=10)
+  parser.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  cases = args.case or CASES
+  if args.in_process:
+    for name in cases:
+      print(json.dumps(run_case(name, args.iters, args.precision)), flush=True)
+    return
+  for name in cases:
+    subprocess.run([sys.executable, __file__, '--in_process', f'--case={name}',
+                    f'--iters={args.iters}', f'--precision={args.precision}'], check=True)
+
+
+if __name__ == '__main__':
+  main()
