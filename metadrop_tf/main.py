@@ -5,6 +5,7 @@ stderr and exit status 2, never in a TensorFlow traceback.
 """
 
 import os
+import signal
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -22,9 +23,18 @@ FLAGS = flags.FLAGS
 USER_ERRORS = (config_lib.ConfigError, data.DataError, checkpoints.CheckpointError)
 
 
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def _guarded(main):
-  """Runs main(argv), turning user errors and Ctrl-C into one line and an exit status."""
+  """Runs main(argv), turning user errors and Ctrl-C / SIGTERM into one line and a status.
+
+  Training saves a checkpoint on either signal, so the same command resumes.
+  """
   def wrapped(argv):
+    signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
       sys.exit(f'error: unexpected arguments {argv[1:]} (flags look like --name=value)')
     logging.set_verbosity(logging.INFO)

@@ -61,3 +61,28 @@ def test_bad_input_is_one_line(tmp_path):
   _assert_one_line_error(
       _run('train.py', f'--savedir={tmp_path / "b"}', f'--data_dir={tmp_path / "none"}'),
       'prepare it with: python data/prepare.py')
+
+
+def test_sigterm_saves_a_checkpoint_and_the_command_resumes(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  savedir = str(tmp_path / 'run')
+  args = [sys.executable, 'train.py', *SMALL, f'--savedir={savedir}', '--n_train_iters=100000',
+          '--save_freq=100000', '--eval_freq=100000']
+  proc = subprocess.Popen(args, cwd=helpers.REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  log = os.path.join(savedir, 'train.log')
+  deadline = time.time() + 300
+  while time.time() < deadline and not (
+      os.path.exists(log) and 'train | step 2 ' in open(log).read()):
+    time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-2000:]
+  text = open(log).read()
+  assert 'interrupted: saved iteration' in text
+  saved = int(text.split('interrupted: saved iteration ')[1].split()[0])
+  assert saved >= 2 and os.path.exists(os.path.join(savedir, 'ckpt', f'ckpt-{saved}.index'))
+  resumed = _run('train.py', *SMALL, f'--savedir={savedir}', f'--n_train_iters={saved + 1}')
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f'resumed at iteration {saved} of {saved + 1}' in open(log).read()
