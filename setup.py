@@ -5,7 +5,7 @@ import re
 from setuptools import find_packages, setup
 
 with open('metadrop_tf/__init__.py') as f:
-  VERSION = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
+  VERSION = re.search(r'__version__ = ["\']([^"\']+)', f.read()).group(1)
 
 setup(
     name='metadrop-tf',
