@@ -26,6 +26,9 @@ class AdaptAndPredict(tf.Module):
   def __init__(self, model, config):
     super().__init__()
     self.model = model
+    # Track the plain tf.Variables under the Keras ones: with only Keras 3 variables tracked,
+    # TF1-style loaders (saved_model_cli run, TF Serving) fail with "Could not find variable".
+    self.tf_variables = [v.value for v in model.variables]
     self.way = config.way
     self.adaptation = meta_learner.Adaptation.from_config(config, config.test_mc_samples)
     self.seed = tf.constant([config.seed, SERVE_STREAM], tf.int32)

@@ -111,3 +111,20 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml):
   assert len(pngs) == steps + 1
   for png in pngs:
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n' and os.path.getsize(png) > 1000
+
+
+def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
+  """TF Serving and `saved_model_cli run` restore variables by name (TF1 loader)."""
+  config, workdir, _ = _trained_run(tmp_path, maml=False)
+  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  inputs = {'support_x': np.random.default_rng(0).random((3, 28, 28, 1), np.float32),
+            'support_labels': np.arange(3), 'query_x': np.zeros((2, 28, 28, 1), np.float32)}
+  for name, value in inputs.items():
+    np.save(tmp_path / f'{name}.npy', value)
+  spec = ';'.join(f'{name}={tmp_path / name}.npy' for name in inputs)
+  proc = subprocess.run([sys.executable, '-m', 'tensorflow.python.tools.saved_model_cli', 'run',
+                         '--dir', export_dir, '--tag_set', 'serve', '--signature_def',
+                         'serving_default', '--inputs', spec],
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'Result for output key probabilities' in proc.stdout
