@@ -57,13 +57,6 @@ def noise_summaries(model, images):
   return out
 
 
-def _write_scalars(writer, values, step):
-  with writer.as_default(step=step):
-    for key, value in values.items():
-      tf.summary.scalar(key, value)
-  writer.flush()
-
-
 class RunLog:
   """Writes each line to absl logging and appends it, time-stamped, to <workdir>/train.log."""
 
@@ -80,11 +73,59 @@ class RunLog:
     self._file.close()
 
 
+class Reporter:
+  """Averages step outputs over a window and writes them to TensorBoard (tb/train, tb/eval),
+  train.log and the progress bar."""
+
+  def __init__(self, workdir, config, start, progress):
+    self.log = RunLog(workdir)
+    self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, 'tb', k))
+                    for k in ('train', 'eval')}
+    self.window, self.tick = metrics.WindowAverage(), time.time()
+    self.bar = tqdm(total=config.n_train_iters, initial=start, disable=not progress,
+                    desc='train', dynamic_ncols=True)
+    if not start:
+      with self.writers['train'].as_default(step=0):
+        tf.summary.text('config', '```\n' + config.to_json() + '\n```')
+
+  def add(self, outputs):
+    self.window.add(outputs)
+    self.bar.update(1)
+
+  def train_window(self, step, extra):
+    """Writes the window's averages plus `extra` scalars and starts a new window."""
+    count = len(self.window)
+    values = self.window.result()
+    values['iters_per_sec'] = count / max(time.time() - self.tick, 1e-9)
+    values.update(extra)
+    self.tick = time.time()
+    self._scalars('train', values, step)
+    self.bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc']:.3f}")
+    self.log('train | step %d | %.3f it/s | loss %.4f acc %.4f | pre loss %.4f acc %.4f',
+             step, values['iters_per_sec'], values['loss'], values['acc'],
+             values['loss_pre'], values['acc_pre'])
+
+  def evaluation(self, step, split, result):
+    self._scalars('eval', {'acc': result['accuracy'] / 100, 'loss': result['loss']}, step)
+    self.log('eval %s | step %d | loss %.4f acc %.2f +- %.2f %%', split, step, result['loss'],
+             result['accuracy'], result['ci95'])
+
+  def _scalars(self, writer, values, step):
+    with self.writers[writer].as_default(step=step):
+      for key, value in values.items():
+        tf.summary.scalar(key, value)
+    self.writers[writer].flush()
+
+  def close(self):
+    self.bar.close()
+    self.log.close()
+
+
 def train(config, workdir, progress=True):
   """Trains (or resumes) the run in `workdir` up to config.n_train_iters; returns final step.
 
   Expects <workdir>/config.json written by the caller. Checkpoints every save_freq iterations,
-  at the end, and when interrupted (Ctrl-C), so rerunning the command resumes.
+  at the end, and when interrupted (Ctrl-C, SIGTERM), so rerunning the command resumes.
   """
   splits = data.load_splits(config, ('train', config.eval_split))
   model = model_lib.build_model(config)
@@ -92,60 +133,38 @@ def train(config, workdir, progress=True):
   ckpt = checkpoints.make_checkpoint(model, optimizer)
   manager = checkpoints.make_manager(ckpt, workdir, config.keep_checkpoints)
   restored = checkpoints.restore(ckpt, workdir, required=False)
-  start = int(ckpt.step.numpy())
-  log = RunLog(workdir)
-  log('%s at iteration %d of %d in %s', 'resumed' if restored else 'started',
-               start, config.n_train_iters, workdir)
-  writers = {k: tf.summary.create_file_writer(os.path.join(workdir, 'tb', k))
-             for k in ('train', 'eval')}
-  if not restored:
-    with writers['train'].as_default(step=0):
-      tf.summary.text('config', '```\n' + config.to_json() + '\n```')
+  step = int(ckpt.step.numpy())
+  report = Reporter(workdir, config, step, progress)
+  report.log('%s at iteration %d of %d in %s', 'resumed' if restored else 'started', step,
+             config.n_train_iters, workdir)
   sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
                                 config.seed, 'train')
-  episodes = iter(data.make_dataset(sampler, config.metabatch, start=start))
+  episodes = iter(data.make_dataset(sampler, config.metabatch, start=step))
   outer_step = make_outer_step(model, optimizer, config)
   eval_step = eval_lib.make_eval_step(
       model, meta_learner.Adaptation.from_config(config, config.eval_mc_samp), config.seed)
-  window, tick, step = metrics.WindowAverage(), time.time(), start
-  bar = tqdm(total=config.n_train_iters, initial=start, disable=not progress, desc='train',
-             dynamic_ncols=True)
+  due = lambda freq: step % freq == 0 or step == config.n_train_iters
   try:
     while step < config.n_train_iters:
       episode = next(episodes)
-      window.add(outer_step(episode, tf.constant(step, tf.int64)))
+      report.add(outer_step(episode, tf.constant(step, tf.int64)))
       step += 1
       ckpt.step.assign(step)
-      bar.update(1)
-      if step % config.log_freq == 0 or step == config.n_train_iters:
-        n_window = len(window)
-        averages = window.result()
-        averages['iters_per_sec'] = n_window / max(time.time() - tick, 1e-9)
-        averages['meta_lr'] = float(optimizer.learning_rate)
-        averages.update(noise_summaries(model, episode.query_x[0]))
-        tick = time.time()
-        _write_scalars(writers['train'], averages, step)
-        bar.set_postfix(loss=f"{averages['loss']:.3f}", acc=f"{averages['acc']:.3f}")
-        log('train | step %d | %.3f it/s | loss %.4f acc %.4f | pre loss %.4f acc %.4f',
-                     step, averages['iters_per_sec'], averages['loss'], averages['acc'],
-                     averages['loss_pre'], averages['acc_pre'])
-      if step % config.eval_freq == 0 or step == config.n_train_iters:
-        result = eval_lib.evaluate(
+      if due(config.log_freq):
+        report.train_window(step, {'meta_lr': float(optimizer.learning_rate),
+                                   **noise_summaries(model, episode.query_x[0])})
+      if due(config.eval_freq):
+        report.evaluation(step, config.eval_split, eval_lib.evaluate(
             model, splits[config.eval_split], config, config.eval_split,
             config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
-            eval_step=eval_step)
-        _write_scalars(writers['eval'], {'acc': result['accuracy'] / 100,
-                                         'loss': result['loss']}, step)
-        log('eval %s | step %d | loss %.4f acc %.2f +- %.2f %%', config.eval_split,
-                     step, result['loss'], result['accuracy'], result['ci95'])
-      if step % config.save_freq == 0 or step == config.n_train_iters:
+            eval_step=eval_step))
+      if due(config.save_freq):
         manager.save(checkpoint_number=step)
   except KeyboardInterrupt:
     manager.save(checkpoint_number=step)
-    log('interrupted: saved iteration %d to %s; rerun the command to resume',
-                 step, manager.directory)
+    report.log('interrupted: saved iteration %d to %s; rerun the command to resume', step,
+               manager.directory)
     raise
   finally:
-    bar.close()
-    log.close()
+    report.close()
   return step
