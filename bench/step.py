@@ -28,7 +28,7 @@ CASES += [f'{row}_metadrop_test' for row in ROWS] + [f'{row}_maml_test' for row 
 
 
 def conv_gflop_per_image(config):
-  """Forward conv FLOPs of one image, fused theta+phi convolution for metadrop."""
+  """Forward conv FLOPs of one image (theta and phi convolutions for metadrop)."""
   (size, _, c_in), c = config.image_shape, config.n_channels
   c_out = c if config.maml else 2 * c
   total = 0

@@ -51,7 +51,7 @@ def test_sampled_noise_is_seeded():
   assert np.all(np.sign(first) == np.sign(mu))
 
 
-def test_conv_block_fused_convolution_equals_two_convolutions():
+def test_conv_block_follows_the_spec_order():
   x = _random((3, 6, 6, 2))
   tk, pk = _random((3, 3, 2, 4), 1), _random((3, 3, 2, 4), 2)
   tb, pb = _random((4,), 3), _random((4,), 4)
