@@ -102,7 +102,7 @@ def export_main():
   with np.load(path) as dump:
     paths = plots.plot_boundaries(dict(dump), os.path.join(export_dir, 'boundary'))
   model, _ = export_lib.restore_model(config, savedir, FLAGS.checkpoint)
-  test = export_lib.data.load_splits(config, ('test',))['test']
+  test = data.load_splits(config, ('test',))['test']
   if not config.maml:
     paths.append(plots.plot_noise(export_lib.noise_maps(model, test[0, :config.way]),
                                   os.path.join(export_dir, 'noise.png')))
