@@ -151,15 +151,12 @@ class MetaDropoutNet(keras.Model):
     ([n, H_l, W_l, C] each) and the logit-noise scale sigma [n, 1]. Empty for MAML."""
     if self.maml:
       return []
-    theta = self.theta if theta is None else theta
-    phi, beta = self.phi, self.beta
-    scales, h = [], tf.cast(x, self.dtype)
-    for b in range(N_BLOCKS):
-      alpha = layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
-      scales.append(tf.nn.softplus(alpha))
-      h = layers.conv_block(h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
-                            phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
-    feats = tf.reshape(h, [-1, self.feature_dim])
+    phi = self.phi
+    outputs = self.block_outputs(x, theta)
+    inputs = [tf.cast(x, self.dtype)] + outputs[:-1]
+    scales = [tf.nn.softplus(layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias']))
+              for b, h in enumerate(inputs)]
+    feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
     scales.append(tf.nn.softplus(tf.matmul(feats, phi['dense_kernel']) + phi['dense_bias']))
     return scales
 
