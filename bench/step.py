@@ -1,9 +1,13 @@
 """Seconds per meta-training / meta-test step at the Table 1 shapes (not a test).
 
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
+                       [--pre_adapt_freq=10]
 
-Times the same step functions train.py and evaluate.py use, on synthetic episodes, each case in
-its own process (so peak_rss_mb is that case's). Prints one JSON line per case.
+Times the same step functions, thread settings and pre-adaptation cadence train.py and
+evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
+case's). Iterations 1..iters are timed; with the default cadence the 10th also computes the
+pre-adaptation metrics, which `mean_s` includes and `median_s` does not. Prints one JSON line
+per case.
 """
 
 import argparse
@@ -42,20 +46,23 @@ def analytic_gflop(config, test):
   """FLOPs of one step, counting a backward pass as twice its forward.
 
   Training, per task: S inner steps (forward + backward on the support: 3 F_s), the
-  second-order backward through them (6 F_s each), the adapted query forward and its backward
-  (3 F_q), and the pre-adaptation query forward for logging (F_q). Meta-test, one task:
-  3 S M F_s with M MC copies of the support, plus the two query forwards.
+  second-order backward through them (6 F_s each), and the adapted query forward and its
+  backward (3 F_q); the pre-adaptation query forward (F_q, for logging) is not counted, as
+  most steps skip it. Meta-test, one task: 3 S M F_s with M MC copies of the support, plus the
+  pre- and post-adaptation query forwards.
   """
   per_image = conv_gflop_per_image(config)
   support = per_image * config.way * config.shot
   query = per_image * config.way * config.query
   if test:
     return 3 * config.n_steps * config.test_mc_samples * support + 2 * query
-  return config.metabatch * (9 * config.n_steps * support + 4 * query)
+  return config.metabatch * (9 * config.n_steps * support + 3 * query)
 
 
-def matmul_peak_gflops(dtype):
+def matmul_peak_gflops(precision):
+  """GFLOP/s of a large matmul with TF's default threads (every core): the machine's peak."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  dtype = tf.bfloat16 if precision == 'bfloat16' else tf.float32
   a = tf.random.normal((4096, 4096), dtype=tf.float32)
   a = tf.cast(a, dtype)
   run = tf.function(lambda x: tf.linalg.matmul(x, x))
@@ -66,19 +73,21 @@ def matmul_peak_gflops(dtype):
   return 2 * 4096 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
-def run_case(name, iters, precision):
+def run_case(name, iters, precision, pre_adapt_freq, peak):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import data, eval_lib, meta_learner, train_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
 
   row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
   test = name.endswith('_test')
   dataset, way, shot, inner_lr, meta_lr = ROWS[row]
   config = config_lib.Config(dataset=dataset, way=way, shot=shot, inner_lr=inner_lr,
                              meta_lr=meta_lr, maml=method == 'maml',
-                             precision=precision).validate()
+                             precision=precision, pre_adapt_freq=pre_adapt_freq).validate()
+  threads.configure(config, training=not test)
   metabatch = 1 if test else config.metabatch
   rng = np.random.default_rng(0)
   images = lambda n: tf.constant(rng.random((metabatch, n) + config.image_shape, np.float32))
@@ -87,22 +96,26 @@ def run_case(name, iters, precision):
                          data.one_hot_labels(metabatch, way, config.query))
   model = model_lib.build_model(config)
   if test:
-    step = eval_lib.make_eval_step(
+    eval_step = eval_lib.make_eval_step(
         model, meta_learner.Adaptation.from_config(config, config.test_mc_samples), 0)
+    step = lambda i: tf.nest.map_structure(lambda t: t.numpy(),
+                                           eval_step(episode, tf.constant(i, tf.int64)))
   else:
-    step = train_lib.make_outer_step(model, train_lib.make_optimizer(model, config), config)
+    outer_step = train_lib.make_outer_step(model, train_lib.make_optimizer(model, config),
+                                           config)
+    step = lambda i: train_lib.run_outer_step(outer_step, episode, i, config)
   start = time.perf_counter()
-  tf.nest.map_structure(lambda t: t.numpy(), step(episode, tf.constant(0, tf.int64)))
+  step(0)
   trace_s = time.perf_counter() - start
   times = []
-  for i in range(iters):
+  for i in range(1, iters + 1):
     start = time.perf_counter()
-    tf.nest.map_structure(lambda t: t.numpy(), step(episode, tf.constant(i + 1, tf.int64)))
+    step(i)
     times.append(time.perf_counter() - start)
   gflop = analytic_gflop(config, test)
-  peak = matmul_peak_gflops(tf.bfloat16 if precision == 'bfloat16' else tf.float32)
   median = float(np.median(times))
   return {'case': name, 'precision': precision, 'median_s': round(median, 3),
+          'mean_s': round(float(np.mean(times)), 3),
           'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
           'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
           'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
@@ -115,16 +128,23 @@ def main():
                       help='repeatable; default: every case')
   parser.add_argument('--iters', type=int, default=10)
   parser.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'])
+  parser.add_argument('--pre_adapt_freq', type=int, default=10,
+                      help='training cases: pre-adaptation metrics every this many iterations')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
+  parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
   cases = args.case or CASES
   if args.in_process:
     for name in cases:
-      print(json.dumps(run_case(name, args.iters, args.precision)), flush=True)
+      print(json.dumps(run_case(name, args.iters, args.precision, args.pre_adapt_freq,
+                                args.peak)),
+            flush=True)
     return
+  peak = matmul_peak_gflops(args.precision)  # before any case: cases may change the threads
   for name in cases:
     subprocess.run([sys.executable, __file__, '--in_process', f'--case={name}',
-                    f'--iters={args.iters}', f'--precision={args.precision}'], check=True)
+                    f'--iters={args.iters}', f'--precision={args.precision}',
+                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}'], check=True)
 
 
 if __name__ == '__main__':

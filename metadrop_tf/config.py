@@ -20,6 +20,7 @@ DATASETS = {
                            {'train': 64, 'val': 16, 'test': 20}),
 }
 PRECISIONS = ('float32', 'bfloat16')
+NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.layers.SAMPLERS
 BN_MODES = ('transductive',)
 EVAL_SPLITS = ('train', 'val', 'test')
 
@@ -49,11 +50,15 @@ class Config:
   channels: int = 0  # 0 means the dataset's reference width (64 Omniglot, 32 miniImageNet)
   bn_mode: str = 'transductive'
   precision: str = 'float32'
+  noise_sampler: str = 'box_muller'
+  intra_op_threads: int = 0  # 0: auto (metadrop_tf.threads)
+  inter_op_threads: int = 0  # 0: TF's default
   seed: int = 0
   val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split
   save_freq: int = 1000
   keep_checkpoints: int = 5
   log_freq: int = 50
+  pre_adapt_freq: int = 10  # iterations between pre-adaptation query metrics (monitoring)
   eval_freq: int = 1000
   eval_split: str = 'test'  # split monitored during training (the reference uses test)
   eval_batches: int = 50  # meta-batches per monitoring evaluation
@@ -95,12 +100,15 @@ class Config:
                         f'{sorted(DATASETS)}')
     for name in ('way', 'shot', 'query', 'metabatch', 'n_steps', 'n_train_iters',
                  'n_test_iters', 'n_test_mc_samp', 'save_freq', 'keep_checkpoints',
-                 'log_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp'):
+                 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp'):
       if getattr(self, name) < 1:
         raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
     for name in ('inner_lr', 'meta_lr', 'grad_clip'):
       if not getattr(self, name) > 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be positive')
+    for name in ('intra_op_threads', 'inter_op_threads'):
+      if getattr(self, name) < 0:
+        raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
     if self.channels < 0:
       raise ConfigError(f'--channels={self.channels} must be >= 0 (0: dataset default)')
     if self.way < 2:
@@ -111,6 +119,9 @@ class Config:
           f'{self.info.instances} instances per class of {self.dataset}')
     if self.precision not in PRECISIONS:
       raise ConfigError(f'--precision={self.precision!r} must be one of {PRECISIONS}')
+    if self.noise_sampler not in NOISE_SAMPLERS:
+      raise ConfigError(f'--noise_sampler={self.noise_sampler!r} must be one of '
+                        f'{NOISE_SAMPLERS}')
     if self.bn_mode not in BN_MODES:
       raise ConfigError(f'--bn_mode={self.bn_mode!r} must be one of {BN_MODES}')
     if self.eval_split not in EVAL_SPLITS:

@@ -15,8 +15,9 @@ _DEFAULTS = config_lib.Config()
 
 # Settings a resumed or evaluated run may change without contradicting its saved config.
 MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_samp', 'save_freq',
-                     'keep_checkpoints', 'log_freq', 'eval_freq', 'eval_split', 'eval_batches',
-                     'eval_mc_samp', 'precision'})
+                     'keep_checkpoints', 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_split',
+                     'eval_batches', 'eval_mc_samp', 'precision', 'noise_sampler',
+                     'intra_op_threads', 'inter_op_threads'})
 
 _HELP = {
     'dataset': 'omniglot or mimgnet.',
@@ -37,11 +38,18 @@ _HELP = {
     'channels': 'Conv width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
     'bn_mode': 'Batch norm statistics: transductive (the reference: statistics of each batch).',
     'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
+    'noise_sampler': 'N(0, 1) draws of the noise: box_muller (vectorized, 1.7x faster on CPU) '
+                     'or tfp (tfp Normal.sample); same distribution, different streams.',
+    'intra_op_threads': 'Threads per op; 0: auto (1 in training when the meta-batch has at '
+                        'least as many tasks as cores, else one per core).',
+    'inter_op_threads': 'Ops run side by side; 0: one per core.',
     'seed': 'Seed of initialization, episodes and noise.',
     'val_characters': 'Omniglot: characters held out of meta-train as a val split (0: none).',
     'save_freq': 'Checkpoint every this many iterations.',
     'keep_checkpoints': 'Checkpoints kept.',
     'log_freq': 'Log training averages every this many iterations (reference: 50).',
+    'pre_adapt_freq': 'Compute the pre-adaptation query loss/accuracy (monitoring only; a '
+                      'forward of every query set, ~15% of a step) every this many iterations.',
     'eval_freq': 'Monitor held-out episodes every this many iterations (reference: 1000).',
     'eval_split': 'Split monitored during training (the reference monitors test).',
     'eval_batches': 'Meta-batches per monitoring evaluation (reference: 50).',

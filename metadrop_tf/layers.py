@@ -4,6 +4,8 @@ No variables live here; every weight comes in as a tensor so the inner loop can 
 weights. Shapes: images and feature maps are NHWC, `n` is the number of images of one call.
 """
 
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -71,17 +73,43 @@ def batch_norm_reference(x, offset, groups=1):
   return tf.reshape(normalized, shape) + offset
 
 
-def multiplicative_noise(mu, alpha, sample, seed=None):
-  """Meta Dropout's noise: mu * softplus(z), z ~ N(alpha, 1) (reparameterized) or z = alpha.
+def box_muller_normal(shape, seed, dtype=tf.float32):
+  """Exact N(0, 1) samples of `shape` from a stateless seed (int32 [2]), by Box-Muller.
+
+  The same distribution as tf.random.stateless_normal (what tfp's Normal.sample draws with),
+  but about 1.7x faster on CPU: TF's kernel transforms each uniform pair with scalar libm
+  calls, these element-wise ops are vectorized. The noise draw was a third of a meta-test step.
+  """
+  total = tf.reduce_prod(shape)
+  half = (total + 1) // 2
+  u = tf.random.stateless_uniform(tf.stack([2, half]), seed, dtype=dtype)  # [0, 1)
+  radius = tf.sqrt(-2 * tf.math.log(1 - u[0]))
+  angle = (2 * math.pi) * u[1]
+  pairs = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
+  return tf.reshape(pairs[:total], shape)
+
+
+def tfp_normal(shape, seed, dtype=tf.float32):
+  """N(0, 1) samples of `shape` drawn by tfp's Normal (TF's stateless normal kernel)."""
+  return tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)).sample(shape, seed=seed)
+
+
+SAMPLERS = {'box_muller': box_muller_normal, 'tfp': tfp_normal}
+
+
+def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal):
+  """Meta Dropout's noise: mu * softplus(z), z = alpha + eps with eps ~ N(0, 1)
+  (reparameterized) when sampling, z = alpha otherwise.
 
   mu, alpha: the same shape. seed: int32 [2] stateless seed, needed when sample is True.
+  sampler: one of SAMPLERS, (shape, seed, dtype) -> N(0, 1) samples.
   """
-  z = tfd.Normal(loc=alpha, scale=tf.ones_like(alpha)).sample(seed=seed) if sample else alpha
+  z = alpha + sampler(tf.shape(alpha), seed, alpha.dtype) if sample else alpha
   return mu * tf.nn.softplus(z)
 
 
 def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, groups=1, compute_dtype=None):
+               sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal):
   """conv -> noise -> batch norm -> ReLU -> 2x2 max-pool: [n,H,W,Cin] -> [n,H/2,W/2,C].
 
   With phi (Meta Dropout) mu and alpha are two convolutions of the same input; without phi
@@ -90,13 +118,14 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
   """
   h = conv2d(x, theta_kernel, theta_bias, compute_dtype)
   if phi_kernel is not None:
-    h = multiplicative_noise(h, conv2d(x, phi_kernel, phi_bias, compute_dtype), sample, seed)
+    h = multiplicative_noise(h, conv2d(x, phi_kernel, phi_bias, compute_dtype), sample, seed,
+                             sampler)
   h = tf.nn.relu(batch_norm(h, offset, groups))
   return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
 
 
 def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None):
+               sample=False, seed=None, sampler=box_muller_normal):
   """Logits [n, N] from features [n, F]: mu = f W + b, plus softplus(f w_phi + b_phi) * eps.
 
   phi_kernel is ONE column [F, 1] (bias [1]) broadcast to all N classes, so the noise does not
@@ -106,4 +135,4 @@ def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=Non
   if phi_kernel is None or not sample:
     return mu
   scale = tf.nn.softplus(tf.matmul(features, phi_kernel) + phi_bias)  # [n, 1]
-  return tfd.Normal(loc=mu, scale=scale).sample(seed=seed)
+  return mu + scale * sampler(tf.shape(mu), seed, mu.dtype)

@@ -18,6 +18,7 @@ from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import flags as flags_lib
+from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
 USER_ERRORS = (config_lib.ConfigError, data.DataError, checkpoints.CheckpointError)
@@ -60,6 +61,7 @@ def train_main():
   savedir = _savedir()
   has_config = os.path.exists(os.path.join(savedir, checkpoints.CONFIG_FILE))
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir) if has_config else None)
+  threads.configure(config, training=True)
   checkpoints.write_config(savedir, config)
   with open(os.path.join(savedir, 'flags.cfg'), 'w') as f:
     f.write(''.join(f'--{k}={v}\n' for k, v in sorted(vars(config).items())))
@@ -71,6 +73,7 @@ def evaluate_main():
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  threads.configure(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
                         progress=sys.stderr.isatty())
   logging.info('wrote %s', result['path'])

@@ -73,15 +73,18 @@ def inner_loop(model, support_x, support_y, seed, adaptation, theta=None):
 def task_outputs(model, support_x, support_y, query_x, query_y, seed, adaptation):
   """Adapts on the support, scores the deterministic forward on the query.
 
-  Returns a dict of scalars: 'loss' and 'acc' after adaptation (loss is the meta-objective),
-  'loss_pre' and 'acc_pre' of the initial theta on the same query.
+  Returns a dict of scalars 'loss' and 'acc' after adaptation (loss is the meta-objective).
   """
-  pre_logits = model(query_x)
   theta = inner_loop(model, support_x, support_y, seed, adaptation)[-1]
   logits = model(query_x, theta=theta)
-  return {'loss': cross_entropy(logits, query_y), 'acc': accuracy(logits, query_y),
-          'loss_pre': tf.stop_gradient(cross_entropy(pre_logits, query_y)),
-          'acc_pre': accuracy(pre_logits, query_y)}
+  return {'loss': cross_entropy(logits, query_y), 'acc': accuracy(logits, query_y)}
+
+
+def pre_adaptation_outputs(model, query_x, query_y):
+  """'loss_pre' and 'acc_pre' of the initial theta on the query (monitoring, no gradient)."""
+  logits = model(query_x)
+  return {'loss_pre': tf.stop_gradient(cross_entropy(logits, query_y)),
+          'acc_pre': accuracy(logits, query_y)}
 
 
 def task_seeds(seed, first_task, n_tasks):
@@ -89,24 +92,35 @@ def task_seeds(seed, first_task, n_tasks):
   return [fold_seed(seed, first_task + b) for b in range(n_tasks)]
 
 
-def per_task_outputs(model, episode, seeds, adaptation):
-  """task_outputs of every task of a meta-batch: dict of [B] tensors.
+def per_task_outputs(model, episode, seeds, adaptation, with_pre=True):
+  """task_outputs (plus pre_adaptation_outputs if with_pre) of every task: dict of [B] tensors.
 
   episode: data.Episode with a leading meta-batch axis B (static); seeds: B task seeds.
   Each task adapts and normalizes on its own (batch norm never mixes tasks). The tasks are a
   Python loop: on CPU this was faster than vectorized_map or grouped convolutions.
   """
-  per_task = [task_outputs(model, episode.support_x[b], episode.support_y[b],
+  per_task = []
+  for b in range(episode.support_x.shape[0]):
+    outputs = task_outputs(model, episode.support_x[b], episode.support_y[b],
                            episode.query_x[b], episode.query_y[b], seeds[b], adaptation)
-              for b in range(episode.support_x.shape[0])]
+    if with_pre:
+      outputs.update(pre_adaptation_outputs(model, episode.query_x[b], episode.query_y[b]))
+    per_task.append(outputs)
   return {k: tf.stack([t[k] for t in per_task]) for k in per_task[0]}
 
 
 def meta_batch_outputs(model, episode, seed, adaptation):
-  """per_task_outputs averaged over the meta-batch (task b seeded by fold_seed(seed, b)).
+  """task_outputs averaged over the meta-batch (task b seeded by fold_seed(seed, b)).
 
-  Returns a dict of scalars; 'loss' is the meta-objective.
+  Returns a dict of scalars 'loss' (the meta-objective) and 'acc'.
   """
   seeds = task_seeds(seed, 0, episode.support_x.shape[0])
   return {k: tf.reduce_mean(v) for k, v in
-          per_task_outputs(model, episode, seeds, adaptation).items()}
+          per_task_outputs(model, episode, seeds, adaptation, with_pre=False).items()}
+
+
+def mean_pre_adaptation_outputs(model, episode):
+  """pre_adaptation_outputs averaged over the tasks of a meta-batch: dict of scalars."""
+  per_task = [pre_adaptation_outputs(model, episode.query_x[b], episode.query_y[b])
+              for b in range(episode.query_x.shape[0])]
+  return {k: tf.reduce_mean(tf.stack([t[k] for t in per_task])) for k in per_task[0]}

@@ -14,23 +14,27 @@ def mean_ci95(values):
 
 
 class WindowAverage:
-  """Averages dicts of scalars over the steps since the last `result()`."""
+  """Averages dicts of scalars over the steps since the last `result()`; each key over the
+  steps that reported it (a metric may be computed only every few steps)."""
 
   def __init__(self):
     self._sums = collections.defaultdict(float)
-    self._count = 0
+    self._counts = collections.defaultdict(int)
+    self._steps = 0
 
   def add(self, values):
     for key, value in values.items():
       self._sums[key] += float(value)
-    self._count += 1
+      self._counts[key] += 1
+    self._steps += 1
 
   def __len__(self):
-    return self._count
+    return self._steps
 
   def result(self):
     """Averages since the last call, then starts a new window."""
-    out = {k: v / max(self._count, 1) for k, v in self._sums.items()}
+    out = {k: self._sums[k] / n for k, n in self._counts.items()}
     self._sums.clear()
-    self._count = 0
+    self._counts.clear()
+    self._steps = 0
     return out

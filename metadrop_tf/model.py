@@ -34,16 +34,18 @@ class MetaDropoutNet(keras.Model):
     dtype: variable dtype (float64 for gradient checks).
     compute_dtype: dtype of the convolutions (e.g. 'bfloat16'), None for `dtype`.
     seed: initializer seed.
+    noise_sampler: name in layers.SAMPLERS of the N(0, 1) draws of the noise.
   """
 
   def __init__(self, way, image_shape, channels, maml=False, dtype='float32',
-               compute_dtype=None, seed=0, **kwargs):
+               compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):
     super().__init__(dtype=dtype, **kwargs)
     self.way = way
     self.image_shape = tuple(image_shape)
     self.channels = channels
     self.maml = maml
     self.compute_dtype_override = compute_dtype
+    self.sampler = layers.SAMPLERS[noise_sampler]
     self.feature_dim = feature_dim(image_shape, channels)
     self._seed = seed
     self._names = {'theta': [], 'phi': [], 'beta': []}
@@ -117,7 +119,7 @@ class MetaDropoutNet(keras.Model):
           phi_kernel=None if self.maml else phi[f'conv{b}_kernel'],
           phi_bias=None if self.maml else phi[f'conv{b}_bias'],
           sample=sample, seed=seeds[b], groups=groups,
-          compute_dtype=self.compute_dtype_override)
+          compute_dtype=self.compute_dtype_override, sampler=self.sampler)
       outputs.append(h)
     return outputs
 
@@ -134,7 +136,7 @@ class MetaDropoutNet(keras.Model):
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=self.phi['dense_kernel'] if noisy else None,
         phi_bias=self.phi['dense_bias'] if noisy else None,
-        sample=sample and noisy, seed=seed)
+        sample=sample and noisy, seed=seed, sampler=self.sampler)
 
   def call(self, x, theta=None, sample=False, seed=None, groups=1):
     """Logits [n, N] of images x [n, H, W, C] with weights theta (default: the variables)."""
@@ -162,8 +164,8 @@ class MetaDropoutNet(keras.Model):
 
 
 def build_model(config, dtype='float32'):
-  """The network a Config describes (dataset shape, width, way, maml, precision, seed)."""
+  """The network a Config describes (dataset shape, width, way, maml, precision, seed, noise)."""
   return MetaDropoutNet(config.way, config.image_shape, config.n_channels, maml=config.maml,
                         dtype=dtype,
                         compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
-                        seed=config.seed)
+                        seed=config.seed, noise_sampler=config.noise_sampler)

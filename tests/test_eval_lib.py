@@ -1,4 +1,4 @@
-"""Tests of meta-test evaluation: CI formula, fixed episode stream, the result file."""
+"""Tests of meta-test evaluation: fixed episode stream, the result file."""
 
 import json
 import os
@@ -12,23 +12,6 @@ from metadrop_tf import data
 from metadrop_tf import eval_lib
 from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
-
-
-def test_mean_ci95_formula():
-  values = [0.5, 0.7, 0.9, 1.0]
-  mean, ci = metrics.mean_ci95(values)
-  assert mean == pytest.approx(0.775)
-  assert ci == pytest.approx(1.96 * np.std(values) / 2)
-  with pytest.raises(ValueError):
-    metrics.mean_ci95([])
-
-
-def test_window_average_resets():
-  window = metrics.WindowAverage()
-  window.add({'loss': 1.0})
-  window.add({'loss': 3.0})
-  assert len(window) == 2 and window.result() == {'loss': 2.0}
-  assert len(window) == 0
 
 
 def test_fixed_stream_and_result_file(tmp_path):

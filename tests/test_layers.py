@@ -1,7 +1,9 @@
 """Tests of the pure forward math: batch norm, multiplicative noise, fused conv block, head."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from metadrop_tf import layers
 
@@ -41,14 +43,45 @@ def test_deterministic_noise_still_multiplies_by_softplus_alpha():
   np.testing.assert_allclose(out, mu * np.log1p(np.exp(alpha.numpy())), rtol=1e-12)
 
 
-def test_sampled_noise_is_seeded():
+@pytest.mark.parametrize('sampler', sorted(layers.SAMPLERS))
+def test_sampled_noise_is_seeded(sampler):
+  sampler = layers.SAMPLERS[sampler]
   mu, alpha = _random((50,), 1), _random((50,), 2)
-  first = layers.multiplicative_noise(mu, alpha, True, SEED)
-  np.testing.assert_array_equal(first, layers.multiplicative_noise(mu, alpha, True, SEED))
-  other = layers.multiplicative_noise(mu, alpha, True, tf.constant([3, 5]))
+  first = layers.multiplicative_noise(mu, alpha, True, SEED, sampler)
+  np.testing.assert_array_equal(first, layers.multiplicative_noise(mu, alpha, True, SEED, sampler))
+  other = layers.multiplicative_noise(mu, alpha, True, tf.constant([3, 5]), sampler)
   assert np.abs(first - other).max() > 1e-3
   # softplus > 0: the noise never flips the sign of mu.
   assert np.all(np.sign(first) == np.sign(mu))
+
+
+@pytest.mark.parametrize('sampler', sorted(layers.SAMPLERS))
+@pytest.mark.parametrize('dtype', [tf.float32, tf.float64])
+def test_samplers_draw_independent_standard_normals(sampler, dtype):
+  shape = (3, 333, 1001)  # an odd number of elements: Box-Muller drops half a pair
+  z = layers.SAMPLERS[sampler](tf.constant(shape), SEED, dtype)
+  assert z.shape == shape and z.dtype == dtype
+  z = z.numpy().astype(np.float64).ravel()
+  n = z.size
+  assert abs(z.mean()) < 5 / np.sqrt(n) and abs(z.var() - 1) < 5 * np.sqrt(2 / n)
+  quantiles = np.quantile(z, [0.001, 0.025, 0.1587, 0.5, 0.8413, 0.975, 0.999])
+  np.testing.assert_allclose(quantiles, [-3.0902, -1.96, -1.0, 0.0, 1.0, 1.96, 3.0902],
+                             atol=0.02)
+  assert abs(np.mean(z ** 4) - 3) < 0.05  # normal kurtosis
+  # Box-Muller's two members of a pair (i, i + half) are independent, not just uncorrelated.
+  half = (n + 1) // 2
+  a, b = z[:n - half], z[half:]
+  assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n / 2)
+  assert abs(np.corrcoef(a ** 2, b ** 2)[0, 1]) < 5 / np.sqrt(n / 2)
+
+
+def test_tfp_sampler_reproduces_a_tfp_normal_around_alpha():
+  """Runs trained with the tfp sampler keep their noise stream (z ~ Normal(alpha, 1))."""
+  alpha = _random((4, 6), 3)
+  expected = tfp.distributions.Normal(alpha, tf.ones_like(alpha)).sample(seed=SEED)
+  mu = tf.ones_like(alpha)
+  np.testing.assert_allclose(layers.multiplicative_noise(mu, alpha, True, SEED, layers.tfp_normal),
+                             tf.nn.softplus(expected), rtol=1e-12)
 
 
 def test_conv_block_follows_the_spec_order():

@@ -156,8 +156,17 @@ def test_meta_batch_outputs_average_the_tasks():
   single = [meta_learner.task_outputs(model, ep.support_x[b], ep.support_y[b], ep.query_x[b],
                                       ep.query_y[b], meta_learner.fold_seed(SEED, b), ADAPT)
             for b in range(2)]
-  for key in ('loss', 'acc', 'loss_pre', 'acc_pre'):
+  assert set(both) == {'loss', 'acc'}
+  for key in both:
     np.testing.assert_allclose(both[key], (single[0][key] + single[1][key]) / 2, rtol=1e-6)
+  pre = meta_learner.mean_pre_adaptation_outputs(model, ep)
+  single_pre = [meta_learner.pre_adaptation_outputs(model, ep.query_x[b], ep.query_y[b])
+                for b in range(2)]
+  for key in ('loss_pre', 'acc_pre'):
+    np.testing.assert_allclose(pre[key], (single_pre[0][key] + single_pre[1][key]) / 2,
+                               rtol=1e-6)
+  first = meta_learner.cross_entropy(model(ep.query_x[0]), ep.query_y[0])
+  np.testing.assert_allclose(single_pre[0]['loss_pre'], first, rtol=1e-6)
 
 
 def test_fast_float32_path_matches_the_reference_path(monkeypatch):

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import checkpoints
+from metadrop_tf import meta_learner
 from metadrop_tf import model as model_lib
 from metadrop_tf import train_lib
 
@@ -24,11 +25,15 @@ def _episode(config, seed=0):
                                 config.image_shape, seed, dtype=np.float32)
 
 
+def _call(step, episode, iteration, with_pre=True):
+  return step(episode, tf.constant(iteration, tf.int64), tf.constant(with_pre))
+
+
 def test_outer_step_traces_once_for_new_meta_batches():
   config = helpers.tiny_config()
   _, step = _step_for(config)
   for i in range(10):
-    out = step(_episode(config, seed=i), tf.constant(i, tf.int64))
+    out = _call(step, _episode(config, seed=i), i, with_pre=i % 2 == 0)
   assert step.experimental_get_tracing_count() == 1
   assert set(out) == {'loss', 'acc', 'loss_pre', 'acc_pre'}
 
@@ -40,11 +45,27 @@ def test_overfits_one_episode_and_trains_the_right_variables(maml):
   phi = [v.numpy().copy() for v in model.phi.values()]
   theta = [v.numpy().copy() for v in model.theta.values()]
   episode = _episode(config)
-  losses = [float(step(episode, tf.constant(i, tf.int64))['loss']) for i in range(200)]
+  losses = [float(_call(step, episode, i)['loss']) for i in range(200)]
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
   phi_moved = any(np.abs(v.numpy() - p).max() > 0 for v, p in zip(model.phi.values(), phi))
   assert phi_moved != maml
   assert all(np.abs(v.numpy() - t).max() > 0 for v, t in zip(model.theta.values(), theta))
+
+
+def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
+  config = helpers.tiny_config(pre_adapt_freq=3)
+  episode = _episode(config)
+  (with_model, with_step), (without_model, without_step) = _step_for(config), _step_for(config)
+  expected = meta_learner.mean_pre_adaptation_outputs(with_model, episode)
+  with_pre, without = _call(with_step, episode, 0, True), _call(without_step, episode, 0, False)
+  for key in train_lib.PRE_KEYS:
+    np.testing.assert_allclose(with_pre[key], expected[key], rtol=1e-6)
+    assert np.isnan(without[key])
+  assert float(with_pre['loss']) == float(without['loss'])
+  for a, b in zip(with_model.meta_variables(), without_model.meta_variables()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  reported = [set(train_lib.run_outer_step(with_step, episode, i, config)) for i in range(1, 4)]
+  assert reported == [{'loss', 'acc'}, {'loss', 'acc'}, {'loss', 'acc', *train_lib.PRE_KEYS}]
 
 
 def test_same_seed_same_loss():
@@ -52,8 +73,7 @@ def test_same_seed_same_loss():
   runs = []
   for _ in range(2):
     _, step = _step_for(config)
-    runs.append([float(step(_episode(config, i), tf.constant(i, tf.int64))['loss'])
-                 for i in range(2)])
+    runs.append([float(_call(step, _episode(config, i), i)['loss']) for i in range(2)])
   assert runs[0] == runs[1]
 
 

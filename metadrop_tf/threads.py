@@ -1,0 +1,26 @@
+"""The TF runtime's thread pools: chosen per program, set once before the first op runs."""
+
+import os
+
+import tensorflow as tf
+
+
+def op_threads(config, training):
+  """(intra-op, inter-op) threads for this process; 0 keeps TF's default (one per core).
+
+  Auto (config 0): a training step runs its meta-batch's tasks as independent ops side by side,
+  so with at least as many tasks as cores one thread per op keeps every core busy with less
+  synchronization: ~10% faster per Omniglot 20-way step on 2 cores than TF's default of two.
+  The single-task meta-test step keeps TF's default, which was ~12% faster there.
+  """
+  intra = config.intra_op_threads
+  if not intra and training and config.metabatch >= len(os.sched_getaffinity(0)):
+    intra = 1
+  return intra, config.inter_op_threads
+
+
+def configure(config, training):
+  """Applies op_threads; call before any TF op of the process (the runtime fixes them then)."""
+  intra, inter = op_threads(config, training)
+  tf.config.threading.set_intra_op_parallelism_threads(intra)
+  tf.config.threading.set_inter_op_parallelism_threads(inter)
