@@ -106,6 +106,11 @@ def per_task_outputs(model, episode, seeds, adaptation, with_pre=True):
     if with_pre:
       outputs.update(pre_adaptation_outputs(model, episode.query_x[b], episode.query_y[b]))
     per_task.append(outputs)
+  return _stacked(per_task)
+
+
+def _stacked(per_task):
+  """A list of B dicts of scalars -> one dict of [B] tensors."""
   return {k: tf.stack([t[k] for t in per_task]) for k in per_task[0]}
 
 
@@ -123,4 +128,4 @@ def mean_pre_adaptation_outputs(model, episode):
   """pre_adaptation_outputs averaged over the tasks of a meta-batch: dict of scalars."""
   per_task = [pre_adaptation_outputs(model, episode.query_x[b], episode.query_y[b])
               for b in range(episode.query_x.shape[0])]
-  return {k: tf.reduce_mean(tf.stack([t[k] for t in per_task])) for k in per_task[0]}
+  return {k: tf.reduce_mean(v) for k, v in _stacked(per_task).items()}
