@@ -124,6 +124,28 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
   return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
 
 
+def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
+                      copies=1, **kwargs):
+  """conv_block on `copies` noise samples of the same images: [n,H,W,Cin] -> [copies*n,H/2,W/2,C].
+
+  The outputs are stacked copy by copy, and each copy is normalized with its own statistics,
+  like conv_block(tile(x), ..., groups=copies). The conv products are the same for every copy,
+  so the kernels are tiled along the output channels instead of tiling the images: the copies
+  sit side by side on the channel axis, where batch norm keeps them apart without transposes,
+  and one transpose of the 4x smaller pooled map stacks them on the batch axis.
+  kwargs: sample, seed, compute_dtype, sampler, as conv_block.
+  """
+  if copies == 1:
+    return conv_block(x, theta_kernel, theta_bias, offset, phi_kernel, phi_bias, **kwargs)
+  tile = lambda t: None if t is None else tf.tile(t, [1] * (t.shape.rank - 1) + [copies])
+  h = conv_block(x, tile(theta_kernel), tile(theta_bias), tile(offset), tile(phi_kernel),
+                 tile(phi_bias), **kwargs)  # [n, H/2, W/2, copies * C]
+  shape = tf.shape(h)
+  h = tf.reshape(h, tf.concat([shape[:3], [copies, theta_kernel.shape[-1]]], axis=0))
+  return tf.reshape(tf.transpose(h, [3, 0, 1, 2, 4]),
+                    tf.concat([[copies * shape[0]], shape[1:3], [-1]], axis=0))
+
+
 def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=None,
                sample=False, seed=None, sampler=box_muller_normal):
   """Logits [n, N] from features [n, F]: mu = f W + b, plus softplus(f w_phi + b_phi) * eps.

@@ -39,15 +39,17 @@ def fold_seed(seed, *indices):
   return seed
 
 
-def inner_step(model, theta, x, y, seed, adaptation):
-  """One SGD step on theta for the mean sampled loss over M stacked copies of the support.
+def inner_step(model, theta, phi, x, y, seed, adaptation):
+  """One SGD step on theta for the mean sampled loss over M noise samples of the support.
 
-  x: [M * n, H, W, C], y: [M * n, N] (the support tiled M times). Returns the new theta dict.
-  The gradient stays differentiable (second order) unless adaptation.first_order.
+  x: [n, H, W, C], y: [M * n, N] (the labels tiled M times). phi: the model's phi as tensors.
+  Returns the new theta dict. The gradient stays differentiable (second order) unless
+  adaptation.first_order.
   """
   with tf.GradientTape(watch_accessed_variables=False) as tape:
     tape.watch(theta)
-    logits = model(x, theta=theta, sample=True, seed=seed, groups=adaptation.mc_samples)
+    logits = model(x, theta=theta, sample=True, seed=seed, copies=adaptation.mc_samples,
+                   phi=phi)
     loss = cross_entropy(logits, y)
   grads = tape.gradient(loss, theta)
   if adaptation.first_order:
@@ -60,13 +62,14 @@ def inner_loop(model, support_x, support_y, seed, adaptation, theta=None):
 
   support_x: [N*K, H, W, C], support_y: [N*K, N], seed: int32 [2].
   theta: the start (default the model's variables; e.g. a head cut to fewer columns).
+  phi is read once, so the steps share what depends only on phi and the support.
   """
-  m = adaptation.mc_samples
-  x = tf.tile(support_x, [m, 1, 1, 1])
-  y = tf.tile(support_y, [m, 1])
+  y = tf.tile(support_y, [adaptation.mc_samples, 1])
+  phi = model.read_phi()
   thetas = [model.initial_theta() if theta is None else theta]
   for step in range(adaptation.n_steps):
-    thetas.append(inner_step(model, thetas[-1], x, y, fold_seed(seed, step), adaptation))
+    thetas.append(inner_step(model, thetas[-1], phi, support_x, y, fold_seed(seed, step),
+                             adaptation))
   return thetas
 
 

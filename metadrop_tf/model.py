@@ -102,51 +102,63 @@ class MetaDropoutNet(keras.Model):
     """theta as a dict of tensors: the start of the inner loop."""
     return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
 
-  def block_outputs(self, x, theta=None, sample=False, seed=None, groups=1):
-    """Outputs of the 4 conv blocks ([n, H/2^l, W/2^l, C] each) for images x [n, H, W, C].
+  def read_phi(self):
+    """phi as a dict of tensors. Forwards given the same tensors share the work that depends
+    only on phi and the images (the first block's noise logits across inner steps)."""
+    return {k: tf.convert_to_tensor(v) for k, v in self.phi.items()}
+
+  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
-    groups: number of Monte-Carlo copies stacked in x; batch norm keeps per-copy statistics.
+    copies: M Monte-Carlo samples of every image, stacked copy by copy on the batch axis;
+      batch norm keeps per-copy statistics (SPEC "Inner loop").
+    theta, phi: weights as dicts of tensors (default: the variables).
     """
     theta = self.theta if theta is None else theta
-    phi, beta = self.phi, self.beta
+    phi = self.phi if phi is None else phi
+    beta = self.beta
     sample = sample and not self.maml
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
     h, outputs = tf.cast(x, self.dtype), []
     for b in range(N_BLOCKS):
-      h = layers.conv_block(
-          h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
-          phi_kernel=None if self.maml else phi[f'conv{b}_kernel'],
-          phi_bias=None if self.maml else phi[f'conv{b}_bias'],
-          sample=sample, seed=seeds[b], groups=groups,
-          compute_dtype=self.compute_dtype_override, sampler=self.sampler)
+      args = (h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
+              None if self.maml else phi[f'conv{b}_kernel'],
+              None if self.maml else phi[f'conv{b}_bias'])
+      kwargs = dict(sample=sample, seed=seeds[b], compute_dtype=self.compute_dtype_override,
+                    sampler=self.sampler)
+      if b == 0:
+        h = layers.conv_block_copies(*args, copies=copies, **kwargs)
+      else:
+        h = layers.conv_block(*args, groups=copies, **kwargs)
       outputs.append(h)
     return outputs
 
-  def features(self, x, theta=None, sample=False, seed=None, groups=1):
-    """Flattened features [n, F] of images x [n, H, W, C]; arguments as block_outputs."""
-    return tf.reshape(self.block_outputs(x, theta, sample, seed, groups)[-1],
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Flattened features [copies * n, F] of images x [n, H, W, C]; arguments as block_outputs."""
+    return tf.reshape(self.block_outputs(x, theta, sample, seed, copies, phi)[-1],
                       [-1, self.feature_dim])
 
-  def head(self, features, theta=None, sample=False, seed=None):
+  def head(self, features, theta=None, sample=False, seed=None, phi=None):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
     theta = self.theta if theta is None else theta
+    phi = self.phi if phi is None else phi
     noisy = not self.maml
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
-        phi_kernel=self.phi['dense_kernel'] if noisy else None,
-        phi_bias=self.phi['dense_bias'] if noisy else None,
+        phi_kernel=phi['dense_kernel'] if noisy else None,
+        phi_bias=phi['dense_bias'] if noisy else None,
         sample=sample and noisy, seed=seed, sampler=self.sampler)
 
-  def call(self, x, theta=None, sample=False, seed=None, groups=1):
-    """Logits [n, N] of images x [n, H, W, C] with weights theta (default: the variables)."""
+  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs."""
     sample = sample and not self.maml
     if sample:
       feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
     else:
       feature_seed = head_seed = None
-    feats = self.features(x, theta, sample, feature_seed, groups)
-    return self.head(feats, theta, sample, head_seed)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi)
+    return self.head(feats, theta, sample, head_seed, phi)
 
   def noise_scales(self, x, theta=None):
     """Deterministic noise factors of images x [n, H, W, C]: softplus(alpha) of each conv block

@@ -97,6 +97,28 @@ def test_conv_block_follows_the_spec_order():
   assert out.shape == (3, 3, 3, 4)
 
 
+@pytest.mark.parametrize('dtype', [tf.float32, tf.float64])
+def test_conv_block_copies_equal_separate_blocks_on_their_slices_of_the_noise(dtype):
+  """Copies sit on the channel axis while the noise is drawn: copy m gets channels
+  [m*C, (m+1)*C) of one draw, and its output rows must be conv_block of that noise alone."""
+  n, size, c, copies = 3, 6, 2, 4
+  x = tf.cast(_random((n, size, size, 1), 1), dtype)
+  weights = [tf.cast(_random(shape, s), dtype) for s, shape in enumerate(
+      [(3, 3, 1, c), (c,), (c,), (3, 3, 1, c), (c,)], 2)]
+  eps = tf.cast(_random((n, size, size, copies * c), 9), dtype)
+  out = layers.conv_block_copies(x, *weights, copies=copies, sample=True, seed=SEED,
+                                 sampler=lambda shape, seed, dtype: eps)
+  assert out.shape == (copies * n, size // 2, size // 2, c)
+  tolerance = 1e-5 if dtype == tf.float32 else 1e-12
+  for m in range(copies):
+    alone = layers.conv_block(x, *weights, sample=True, seed=SEED,
+                              sampler=lambda shape, seed, dtype: eps[..., m * c:(m + 1) * c])
+    np.testing.assert_allclose(out[m * n:(m + 1) * n], alone, rtol=tolerance, atol=tolerance)
+  np.testing.assert_array_equal(
+      layers.conv_block_copies(x, *weights, copies=1, sample=True, seed=SEED),
+      layers.conv_block(x, *weights, sample=True, seed=SEED))
+
+
 def test_conv_block_without_phi_has_no_noise():
   x = _random((3, 4, 4, 1))
   tk, tb, offset = _random((3, 3, 1, 2), 1), tf.zeros(2, tf.float64), tf.zeros(2, tf.float64)

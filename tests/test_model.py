@@ -87,12 +87,23 @@ def test_mc_mean_has_lower_variance_than_one_sample():
   x, y = episode.support_x[0], episode.support_y[0]
 
   def mc_loss(m, seed):
-    logits = model(tf.tile(x, [m, 1, 1, 1]), sample=True, seed=tf.constant([seed, 0]), groups=m)
+    logits = model(x, sample=True, seed=tf.constant([seed, 0]), copies=m)
     return float(meta_learner.cross_entropy(logits, tf.tile(y, [m, 1])))
 
   one = np.var([mc_loss(1, s) for s in range(30)])
   many = np.var([mc_loss(8, s) for s in range(30)])
   assert many < 0.5 * one
+
+
+@pytest.mark.parametrize('maml', [False, True])
+def test_copies_without_sampling_repeat_the_deterministic_forward(maml):
+  """Per-copy batch norm on identical copies gives each copy the statistics of the batch."""
+  model = helpers.tiny_model(maml=maml)
+  x = helpers.random_episode().support_x[0]
+  copies = model(x, copies=3, sample=maml, seed=SEED)
+  np.testing.assert_allclose(copies, tf.tile(model(x), [3, 1]), rtol=1e-12, atol=1e-12)
+  features = model.features(x, copies=3)
+  assert features.shape == (3 * x.shape[0], model.feature_dim)
 
 
 def test_noise_scales_are_softplus_alpha_per_block_and_logit_sigma():
