@@ -13,6 +13,7 @@ per case.
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -73,6 +74,18 @@ def matmul_peak_gflops(precision):
   return 2 * 4096 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
+def cpu_model():
+  """The CPU's model name (Linux), so a result line says which machine it came from."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def run_case(name, iters, precision, pre_adapt_freq, peak):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -119,7 +132,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak):
           'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
           'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
           'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
-          'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3)}
+          'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
+          'cpu': cpu_model(), 'cores': os.cpu_count()}
 
 
 def main():
