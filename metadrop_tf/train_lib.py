@@ -1,6 +1,9 @@
 """Meta-training: the traced outer step and the eager loop around it (logs, checkpoints, eval)."""
 
 import os
+import signal
+import sys
+import threading
 import time
 
 import keras
@@ -138,11 +141,45 @@ class Reporter:
     self.log.close()
 
 
+class StopRequests:
+  """Context in which the first Ctrl-C or SIGTERM only asks the training loop to stop.
+
+  The loop checks `requested` between iterations, so the checkpoint it then saves holds weights
+  and iteration counter of the same step (an interrupt landing between the optimizer update and
+  the counter would not). A second signal stops at once, keeping the last periodic checkpoint.
+  Signal handlers exist only in the main thread; elsewhere this does nothing.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print(f'{signal.Signals(signum).name}: stopping after this iteration (again to stop now)',
+          file=sys.stderr)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc_info):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+
 def train(config, workdir, progress=True):
   """Trains (or resumes) the run in `workdir` up to config.n_train_iters; returns final step.
 
   Expects <workdir>/config.json written by the caller. Checkpoints every save_freq iterations,
-  at the end, and when interrupted (Ctrl-C, SIGTERM), so rerunning the command resumes.
+  at the end, and when interrupted (Ctrl-C, SIGTERM: after the running iteration), so
+  rerunning the command resumes.
   """
   splits = data.load_splits(config, ('train', config.eval_split))
   model = model_lib.build_model(config)
@@ -162,26 +199,27 @@ def train(config, workdir, progress=True):
       model, meta_learner.Adaptation.from_config(config, config.eval_mc_samp), config.seed)
   due = lambda freq: step % freq == 0 or step == config.n_train_iters
   try:
-    while step < config.n_train_iters:
-      episode = next(episodes)
-      report.add(run_outer_step(outer_step, episode, step, config))
-      step += 1
-      ckpt.step.assign(step)
-      if due(config.log_freq):
-        report.train_window(step, {'meta_lr': float(optimizer.learning_rate),
-                                   **noise_summaries(model, episode.query_x[0])})
-      if due(config.eval_freq):
-        report.evaluation(step, config.eval_split, eval_lib.evaluate(
-            model, splits[config.eval_split], config, config.eval_split,
-            config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
-            eval_step=eval_step))
-      if due(config.save_freq):
+    with StopRequests() as stop:
+      while step < config.n_train_iters and not stop.requested:
+        episode = next(episodes)
+        report.add(run_outer_step(outer_step, episode, step, config))
+        step += 1
+        ckpt.step.assign(step)
+        if due(config.log_freq):
+          report.train_window(step, {'meta_lr': float(optimizer.learning_rate),
+                                     **noise_summaries(model, episode.query_x[0])})
+        if due(config.eval_freq):
+          report.evaluation(step, config.eval_split, eval_lib.evaluate(
+              model, splits[config.eval_split], config, config.eval_split,
+              config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
+              eval_step=eval_step))
+        if due(config.save_freq):
+          manager.save(checkpoint_number=step)
+      if stop.requested and step < config.n_train_iters:
         manager.save(checkpoint_number=step)
-  except KeyboardInterrupt:
-    manager.save(checkpoint_number=step)
-    report.log('interrupted: saved iteration %d to %s; rerun the command to resume', step,
-               manager.directory)
-    raise
+        report.log('interrupted: saved iteration %d to %s; rerun the command to resume', step,
+                   manager.directory)
+        raise KeyboardInterrupt
   finally:
     report.close()
   return step

@@ -98,3 +98,37 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
   checkpoints.restore(checkpoints.make_checkpoint(fresh), straight)
   for a, b in zip(resumed.meta_variables(), fresh.meta_variables()):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('signals', [1, 2])
+def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
+    tmp_path, monkeypatch, signals):
+  import signal  # pylint: disable=g-import-not-at-top
+  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir)
+  config = helpers.tiny_config(data_dir, n_train_iters=100, metabatch=1, save_freq=100)
+  checkpoints.write_config(workdir, config)
+  real_step = train_lib.run_outer_step
+
+  def step_then_signal(outer_step, episode, step, cfg):
+    values = real_step(outer_step, episode, step, cfg)
+    if step == 2:  # after the optimizer update, before the loop counts the iteration
+      for _ in range(signals):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return values
+
+  monkeypatch.setattr(train_lib, 'run_outer_step', step_then_signal)
+  previous = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(KeyboardInterrupt):
+    train_lib.train(config, workdir, progress=False)
+  assert signal.getsignal(signal.SIGTERM) is previous
+  saved = glob.glob(os.path.join(workdir, 'ckpt', 'ckpt-*.index'))
+  if signals == 2:  # stopped at once: only periodic checkpoints, none due yet
+    assert not saved
+    return
+  assert [os.path.basename(p) for p in saved] == ['ckpt-3.index']
+  model = model_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(model, config)
+  ckpt = checkpoints.make_checkpoint(model, optimizer)
+  checkpoints.restore(ckpt, workdir)
+  assert int(ckpt.step.numpy()) == 3 == int(optimizer.iterations.numpy())
