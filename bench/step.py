@@ -6,8 +6,9 @@
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
 case's). Iterations 1..iters are timed; with the default cadence the 10th also computes the
-pre-adaptation metrics, which `mean_s` includes and `median_s` does not. Prints one JSON line
-per case.
+pre-adaptation metrics, which `mean_s` includes and `median_s` does not. A meta-test case
+adapts as many episodes per call as evaluate.py does (`episodes_per_call`, from the memory
+estimate of eval_lib) and reports seconds per episode. Prints one JSON line per case.
 """
 
 import argparse
@@ -101,7 +102,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak):
                              meta_lr=meta_lr, maml=method == 'maml',
                              precision=precision, pre_adapt_freq=pre_adapt_freq).validate()
   threads.configure(config, training=not test)
-  metabatch = 1 if test else config.metabatch
+  metabatch = eval_lib.episodes_per_call(config) if test else config.metabatch
   rng = np.random.default_rng(0)
   images = lambda n: tf.constant(rng.random((metabatch, n) + config.image_shape, np.float32))
   episode = data.Episode(images(way * shot), data.one_hot_labels(metabatch, way, shot),
@@ -124,7 +125,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak):
   for i in range(1, iters + 1):
     start = time.perf_counter()
     step(i)
-    times.append(time.perf_counter() - start)
+    times.append((time.perf_counter() - start) / (metabatch if test else 1))
   gflop = analytic_gflop(config, test)
   median = float(np.median(times))
   return {'case': name, 'precision': precision, 'median_s': round(median, 3),
@@ -133,7 +134,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak):
           'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
           'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
           'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
-          'cpu': cpu_model(), 'cores': os.cpu_count()}
+          'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
+          'cores': os.cpu_count()}
 
 
 def main():

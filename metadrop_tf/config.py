@@ -44,6 +44,7 @@ class Config:
   n_train_iters: int = 60000
   n_test_iters: int = 1000
   n_test_mc_samp: int = 30
+  test_metabatch: int = 0  # meta-test episodes per call; 0: auto (eval_lib.episodes_per_call)
   maml: bool = False
   first_order: bool = False
   grad_clip: float = 3.0
@@ -106,7 +107,7 @@ class Config:
     for name in ('inner_lr', 'meta_lr', 'grad_clip'):
       if not getattr(self, name) > 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be positive')
-    for name in ('intra_op_threads', 'inter_op_threads'):
+    for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
     if self.channels < 0:

@@ -34,3 +34,16 @@ def test_fixed_stream_and_result_file(tmp_path):
   assert saved['checkpoint_step'] == 3 and saved['n_episodes'] == 5 and saved['mc_samples'] == 2
   np.testing.assert_allclose(saved['per_episode_accuracy'], first['per_episode_accuracy'])
   assert result['accuracy'] == pytest.approx(first['accuracy'])
+
+
+def test_episodes_per_call_fits_memory_and_obeys_the_flag():
+  from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  gib = 2 ** 30
+  one_shot = config_lib.Config().validate()
+  five_shot = one_shot.replace(shot=5)
+  assert eval_lib.episodes_per_call(one_shot, 24 * gib) == one_shot.metabatch
+  assert eval_lib.episodes_per_call(five_shot, 24 * gib) == 1  # ~8 GB per episode
+  assert eval_lib.episodes_per_call(five_shot.replace(maml=True), 24 * gib) == 4  # no MC copies
+  assert eval_lib.episodes_per_call(one_shot, 1) == 1
+  assert eval_lib.episodes_per_call(five_shot.replace(test_metabatch=3), 1) == 3
+  assert 4 < eval_lib.episodes_per_call(one_shot.replace(metabatch=100), 24 * gib) < 100
