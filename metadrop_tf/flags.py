@@ -14,10 +14,10 @@ FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.Config()
 
 # Settings a resumed or evaluated run may change without contradicting its saved config.
-MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_samp', 'test_metabatch', 'save_freq',
-                     'keep_checkpoints', 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_split',
-                     'eval_batches', 'eval_mc_samp', 'precision', 'noise_sampler',
-                     'intra_op_threads', 'inter_op_threads'})
+MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_samp',
+                     'test_metabatch', 'save_freq', 'keep_checkpoints', 'log_freq',
+                     'pre_adapt_freq', 'eval_freq', 'eval_split', 'eval_batches', 'eval_mc_samp',
+                     'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads'})
 
 _HELP = {
     'dataset': 'omniglot or mimgnet.',
