@@ -4,6 +4,9 @@ import json
 import math
 import os
 
+import time
+
+from absl import logging
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
@@ -18,6 +21,7 @@ EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses 
 # Live activations of one support image's first-block map (H x W x C) per MC copy during a
 # meta-test inner step: measured ~13.5 (Omniglot) and ~15.5 (miniImageNet) from peak RSS.
 ACTIVATIONS_PER_NOISY_IMAGE = 16
+LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 
 
 def episodes_per_call(config, memory_bytes=None):
@@ -52,8 +56,11 @@ def make_eval_step(model, adaptation, seed):
 
 
 def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=None,
-             progress=True, eval_step=None):
+             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
+
+  progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
+  `log_interval_s` seconds, so an hour-long evaluation under nohup shows it is alive.
 
   Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...}.
   The stream depends only on (config.seed, split), so every call sees the same tasks.
@@ -66,10 +73,16 @@ def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=Non
       model, meta_learner.Adaptation.from_config(config, mc_samples), config.seed)
   outputs = {}
   stream = data.make_dataset(sampler, metabatch, 0, n_batches)
+  start = last_log = time.time()
   for index, episode in enumerate(tqdm(stream, total=n_batches, disable=not progress,
                                        desc=f'eval {split}', leave=False)):
     for key, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
       outputs.setdefault(key, []).extend(value.numpy().tolist())
+    if not progress and time.time() - last_log >= log_interval_s:
+      last_log, done = time.time(), min(len(outputs['acc']), n_episodes)
+      logging.info('eval %s | %d/%d episodes | accuracy so far %.2f %% | %.2f s per episode',
+                   split, done, n_episodes, 100 * np.mean(outputs['acc'][:done]),
+                   (last_log - start) / done)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
   mean, ci = metrics.mean_ci95(outputs['acc'])
   return {'accuracy': 100 * mean, 'ci95': 100 * ci, 'loss': float(outputs['loss'].mean()),

@@ -1,6 +1,7 @@
 """Tests of meta-test evaluation: fixed episode stream, the result file."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -47,3 +48,19 @@ def test_episodes_per_call_fits_memory_and_obeys_the_flag():
   assert eval_lib.episodes_per_call(one_shot, 1) == 1
   assert eval_lib.episodes_per_call(five_shot.replace(test_metabatch=3), 1) == 3
   assert 4 < eval_lib.episodes_per_call(one_shot.replace(metabatch=100), 24 * gib) < 100
+
+
+def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
+  data_dir = str(tmp_path / 'data')
+  helpers.write_tiny_shards(data_dir)
+  config = helpers.tiny_config(data_dir)
+  images = data.load_splits(config, ('test',))['test']
+  model = model_lib.build_model(config)
+  with caplog.at_level(logging.INFO):
+    result = eval_lib.evaluate(model, images, config, 'test', 5, 2, metabatch=2, progress=False,
+                               log_interval_s=0)
+    eval_lib.evaluate(model, images, config, 'test', 5, 2, metabatch=2, progress=False)
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith('eval test |')]
+  assert [line.split(' | ')[1] for line in lines] == ['2/5 episodes', '4/5 episodes',
+                                                      '5/5 episodes']
+  assert f"accuracy so far {result['accuracy']:.2f} %" in lines[-1]
