@@ -107,7 +107,7 @@ def test_conv_block_copies_equal_separate_blocks_on_their_slices_of_the_noise(dt
       [(3, 3, 1, c), (c,), (c,), (3, 3, 1, c), (c,)], 2)]
   eps = tf.cast(_random((n, size, size, copies * c), 9), dtype)
   out = layers.conv_block_copies(x, *weights, copies=copies, sample=True, seed=SEED,
-                                 sampler=lambda shape, seed, dtype: eps)
+                                 sampler=lambda shape, seed, dtype: tf.reshape(eps, shape))
   assert out.shape == (copies * n, size // 2, size // 2, c)
   tolerance = 1e-5 if dtype == tf.float32 else 1e-12
   for m in range(copies):
