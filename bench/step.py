@@ -1,14 +1,16 @@
 """Seconds per meta-training / meta-test step at the Table 1 shapes (not a test).
 
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
-                       [--pre_adapt_freq=10]
+                       [--pre_adapt_freq=10] [--profile]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
 case's). Iterations 1..iters are timed; with the default cadence the 10th also computes the
 pre-adaptation metrics, which `mean_s` includes and `median_s` does not. A meta-test case
 adapts as many episodes per call as evaluate.py does (`episodes_per_call`, from the memory
-estimate of eval_lib) and reports seconds per episode. Prints one JSON line per case.
+estimate of eval_lib) and reports seconds per episode. Prints one JSON line per case; with
+--profile it also says where the time goes: two more iterations run under tf.profiler, and
+`op_s` / `top_ops` give their op time per iteration (per episode) by category and op type.
 """
 
 import argparse
@@ -18,6 +20,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -31,6 +34,7 @@ ROWS = {  # dataset, way, shot, inner_lr, meta_lr (SPEC "Experiments")
 }
 CASES = [f'{row}_{method}' for row in ROWS for method in ('metadrop', 'maml')]
 CASES += [f'{row}_metadrop_test' for row in ROWS] + [f'{row}_maml_test' for row in ROWS]
+PROFILED_ITERS = 2
 
 
 def conv_gflop_per_image(config):
@@ -87,7 +91,21 @@ def cpu_model():
   return platform.processor() or platform.machine()
 
 
-def run_case(name, iters, precision, pre_adapt_freq, peak):
+def profile(step, first, per):
+  """op_profile.summarize of PROFILED_ITERS calls step(first), step(first + 1), ...; op time is
+  divided by PROFILED_ITERS * per."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import op_profile  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    for i in range(first, first + PROFILED_ITERS):
+      step(i)
+    tf.profiler.experimental.stop()
+    by_type = op_profile.seconds_by_op_type(op_profile.load_xspace(logdir))
+  return op_profile.summarize(by_type, PROFILED_ITERS * per)
+
+
+def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -128,14 +146,17 @@ def run_case(name, iters, precision, pre_adapt_freq, peak):
     times.append((time.perf_counter() - start) / (metabatch if test else 1))
   gflop = analytic_gflop(config, test)
   median = float(np.median(times))
-  return {'case': name, 'precision': precision, 'median_s': round(median, 3),
-          'mean_s': round(float(np.mean(times)), 3),
-          'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
-          'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-          'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
-          'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
-          'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
-          'cores': os.cpu_count()}
+  result = {'case': name, 'precision': precision, 'median_s': round(median, 3),
+            'mean_s': round(float(np.mean(times)), 3),
+            'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
+            'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
+            'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
+            'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
+            'cores': os.cpu_count()}
+  if with_profile:
+    result.update(profile(step, iters + 1, metabatch if test else 1))
+  return result
 
 
 def main():
@@ -146,6 +167,8 @@ def main():
   parser.add_argument('--precision', default='float32', choices=['float32', 'bfloat16'])
   parser.add_argument('--pre_adapt_freq', type=int, default=10,
                       help='training cases: pre-adaptation metrics every this many iterations')
+  parser.add_argument('--profile', action='store_true',
+                      help='also report op time by category and op type (op_s, top_ops)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -153,14 +176,15 @@ def main():
   if args.in_process:
     for name in cases:
       print(json.dumps(run_case(name, args.iters, args.precision, args.pre_adapt_freq,
-                                args.peak)),
+                                args.peak, args.profile)),
             flush=True)
     return
   peak = matmul_peak_gflops(args.precision)  # before any case: cases may change the threads
   for name in cases:
     subprocess.run([sys.executable, __file__, '--in_process', f'--case={name}',
                     f'--iters={args.iters}', f'--precision={args.precision}',
-                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}'], check=True)
+                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}']
+                   + (['--profile'] if args.profile else []), check=True)
 
 
 if __name__ == '__main__':
