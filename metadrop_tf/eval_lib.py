@@ -1,5 +1,6 @@
 """Meta-test: adapt on each support set and score the query, over a fixed seeded episode stream."""
 
+import dataclasses
 import json
 import math
 import os
@@ -54,12 +55,34 @@ def make_eval_step(model, adaptation, seed):
   return step
 
 
+def _write_json(path, value):
+  """Writes value to path atomically (a temporary file, then a rename)."""
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def _load_partial(path, key):
+  """Per-task outputs {name: [values]} an interrupted evaluation with this key saved, or {}."""
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    return {}
+  except (OSError, ValueError) as e:
+    logging.warning('ignoring %s, which cannot be read: %s', path, e)
+    return {}
+  return saved.get('outputs', {}) if saved.get('key') == key else {}
+
+
 def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=None,
-             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S):
+             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
   `log_interval_s` seconds, so an hour-long evaluation under nohup shows it is alive.
+  partial: (path, key): after every call the per-task outputs so far are saved to path with
+  key (what they depend on); a later call with the same key continues after them.
 
   Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...}.
   The stream depends only on (config.seed, split), so every call sees the same tasks.
@@ -70,18 +93,26 @@ def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=Non
   n_batches = math.ceil(n_episodes / metabatch)
   step = eval_step or make_eval_step(
       model, meta_learner.Adaptation.from_config(config, mc_samples), config.seed)
-  outputs = {}
-  stream = data.make_dataset(sampler, metabatch, 0, n_batches)
+  outputs = _load_partial(*partial) if partial else {}
+  first = min(len(outputs.get('acc', [])) // metabatch, n_batches)  # meta-batches done
+  outputs = {k: v[:first * metabatch] for k, v in outputs.items()}
+  if first:
+    logging.info('eval %s | continuing after the %d episodes saved in %s', split,
+                 first * metabatch, partial[0])
+  stream = data.make_dataset(sampler, metabatch, first, n_batches - first)
   start = last_log = time.time()
-  for index, episode in enumerate(tqdm(stream, total=n_batches, disable=not progress,
-                                       desc=f'eval {split}', leave=False)):
+  for index, episode in enumerate(tqdm(stream, total=n_batches, initial=first,
+                                       disable=not progress, desc=f'eval {split}',
+                                       leave=False), start=first):
     for key, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
       outputs.setdefault(key, []).extend(value.numpy().tolist())
+    if partial:
+      _write_json(partial[0], {'key': partial[1], 'outputs': outputs})
     if not progress and time.time() - last_log >= log_interval_s:
       last_log, done = time.time(), min(len(outputs['acc']), n_episodes)
       logging.info('eval %s | %d/%d episodes | accuracy so far %.2f %% | %.2f s per episode',
                    split, done, n_episodes, 100 * np.mean(outputs['acc'][:done]),
-                   (last_log - start) / done)
+                   (last_log - start) / (index + 1 - first) / metabatch)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
   mean, ci = metrics.mean_ci95(outputs['acc'])
   return {'accuracy': 100 * mean, 'ci95': 100 * ci, 'loss': float(outputs['loss'].mean()),
@@ -92,19 +123,28 @@ def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=Non
 
 def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
         progress=True):
-  """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json."""
+  """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json.
+
+  Interrupted, it leaves <workdir>/eval_<split>.partial.json; the same command continues from
+  there (any --n_test_iters; a different checkpoint, MC count or setting starts afresh).
+  """
   n_episodes = n_episodes or config.n_test_iters
   mc_samples = 1 if config.maml else (mc_samples or config.n_test_mc_samp)
   images = data.load_splits(config, (split,))[split]
   model = model_lib.build_model(config)
   ckpt = checkpoints.make_checkpoint(model)
   path = checkpoints.restore(ckpt, workdir, checkpoint)
+  key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split)
+  for irrelevant in ('n_test_iters', 'test_metabatch'):  # results do not depend on them
+    del key[irrelevant]
+  partial_path = os.path.join(workdir, f'eval_{split}.partial.json')
   result = evaluate(model, images, config, split, n_episodes, mc_samples,
-                    metabatch=episodes_per_call(config), progress=progress)
+                    metabatch=episodes_per_call(config), progress=progress,
+                    partial=(partial_path, key))
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()))
   out = os.path.join(workdir, f'eval_{split}.json')
-  with open(out + '.tmp', 'w') as f:
-    json.dump(result, f, indent=1)
-  os.replace(out + '.tmp', out)
+  _write_json(out, result)
+  if os.path.exists(partial_path):
+    os.remove(partial_path)
   result['path'] = out
   return result

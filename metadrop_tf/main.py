@@ -32,7 +32,8 @@ def _interrupt(signum, frame):
 def _guarded(main):
   """Runs main(argv), turning user errors and Ctrl-C / SIGTERM into one line and a status.
 
-  Training saves a checkpoint on either signal, so the same command resumes.
+  Training saves a checkpoint on either signal, and evaluation keeps the episodes it
+  finished, so the same command resumes.
   """
   def wrapped(argv):
     signal.signal(signal.SIGTERM, _interrupt)

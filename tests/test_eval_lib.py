@@ -64,3 +64,68 @@ def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   assert [line.split(' | ')[1] for line in lines] == ['2/5 episodes', '4/5 episodes',
                                                       '5/5 episodes']
   assert f"accuracy so far {result['accuracy']:.2f} %" in lines[-1]
+
+
+def _saved_run(tmp_path, **changes):
+  """A tiny config and a run directory with a step-3 checkpoint of its initial weights."""
+  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir)
+  config = helpers.tiny_config(data_dir, **changes)
+  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt.step.assign(3)
+  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
+  return config, workdir
+
+
+def _counting_steps(monkeypatch, fail_after=None):
+  """Wraps eval_lib.make_eval_step: returns the list of first-task indices each call gets;
+  the call after `fail_after` calls raises KeyboardInterrupt (Ctrl-C mid-evaluation)."""
+  calls, make = [], eval_lib.make_eval_step
+
+  def make_counting(*args):
+    step = make(*args)
+
+    def counting(episode, first_task):
+      if fail_after is not None and len(calls) == fail_after:
+        raise KeyboardInterrupt
+      calls.append(int(first_task))
+      return step(episode, first_task)
+    return counting
+  monkeypatch.setattr(eval_lib, 'make_eval_step', make_counting)
+  return calls
+
+
+def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypatch):
+  config, workdir = _saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
+  partial = os.path.join(workdir, 'eval_test.partial.json')
+  with monkeypatch.context() as patch:
+    _counting_steps(patch, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+      eval_lib.run(config, workdir, progress=False)
+  assert len(json.load(open(partial))['outputs']['acc']) == 4  # two calls of 2 episodes
+  with monkeypatch.context() as patch:
+    calls = _counting_steps(patch)
+    resumed = eval_lib.run(config.replace(test_metabatch=1), workdir, progress=False)
+  assert calls == [4, 5, 6]  # only the episodes not done, whatever the episodes per call
+  assert not os.path.exists(partial)
+  whole = eval_lib.run(config, workdir, progress=False)
+  np.testing.assert_allclose(resumed['per_episode_accuracy'], whole['per_episode_accuracy'])
+  assert resumed['accuracy'] == pytest.approx(whole['accuracy'])
+
+
+def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypatch):
+  config, workdir = _saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
+  with monkeypatch.context() as patch:
+    _counting_steps(patch, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+      eval_lib.run(config, workdir, progress=False, mc_samples=2)
+  with monkeypatch.context() as patch:
+    calls = _counting_steps(patch)
+    eval_lib.run(config, workdir, progress=False, mc_samples=3)
+  assert calls == [0, 2]
+  with open(os.path.join(workdir, 'eval_test.partial.json'), 'w') as f:
+    f.write('{"key": ')  # a file cut short
+  with monkeypatch.context() as patch:
+    calls = _counting_steps(patch)
+    eval_lib.run(config, workdir, progress=False)
+  assert calls == [0, 2]
