@@ -15,10 +15,19 @@ from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
 
 
-def test_fixed_stream_and_result_file(tmp_path):
+def _saved_run(tmp_path, **changes):
+  """A tiny config and a run directory with a step-3 checkpoint of its initial weights."""
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
-  config = helpers.tiny_config(data_dir, n_test_iters=5)
+  config = helpers.tiny_config(data_dir, **changes)
+  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt.step.assign(3)
+  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
+  return config, workdir
+
+
+def test_fixed_stream_and_result_file(tmp_path):
+  config, workdir = _saved_run(tmp_path, n_test_iters=5)
   images = data.load_splits(config, ('test',))['test']
   model = model_lib.build_model(config)
   first = eval_lib.evaluate(model, images, config, 'test', 5, 2, progress=False)
@@ -27,10 +36,7 @@ def test_fixed_stream_and_result_file(tmp_path):
   np.testing.assert_allclose(first['per_episode_accuracy'], again['per_episode_accuracy'])
   mean, ci = metrics.mean_ci95(first['per_episode_accuracy'])
   assert first['accuracy'] == pytest.approx(100 * mean) and first['ci95'] == pytest.approx(100 * ci)
-  ckpt = checkpoints.make_checkpoint(model)
-  ckpt.step.assign(3)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
-  result = eval_lib.run(config, workdir, progress=False, mc_samples=2)
+  result = eval_lib.run(config, workdir, progress=False, mc_samples=2)  # the same weights
   saved = json.load(open(os.path.join(workdir, 'eval_test.json')))
   assert saved['checkpoint_step'] == 3 and saved['n_episodes'] == 5 and saved['mc_samples'] == 2
   np.testing.assert_allclose(saved['per_episode_accuracy'], first['per_episode_accuracy'])
@@ -64,17 +70,6 @@ def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   assert [line.split(' | ')[1] for line in lines] == ['2/5 episodes', '4/5 episodes',
                                                       '5/5 episodes']
   assert f"accuracy so far {result['accuracy']:.2f} %" in lines[-1]
-
-
-def _saved_run(tmp_path, **changes):
-  """A tiny config and a run directory with a step-3 checkpoint of its initial weights."""
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
-  helpers.write_tiny_shards(data_dir)
-  config = helpers.tiny_config(data_dir, **changes)
-  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
-  ckpt.step.assign(3)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
-  return config, workdir
 
 
 def _counting_steps(monkeypatch, fail_after=None):
