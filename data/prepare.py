@@ -31,6 +31,7 @@ try:
   from data import download  # imported as data.prepare
 except ImportError:
   import download  # run as python data/prepare.py: data/ is on sys.path
+from metadrop_tf import manifest  # pylint: disable=g-import-not-at-top
 
 OMNIGLOT_SIZE = 28
 OMNIGLOT_DRAWERS = 20
@@ -42,6 +43,11 @@ N_TRAIN_CHARACTERS = 1200
 
 class PrepareError(RuntimeError):
   """Unusable input; one line naming the file or flag."""
+
+
+def progress_bar(iterable=None, **kwargs):
+  """tqdm on a terminal; nothing in a log file (no carriage-return bars under nohup)."""
+  return tqdm(iterable, disable=not sys.stderr.isatty(), **kwargs)
 
 
 def omniglot_to_28(image):
@@ -63,7 +69,7 @@ def _png_files_to_characters(entries, opener):
     if len(parts) >= 3 and parts[-1].endswith('.png'):
       grouped.setdefault(f'{parts[-3]}/{parts[-2]}', []).append(entry)
   characters = {}
-  for name, files in tqdm(sorted(grouped.items()), desc='omniglot characters', leave=False):
+  for name, files in progress_bar(sorted(grouped.items()), desc='omniglot characters', leave=False):
     out = np.zeros((OMNIGLOT_DRAWERS, OMNIGLOT_SIZE, OMNIGLOT_SIZE), np.uint8)
     drawers = sorted(_drawer(f) for f in files)
     if drawers != list(range(OMNIGLOT_DRAWERS)):
@@ -107,7 +113,7 @@ def omniglot_from_arrays(folder):
       images = archive['images']
     members = [a for a in alphabets if a[1] == set_name]
     set_first = min(a[2] for a in members)
-    for alphabet, _, first, count in tqdm(members, desc=f'omniglot {set_name}', leave=False):
+    for alphabet, _, first, count in progress_bar(members, desc=f'omniglot {set_name}', leave=False):
       for nn in range(1, count + 1):
         row = images[first + nn - 1 - set_first]
         characters[f'{alphabet}/character{nn:02d}'] = np.stack(
@@ -136,7 +142,8 @@ def build_omniglot(characters, n_train=N_TRAIN_CHARACTERS, seed=SPLIT_SEED):
 
 def _omniglot_characters(source, raw_dir):
   if source is None:
-    return omniglot_from_zips(download.fetch_omniglot(raw_dir).values())
+    return omniglot_from_zips(
+        download.fetch_omniglot(raw_dir, progress=sys.stderr.isatty()).values())
   if os.path.exists(os.path.join(source, 'alphabets.json')):
     return omniglot_from_arrays(source)
   zips = [os.path.join(source, f'images_{s}.zip') for s in OMNIGLOT_SETS]
@@ -202,7 +209,7 @@ def write_mimgnet_split(classes, path):
                        f'{sorted(set(counts.values()))}; every class needs the same number')
   n = next(iter(counts.values()))
   out = _open_array(path, (len(classes), n, MIMGNET_SIZE, MIMGNET_SIZE, 3))
-  for c, (wnid, files) in enumerate(tqdm(classes.items(), desc=os.path.basename(path))):
+  for c, (wnid, files) in enumerate(progress_bar(classes.items(), desc=os.path.basename(path))):
     for i, file_path in enumerate(files):
       if not os.path.exists(file_path):
         raise PrepareError(f'{file_path} (class {wnid}) is missing')
@@ -241,6 +248,7 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
       if os.path.exists(os.path.join(source, f'{split}.npy')):
         convert_reference_npy(os.path.join(source, f'{split}.npy'),
                               os.path.join(out_dir, f'{split}.npy'))
+    manifest.write(out_dir, [f for f in os.listdir(out_dir) if f.endswith('.npy')])
     return
   else:
     raise PrepareError(f'--source={source} has no train/ folder, train.csv or train.npy')
@@ -248,6 +256,7 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
     write_mimgnet_split(classes, os.path.join(out_dir, f'{split}.npy'))
   _write_json(os.path.join(out_dir, 'splits.json'),
               {split: sorted(classes) for split, classes in splits.items()})
+  manifest.write(out_dir, [f'{split}.npy' for split in splits])
 
 
 def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
@@ -257,6 +266,7 @@ def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
     np.savez_compressed(tmp, images=images)
     os.replace(tmp, os.path.join(out_dir, f'{split}.npz'))
   _write_json(os.path.join(out_dir, 'splits.json'), splits)
+  manifest.write(out_dir, [f'{split}.npz' for split in arrays])
   return arrays
 
 
@@ -288,6 +298,7 @@ def main(argv):
     return
   if args.source is not None and not os.path.isdir(args.source):
     sys.exit(f'error: --source={args.source} is not a folder')
+  created = [d for d in (out_dir, args.raw_dir) if not os.path.exists(d)]
   os.makedirs(out_dir, exist_ok=True)
   try:
     if args.dataset == 'omniglot':
@@ -295,6 +306,9 @@ def main(argv):
     else:
       prepare_mimgnet(args.source, out_dir, args.split_dir)
   except (PrepareError, download.DownloadError) as e:
+    for folder in created:  # leave no empty folders behind that look like a dataset
+      if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
     sys.exit(f'error: {e}')
   print(f'wrote {args.dataset} shards to {out_dir}')
 

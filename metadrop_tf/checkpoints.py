@@ -1,66 +1,124 @@
-"""Run directory I/O: config.json next to ckpt/, and checkpoint restore with one-line errors."""
+"""Run directory I/O: config.json next to ckpt/, and checkpoint restore with one-line errors.
+
+A run directory never loses a checkpoint to a fault. Restoring without an explicit path takes
+the newest checkpoint on disk that restores (not blindly the one `ckpt/checkpoint` names: after
+a partial copy or a crash that file can name files that are gone), warns about every newer one
+it skipped, and moves those aside (ckpt/unrestorable/) before training continues, so a restart
+never overwrites them. A directory that holds checkpoint files none of which restores is an
+error, never a silent start from iteration 0.
+"""
 
 import os
+import re
+import shutil
 
+from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
+from metadrop_tf import errors
 
 CONFIG_FILE = 'config.json'
+FLAGS_FILE = 'flags.cfg'
 CKPT_DIR = 'ckpt'
+CKPT_NAME = 'ckpt'
+UNRESTORABLE_DIR = 'unrestorable'
+_CKPT_FILE = re.compile(rf'^{CKPT_NAME}-(\d+)\.(index|data-\d+-of-(\d+))$')
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.UserError, RuntimeError):
   """A missing, corrupt or mismatched run directory or checkpoint; one line naming the path."""
 
 
-def write_config(workdir, config):
-  """Writes <workdir>/config.json atomically."""
+def write_config(workdir: str, config: config_lib.Config) -> None:
+  """Writes <workdir>/config.json atomically, and flags.cfg: the same settings as a flagfile."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
   with open(path + '.tmp', 'w') as f:
     f.write(config.to_json())
   os.replace(path + '.tmp', path)
+  with open(os.path.join(workdir, FLAGS_FILE), 'w') as f:
+    f.write(''.join(f'--{k}={v}\n' for k, v in sorted(config.to_dict().items())))
+    f.write(f'--savedir={workdir}\n')
 
 
-def read_config(workdir):
-  """The Config saved in <workdir>/config.json."""
+def read_config(workdir: str) -> config_lib.Config:
+  """The Config saved in <workdir>/config.json; keys added since the run was made take their
+  documented defaults, each logged."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     raise CheckpointError(f'{path} not found: --savedir={workdir} is not a training run '
                           'directory (train.py writes config.json there)')
-  with open(path) as f:
-    return config_lib.Config.from_json(f.read(), source=path)
+  try:
+    with open(path) as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise CheckpointError(f'cannot read {path}: {e}') from None
+  config, defaulted = config_lib.Config.from_json(text, source=path)
+  for key in defaulted:
+    logging.info('%s has no %r (added after the run was made): using %r', path, key,
+                 getattr(config, key))
+  return config
 
 
-def make_checkpoint(model, optimizer=None):
+def make_checkpoint(model, optimizer=None, **trackables) -> tf.train.Checkpoint:
   """tf.train.Checkpoint of the model's variables, the optimizer and the iteration counter.
 
   The iteration counter is all the random state there is: episodes and noise seeds are pure
   functions of (config.seed, iteration).
   """
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-  kwargs = {'optimizer': optimizer} if optimizer is not None else {}
-  return tf.train.Checkpoint(model=model, step=step, **kwargs)
+  if optimizer is not None:
+    trackables['optimizer'] = optimizer
+  return tf.train.Checkpoint(model=model, step=step, **trackables)
 
 
-def make_manager(checkpoint, workdir, max_to_keep=5):
+def make_manager(checkpoint, workdir, max_to_keep=5) -> tf.train.CheckpointManager:
   return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CKPT_DIR),
-                                    max_to_keep=max_to_keep, checkpoint_name='ckpt')
+                                    max_to_keep=max_to_keep, checkpoint_name=CKPT_NAME)
 
 
-def restore(checkpoint, workdir, path=None, required=True):
-  """Restores `path` (default: the latest in <workdir>/ckpt); returns the path or None.
+def checkpoints_on_disk(ckpt_dir: str) -> dict:
+  """{iteration: [file names]} of every ckpt-N.* file in ckpt_dir (complete or not)."""
+  found = {}
+  if os.path.isdir(ckpt_dir):
+    for name in os.listdir(ckpt_dir):
+      match = _CKPT_FILE.match(name)
+      if match:
+        found.setdefault(int(match.group(1)), []).append(name)
+  return found
 
-  Raises CheckpointError when required and nothing is there, or when the files are corrupt or
-  do not match the model (e.g. a config that contradicts the saved run).
-  """
-  path = path or tf.train.latest_checkpoint(os.path.join(workdir, CKPT_DIR))
-  if path is None:
-    if required:
-      raise CheckpointError(f'no checkpoint in {os.path.join(workdir, CKPT_DIR)}: '
-                            'train first (train.py --savedir=...)')
+
+def missing_files(prefix: str, names) -> list:
+  """Files checkpoint `prefix` needs that are not among `names` (index and every data shard)."""
+  base = os.path.basename(prefix)
+  needed = {f'{base}.index'}
+  for name in names:
+    match = _CKPT_FILE.match(name)
+    if match and match.group(3):
+      shards = int(match.group(3))
+      needed |= {f'{base}.data-{i:05d}-of-{shards:05d}' for i in range(shards)}
+  if not any(n.startswith(f'{base}.data-') for n in names):
+    needed.add(f'{base}.data-00000-of-00001')
+  return sorted(needed - set(names))
+
+
+def _describe(numbers) -> str:
+  return ', '.join(f'{CKPT_NAME}-{n}' for n in sorted(numbers))
+
+
+def _state_file_names(ckpt_dir):
+  """The checkpoint `ckpt/checkpoint` names as latest (a path), or None."""
+  try:
+    return tf.train.latest_checkpoint(ckpt_dir)
+  except (tf.errors.OpError, ValueError):
     return None
+
+
+def _restore_one(checkpoint, path):
+  """Restores path; raises CheckpointError, with .mismatch set when the files are fine but
+  hold another model (any other checkpoint of the run would fail the same way)."""
   try:
     status = checkpoint.restore(path)
     status.assert_existing_objects_matched()
@@ -68,6 +126,101 @@ def restore(checkpoint, workdir, path=None, required=True):
       status.expect_partial()
   except Exception as e:  # pylint: disable=broad-except  # any failure here is the file's
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise CheckpointError(f'checkpoint {path} is corrupt or does not match this model: '
-                          f'{reason[:200]}') from None
-  return path
+    mismatch = isinstance(e, AssertionError) or (
+        isinstance(e, ValueError) and 'incompatible' in reason)
+    what = 'does not match this model' if mismatch else 'is corrupt or truncated'
+    error = CheckpointError(f'checkpoint {path} {what}: {reason[:200]}')
+    error.mismatch = mismatch
+    raise error from None
+  _check_finite(checkpoint, path)
+
+
+def _check_finite(checkpoint, path):
+  """Raises CheckpointError naming the first restored model variable holding NaN or inf."""
+  model = getattr(checkpoint, 'model', None)
+  for variable in getattr(model, 'variables', []):
+    if not np.all(np.isfinite(variable.numpy())):
+      error = CheckpointError(
+          f'checkpoint {path} holds non-finite weights (NaN or inf in {variable.path}): it was '
+          'saved by a run that diverged; pass --checkpoint= an earlier one')
+      error.mismatch = False
+      raise error
+
+
+def restore(checkpoint, workdir, path=None, required=True, warn=logging.warning):
+  """Restores `path`, or else the newest checkpoint of <workdir>/ckpt that restores (see
+  restore_newest); returns the path restored, or None when not required and there is none.
+
+  Raises CheckpointError when `path` does not exist or cannot be restored, and as
+  restore_newest.
+  """
+  if path:
+    if not tf.io.gfile.exists(path + '.index'):
+      on_disk = checkpoints_on_disk(os.path.dirname(path) or '.')
+      listed = f'; {os.path.dirname(path)} holds {_describe(on_disk)}' if on_disk else ''
+      raise CheckpointError(f'--checkpoint={path} does not exist (no {path}.index){listed}')
+    _restore_one(checkpoint, path)
+    return path
+  return restore_newest(checkpoint, workdir, required, warn)[0]
+
+
+def restore_newest(checkpoint, workdir, required=True, warn=logging.warning):
+  """Restores the newest checkpoint of <workdir>/ckpt that restores.
+
+  Returns (its path or None, [iterations of the newer checkpoints skipped: files missing,
+  corrupt, or non-finite weights]); each skip is reported through `warn` (fmt, *args), and
+  so is a `ckpt/checkpoint` state file naming another one. Raises CheckpointError when
+  required and there is no checkpoint, when the checkpoints do not match the model, and when
+  the directory holds checkpoint files but none restores.
+  """
+  ckpt_dir = os.path.join(workdir, CKPT_DIR)
+  on_disk = checkpoints_on_disk(ckpt_dir)
+  if not on_disk:
+    if required:
+      raise CheckpointError(f'no checkpoint in {ckpt_dir}: train first (train.py --savedir=...)')
+    return None, []
+  named = _state_file_names(ckpt_dir)
+  skipped, reasons = [], []
+  for number in sorted(on_disk, reverse=True):
+    prefix = os.path.join(ckpt_dir, f'{CKPT_NAME}-{number}')
+    missing = missing_files(prefix, on_disk[number])
+    try:
+      if missing:
+        raise CheckpointError(f'checkpoint {prefix} is incomplete: {", ".join(missing)} missing')
+      _restore_one(checkpoint, prefix)
+    except CheckpointError as e:
+      if getattr(e, 'mismatch', False):
+        raise
+      skipped.append(number)
+      reasons.append(str(e))
+      warn('skipping %s', e)
+      continue
+    if named and os.path.basename(named) != os.path.basename(prefix):
+      warn('%s/checkpoint names %s, but the newest checkpoint that restores is %s',
+           ckpt_dir, os.path.basename(named), os.path.basename(prefix))
+    return prefix, skipped
+  raise CheckpointError(
+      f'{ckpt_dir} holds {_describe(on_disk)} but none can be restored ({reasons[0]}); '
+      'restore the directory from a backup, or move it aside and train anew')
+
+
+def set_aside(workdir: str, numbers) -> str:
+  """Moves the files of checkpoints `numbers` to <workdir>/ckpt/unrestorable/ (kept, never
+  overwritten by a resumed run) and rewrites ckpt/checkpoint to list the ones left."""
+  ckpt_dir = os.path.join(workdir, CKPT_DIR)
+  aside = os.path.join(ckpt_dir, UNRESTORABLE_DIR)
+  on_disk = checkpoints_on_disk(ckpt_dir)
+  os.makedirs(aside, exist_ok=True)
+  for number in numbers:
+    for name in on_disk.get(number, []):
+      target = os.path.join(aside, name)
+      while os.path.exists(target):
+        target += '.old'
+      shutil.move(os.path.join(ckpt_dir, name), target)
+  left = sorted(set(on_disk) - set(numbers))
+  if left:
+    paths = [f'{CKPT_NAME}-{n}' for n in left]
+    tf.compat.v1.train.update_checkpoint_state(ckpt_dir, paths[-1], paths)
+  elif os.path.exists(os.path.join(ckpt_dir, 'checkpoint')):
+    os.remove(os.path.join(ckpt_dir, 'checkpoint'))
+  return aside

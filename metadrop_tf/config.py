@@ -2,8 +2,11 @@
 
 import dataclasses
 import json
+import math
 import os
 from typing import NamedTuple
+
+from metadrop_tf import errors
 
 
 class DatasetInfo(NamedTuple):
@@ -25,8 +28,22 @@ BN_MODES = ('transductive',)
 EVAL_SPLITS = ('train', 'val', 'test')
 
 
-class ConfigError(ValueError):
+# Keys added after runs were committed, with the value that reproduces those runs: a saved
+# config.json without one loads with this value (logged); any other missing key is an error.
+ADDED_KEYS = {'test_metabatch': 0}
+
+
+class ConfigError(errors.UserError, ValueError):
   """A bad setting; the message is one line that names the flag."""
+
+
+def check_split(split: str, dataset: str, val_characters: int, flag: str = '--split') -> None:
+  """Raises ConfigError unless `split` can be evaluated for this dataset."""
+  if split not in EVAL_SPLITS:
+    raise ConfigError(f'{flag}={split!r} is not a split; choose one of {list(EVAL_SPLITS)}')
+  if split == 'val' and dataset == 'omniglot' and not val_characters:
+    raise ConfigError(f'{flag}=val: Omniglot has no val shard; its val split is held out of '
+                      'train with --val_characters=N at training time, and this run has none')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +122,9 @@ class Config:
       if getattr(self, name) < 1:
         raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
     for name in ('inner_lr', 'meta_lr', 'grad_clip'):
-      if not getattr(self, name) > 0:
-        raise ConfigError(f'--{name}={getattr(self, name)} must be positive')
+      value = getattr(self, name)
+      if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f'--{name}={value} must be a positive finite number')
     for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
@@ -125,15 +143,12 @@ class Config:
                         f'{NOISE_SAMPLERS}')
     if self.bn_mode not in BN_MODES:
       raise ConfigError(f'--bn_mode={self.bn_mode!r} must be one of {BN_MODES}')
-    if self.eval_split not in EVAL_SPLITS:
-      raise ConfigError(f'--eval_split={self.eval_split!r} must be one of {EVAL_SPLITS}')
+    check_split(self.eval_split, self.dataset, self.val_characters, '--eval_split')
     if self.val_characters < 0:
       raise ConfigError(f'--val_characters={self.val_characters} must be >= 0')
     if self.val_characters and self.dataset != 'omniglot':
       raise ConfigError('--val_characters applies to omniglot only '
                         '(miniImageNet ships its own val split)')
-    if self.eval_split == 'val' and self.dataset == 'omniglot' and not self.val_characters:
-      raise ConfigError('--eval_split=val needs --val_characters > 0 for omniglot')
     for split, n_classes in self.split_classes().items():
       if self.way > n_classes:
         raise ConfigError(f'--way={self.way} exceeds the {n_classes} classes of the '
@@ -143,18 +158,52 @@ class Config:
   def replace(self, **changes) -> 'Config':
     return dataclasses.replace(self, **changes)
 
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+    return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
   @classmethod
-  def from_json(cls, text: str, source: str = 'config') -> 'Config':
-    """Parses JSON written by to_json; unknown keys are an error naming `source`."""
+  def from_json(cls, text: str, source: str = 'config') -> tuple:
+    """Parses JSON written by to_json; returns (Config, [keys that took ADDED_KEYS defaults]).
+
+    Every error is one line naming `source` and the key: invalid JSON, unknown or missing
+    keys, a value of the wrong type (an int where a bool belongs, a string for a number,
+    null, a non-finite number). The values are not validated here (see validate()).
+    """
     try:
       values = json.loads(text)
     except json.JSONDecodeError as e:
-      raise ConfigError(f'{source} is not valid JSON: {e}') from None
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+      raise ConfigError(f'{source} is not valid JSON: {e}; fix it or delete the run '
+                        'directory') from None
+    if not isinstance(values, dict):
+      raise ConfigError(f'{source} holds a JSON {type(values).__name__}, not an object of '
+                        'settings')
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
       raise ConfigError(f'{source} has unknown keys {unknown}')
-    return cls(**values)
+    missing = sorted(set(fields) - set(values) - set(ADDED_KEYS))
+    if missing:
+      raise ConfigError(f'{source} lacks the keys {missing}; restore the file (flags.cfg '
+                        'beside it lists the same settings)')
+    added = sorted(k for k in ADDED_KEYS if k in fields and k not in values)
+    parsed = {k: ADDED_KEYS[k] for k in added}
+    for key, value in values.items():
+      parsed[key] = _typed(key, value, fields[key].type, source)
+    return cls(**parsed), added
+
+
+def _typed(key, value, kind, source):
+  """value as `kind` (bool, int, float or str), or ConfigError naming the key."""
+  if kind is float and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+  if ok and kind is float and not math.isfinite(value):
+    ok = False
+  if not ok:
+    expected = 'a finite number' if kind is float else {
+        bool: 'true or false', int: 'an integer', str: 'a string'}[kind]
+    raise ConfigError(f'{source}: "{key}" is {json.dumps(value)}; expected {expected}')
+  return value

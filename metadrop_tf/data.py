@@ -8,14 +8,18 @@ so a resumed run or a repeated evaluation sees exactly the same tasks.
 
 import os
 from typing import NamedTuple
+import zipfile
 
 import numpy as np
 import tensorflow as tf
 
+from metadrop_tf import errors
+from metadrop_tf import manifest
+
 SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2}
 
 
-class DataError(ValueError):
+class DataError(errors.UserError, ValueError):
   """Missing or malformed data; the message is one line naming the file or flag."""
 
 
@@ -48,24 +52,33 @@ def prepare_hint(config_or_dataset, data_dir):
 
 
 def load_split(data_dir, split, image_shape, dataset='omniglot'):
-  """Loads one shard as uint8 [classes, instances, H, W, C] (memory-mapped when .npy)."""
+  """Loads one shard as uint8 [classes, instances, H, W, C] (memory-mapped when .npy).
+
+  The shard is checked against the folder's manifest.json when data/prepare.py wrote one
+  (size and sha256); a damaged, truncated or half-copied shard is a DataError naming the file.
+  """
   npy, npz = (os.path.join(data_dir, f'{split}.{ext}') for ext in ('npy', 'npz'))
+  path = npy if os.path.exists(npy) else npz
+  if not os.path.exists(path):
+    raise DataError(f'no {split} shard in {data_dir} (looked for {split}.npy and '
+                    f'{split}.npz); {prepare_hint(dataset, data_dir)}')
+  damage = manifest.check(path)
+  if damage:
+    raise DataError(f'{damage}; copy it again or {prepare_hint(dataset, data_dir)} --overwrite')
   try:
-    if os.path.exists(npy):
-      path, images = npy, np.load(npy, mmap_mode='r')
-    elif os.path.exists(npz):
-      path = npz
+    if path == npy:
+      images = np.load(npy, mmap_mode='r')
+    else:
       with np.load(npz) as archive:
         if 'images' not in archive:
           raise DataError(f'{npz} has no array named "images"')
         images = archive['images']
-    else:
-      raise DataError(f'no {split} shard in {data_dir} (looked for {split}.npy and '
-                      f'{split}.npz); {prepare_hint(dataset, data_dir)}')
-  except (OSError, ValueError, EOFError) as e:
-    if isinstance(e, DataError):
-      raise
-    raise DataError(f'cannot read the {split} shard in {data_dir}: {e}') from None
+  except DataError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise DataError(f'{path} is damaged or truncated ({reason[:120]}); copy it again or '
+                    f'{prepare_hint(dataset, data_dir)} --overwrite') from None
   if images.ndim == 4 and image_shape[-1] == 1:
     images = images[..., None]
   if images.dtype != np.uint8 or images.shape[2:] != tuple(image_shape):
@@ -77,6 +90,8 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
 def load_splits(config, splits=('train', 'test')):
   """Dict split -> images for a Config; Omniglot's val split is held out of train on request."""
   data_dir = config.resolved_data_dir
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise DataError(f'--data_dir={data_dir} is a file, not a folder of shards')
   if not os.path.isdir(data_dir):
     raise DataError(f'--data_dir={data_dir} does not exist; {prepare_hint(config, data_dir)}')
   held_out = 4 * config.val_characters

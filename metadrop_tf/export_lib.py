@@ -2,11 +2,13 @@
 reference's visualization dump (features and 2-way decision boundary at every inner step)."""
 
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import checkpoints
+from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import meta_learner
 from metadrop_tf import model as model_lib
@@ -20,7 +22,10 @@ class AdaptAndPredict(tf.Module):
   """Runs the meta-test inner loop on a support set, then predicts the query set.
 
   Same steps, inner learning rate and MC samples as evaluation (MAML: one deterministic pass).
-  Signatures: `serving_default` takes integer support labels, `onehot` one-hot ones.
+  Signatures: `serving_default` takes integer support labels, `onehot` one-hot ones. Every
+  input is checked in the graph, so a client gets an InvalidArgumentError naming the input and
+  what was expected: image shape [n, H, W, C], a non-empty support and query set, finite
+  pixels in [0, 1], labels in [0, way), rows of `support_y` that are one-hot.
   """
 
   def __init__(self, model, config):
@@ -32,14 +37,16 @@ class AdaptAndPredict(tf.Module):
     self.way = config.way
     self.adaptation = meta_learner.Adaptation.from_config(config, config.test_mc_samples)
     self.seed = tf.constant([config.seed, SERVE_STREAM], tf.int32)
+    self.image_shape = tuple(config.image_shape)
+    # Image shapes are checked in the graph (a mismatch in the signature itself fails deep in
+    # the runtime with a message no client can act on), so the specs accept any [n, h, w, c].
+    images = lambda name: tf.TensorSpec([None, None, None, None], tf.float32, name=name)
     self.serve_labels = tf.function(self._serve_labels, input_signature=[
-        tf.TensorSpec([None, *config.image_shape], tf.float32, name='support_x'),
-        tf.TensorSpec([None], tf.int64, name='support_labels'),
-        tf.TensorSpec([None, *config.image_shape], tf.float32, name='query_x')])
-    self.serve_onehot = tf.function(self._adapt_predict, input_signature=[
-        tf.TensorSpec([None, *config.image_shape], tf.float32, name='support_x'),
-        tf.TensorSpec([None, config.way], tf.float32, name='support_y'),
-        tf.TensorSpec([None, *config.image_shape], tf.float32, name='query_x')])
+        images('support_x'), tf.TensorSpec([None], tf.int64, name='support_labels'),
+        images('query_x')])
+    self.serve_onehot = tf.function(self._serve_onehot, input_signature=[
+        images('support_x'), tf.TensorSpec([None, None], tf.float32, name='support_y'),
+        images('query_x')])
 
   def _serve_labels(self, support_x, support_labels, query_x):
     checks = [
@@ -52,16 +59,46 @@ class AdaptAndPredict(tf.Module):
       support_y = tf.one_hot(support_labels, self.way)
     return self._adapt_predict(support_x, support_y, query_x)
 
+  def _serve_onehot(self, support_x, support_y, query_x):
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(support_y)[1], self.way,
+            message=f'support_y must have way = {self.way} columns'),
+        tf.debugging.assert_equal(
+            tf.reduce_all((support_y == 0) | (support_y == 1)) &
+            tf.reduce_all(tf.reduce_sum(support_y, axis=1) == 1), True,
+            message='support_y must be one-hot: one 1 per row, 0 elsewhere')]
+    with tf.control_dependencies(checks):
+      support_y = tf.identity(support_y)
+    return self._adapt_predict(support_x, support_y, query_x)
+
+  def _image_checks(self, images, name):
+    """Asserts of images [n, H, W, C]: the model's H, W, C, n > 0, finite, in [0, 1]."""
+    h, w, c = self.image_shape
+    return [
+        tf.debugging.assert_equal(
+            tf.reduce_all(tf.shape(images)[1:] == tf.constant([h, w, c])), True,
+            message=f'{name} must be float32 [n, {h}, {w}, {c}] images'),
+        tf.debugging.assert_positive(tf.shape(images)[0],
+                                     message=f'{name} is empty: the {name[:-2]} set needs images'),
+        tf.debugging.assert_all_finite(images, message=f'{name} holds NaN or inf pixels'),
+        tf.debugging.assert_equal(
+            tf.reduce_all((images >= 0) & (images <= 1)), True,
+            message=f'{name} pixels must be in [0, 1] (divide 0..255 images by 255)')]
+
   def _adapt_predict(self, support_x, support_y, query_x):
     """{'probabilities': [n_query, way], 'labels': [n_query] int64} after adaptation."""
-    checks = [
-        tf.debugging.assert_positive(tf.shape(support_x)[0], message='the support set is empty'),
-        tf.debugging.assert_equal(tf.shape(support_x)[0], tf.shape(support_y)[0],
-                                  message='support images and labels differ in number')]
+    checks = self._image_checks(support_x, 'support_x') + self._image_checks(query_x, 'query_x')
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(support_x)[0], tf.shape(support_y)[0],
+        message='support images and labels differ in number'))
     with tf.control_dependencies(checks):
+      support_x = tf.ensure_shape(tf.identity(support_x), [None, *self.image_shape])
+      query_x = tf.ensure_shape(tf.identity(query_x), [None, *self.image_shape])
+      support_y = tf.ensure_shape(tf.identity(support_y), [None, self.way])
       theta = meta_learner.inner_loop(self.model, support_x, support_y, self.seed,
                                       self.adaptation)[-1]
-    probabilities = tf.nn.softmax(self.model(query_x, theta=theta))
+      probabilities = tf.nn.softmax(self.model(query_x, theta=theta))
     return {'probabilities': tf.cast(probabilities, tf.float32),
             'labels': tf.argmax(probabilities, axis=-1)}
 
@@ -74,12 +111,29 @@ def restore_model(config, workdir, checkpoint=None):
   return model, int(ckpt.step.numpy())
 
 
-def export_savedmodel(config, workdir, export_dir, checkpoint=None):
-  """Writes the SavedModel of a trained run to export_dir; returns export_dir."""
+def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=False):
+  """Writes the SavedModel of a trained run to export_dir; returns export_dir.
+
+  A non-empty export_dir is refused unless `overwrite`. The model is written to a temporary
+  folder beside export_dir and renamed into place, so an interrupted export leaves no half
+  model there (and an earlier export stays whole until the new one is complete).
+  """
+  if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
+    raise config_lib.ConfigError(
+        f'--export_dir={export_dir} is not empty; pass --overwrite to replace what is there, '
+        'or choose another folder')
   model, _ = restore_model(config, workdir, checkpoint)
   module = AdaptAndPredict(model, config)
-  tf.saved_model.save(module, export_dir, signatures={
+  export_dir = os.path.normpath(export_dir)
+  partial, old = export_dir + '.partial', export_dir + '.replaced'
+  for leftover in (partial, old):
+    shutil.rmtree(leftover, ignore_errors=True)
+  tf.saved_model.save(module, partial, signatures={
       'serving_default': module.serve_labels, 'onehot': module.serve_onehot})
+  if os.path.exists(export_dir):
+    os.replace(export_dir, old)
+  os.replace(partial, export_dir)
+  shutil.rmtree(old, ignore_errors=True)
   return export_dir
 
 

@@ -79,7 +79,8 @@ def config_from_flags(saved=None, mutable=MUTABLE):
   """The Config of this invocation, validated.
 
   Without `saved`: every flag. With the run's saved Config: it, overridden by the flags given
-  explicitly; overriding a setting outside `mutable` with a different value is an error.
+  explicitly; overriding a setting outside `mutable` (None: no limit) with a different value
+  is an error.
   """
   if saved is None:
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
@@ -88,7 +89,7 @@ def config_from_flags(saved=None, mutable=MUTABLE):
   for field in dataclasses.fields(config_lib.Config):
     flag = FLAGS[field.name]
     if flag.present and flag.value != getattr(saved, field.name):
-      if field.name not in mutable:
+      if mutable is not None and field.name not in mutable:
         raise config_lib.ConfigError(
             f'--{field.name}={flag.value} contradicts the saved run '
             f'({field.name}={getattr(saved, field.name)}); use a new --savedir')

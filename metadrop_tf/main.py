@@ -1,9 +1,11 @@
 """The three command-line programs: parse flags into a Config, call one library function.
 
-User mistakes (bad flags, missing data, missing or corrupt checkpoints) end in one line on
-stderr and exit status 2, never in a TensorFlow traceback.
+User mistakes and faults (bad flags, missing or damaged data, run directories and checkpoints,
+a diverged run) end in one line on stderr and a non-zero exit status (errors.UserError), never
+in a TensorFlow traceback. `--help` lists the program's own flags and exits 0.
 """
 
+import logging as std_logging
 import os
 import signal
 import sys
@@ -17,11 +19,13 @@ from absl import logging
 from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
+from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
-USER_ERRORS = (config_lib.ConfigError, data.DataError, checkpoints.CheckpointError)
+HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
+QUIET_TF_LINES = ('Sharding callback duration',)  # logged by TF at every checkpoint save
 
 
 def _interrupt(signum, frame):
@@ -29,8 +33,13 @@ def _interrupt(signum, frame):
   raise KeyboardInterrupt
 
 
+class _DropLines(std_logging.Filter):
+  def filter(self, record):
+    return not str(record.msg).startswith(QUIET_TF_LINES)
+
+
 def _guarded(main):
-  """Runs main(argv), turning user errors and Ctrl-C / SIGTERM into one line and a status.
+  """Runs main(), turning user errors and Ctrl-C / SIGTERM into one line and a status.
 
   Training saves a checkpoint on either signal, and evaluation keeps the episodes it
   finished, so the same command resumes.
@@ -40,33 +49,50 @@ def _guarded(main):
     if len(argv) > 1:
       sys.exit(f'error: unexpected arguments {argv[1:]} (flags look like --name=value)')
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_logger().addFilter(_DropLines())
     try:
       return main()
-    except USER_ERRORS as e:
+    except errors.UserError as e:
       print(f'error: {e}', file=sys.stderr)
-      sys.exit(2)
+      sys.exit(e.exit_code)
     except KeyboardInterrupt:
       print('interrupted', file=sys.stderr)
       sys.exit(130)
   return wrapped
 
 
-def _savedir():
+def _directory(flag: str, path: str) -> str:
+  """path, unless something other than a directory is there (ConfigError naming the flag)."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise config_lib.ConfigError(f'--{flag}={path} is a file, not a directory; pass a '
+                                 'directory path')
+  return path
+
+
+def _savedir() -> str:
   if not FLAGS.savedir:
     raise config_lib.ConfigError('--savedir is required: the run directory')
-  return FLAGS.savedir
+  return _directory('savedir', FLAGS.savedir)
+
+
+def _saved_config(savedir):
+  """(saved Config or None, the settings the flags may change): a run with no checkpoint on
+  disk has trained nothing, so its flags may change every setting."""
+  if not os.path.exists(os.path.join(savedir, checkpoints.CONFIG_FILE)):
+    return None, flags_lib.MUTABLE
+  saved = checkpoints.read_config(savedir)
+  if checkpoints.checkpoints_on_disk(os.path.join(savedir, checkpoints.CKPT_DIR)):
+    return saved, flags_lib.MUTABLE
+  return saved, None  # None: everything
 
 
 def train_main():
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
-  has_config = os.path.exists(os.path.join(savedir, checkpoints.CONFIG_FILE))
-  config = flags_lib.config_from_flags(checkpoints.read_config(savedir) if has_config else None)
+  saved, mutable = _saved_config(savedir)
+  config = flags_lib.config_from_flags(saved, mutable)
+  _directory('data_dir', config.resolved_data_dir)
   threads.configure(config, training=True)
-  checkpoints.write_config(savedir, config)
-  with open(os.path.join(savedir, 'flags.cfg'), 'w') as f:
-    f.write(''.join(f'--{k}={v}\n' for k, v in sorted(vars(config).items())))
-    f.write(f'--savedir={savedir}\n')
   train_lib.train(config, savedir, progress=sys.stderr.isatty())
 
 
@@ -74,6 +100,7 @@ def evaluate_main():
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   threads.configure(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
                         progress=sys.stderr.isatty())
@@ -88,9 +115,11 @@ def export_main():
   from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
-  export_dir = FLAGS.export_dir or os.path.join(savedir, 'export')
+  default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
+  export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
   if FLAGS.mode == 'savedmodel':
-    export_lib.export_savedmodel(config, savedir, export_dir, FLAGS.checkpoint)
+    export_lib.export_savedmodel(config, savedir, export_dir, FLAGS.checkpoint,
+                                 overwrite=FLAGS.overwrite)
     print(f'wrote SavedModel to {export_dir}')
     return
   path = export_lib.export_visualization(config, savedir,
@@ -113,34 +142,72 @@ def export_main():
   print(f'wrote {len(paths)} plots to {export_dir}')
 
 
+def _define(kind, name, default, help_text, **kwargs):
+  """Defines a flag of this module unless already defined (tests run several programs)."""
+  if name not in FLAGS:
+    getattr(flags, f'DEFINE_{kind}')(name, default, help_text, **kwargs)
+
+
 def define_export_flags():
-  flags.DEFINE_enum('mode', 'savedmodel', ['savedmodel', 'visualize'],
-                    'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump '
-                    'of features per inner step, plus plots when the plots extra is installed.')
-  flags.DEFINE_string('export_dir', None, 'Output folder (default <savedir>/export).')
-  flags.DEFINE_string('checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+  _define('enum', 'mode', 'savedmodel',
+          'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump of features '
+          'per inner step, plus plots when the plots extra is installed.',
+          enum_values=['savedmodel', 'visualize'])
+  _define('string', 'export_dir', None,
+          'Output folder (default <savedir>/export, or <savedir>/visualization).')
+  _define('bool', 'overwrite', False, 'Replace an existing SavedModel in --export_dir.')
+  _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 
 def define_evaluate_flags():
-  flags.DEFINE_string('split', 'test', 'Split to evaluate on (train, val or test).')
-  flags.DEFINE_string('checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+  _define('string', 'split', 'test', 'Split to evaluate on (train, val or test).')
+  _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+
+
+PROGRAMS = {
+    'train': (train_main, ()),
+    'evaluate': (evaluate_main, (define_evaluate_flags,)),
+    'export': (export_main, (define_export_flags,)),
+}
+
+
+def define_program_flags(program: str) -> None:
+  if 'seed' not in FLAGS:
+    flags_lib.define_flags()
+  for define in PROGRAMS[program][1]:
+    define()
+
+
+def print_help(program: str, doc: str = '') -> None:
+  """This program's own flags with their help (absl's --help shows only absl's)."""
+  print((doc or '').strip() + '\n')
+  print(f'{program} flags:')
+  for module in ('metadrop_tf.flags', __name__):
+    text = FLAGS.module_help(module)
+    if text.strip():
+      print('\n'.join(text.splitlines()[1:]))  # drop absl's "module:" header
+
+
+def run(program: str, argv=None) -> None:
+  """Entry point of a program ('train', 'evaluate', 'export'): flags, then the guarded main."""
+  argv = list(sys.argv if argv is None else argv)
+  define_program_flags(program)
+  if any(arg in HELP_ARGS for arg in argv[1:]):
+    print_help(program, sys.modules['__main__'].__doc__)
+    sys.exit(0)
+  app.run(_guarded(PROGRAMS[program][0]), argv=argv)
 
 
 def train():
   """Console script `metadrop-train`."""
-  flags_lib.define_flags()
-  app.run(_guarded(train_main))
+  run('train')
 
 
 def evaluate():
   """Console script `metadrop-evaluate`."""
-  flags_lib.define_flags()
-  define_evaluate_flags()
-  app.run(_guarded(evaluate_main))
+  run('evaluate')
 
 
 def export():
   """Console script `metadrop-export`."""
-  flags_lib.define_flags()
-  define_export_flags()
-  app.run(_guarded(export_main))
+  run('export')

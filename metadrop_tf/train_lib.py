@@ -1,5 +1,6 @@
 """Meta-training: the traced outer step and the eager loop around it (logs, checkpoints, eval)."""
 
+import math
 import os
 import signal
 import sys
@@ -13,12 +14,18 @@ from tqdm import tqdm
 
 from metadrop_tf import checkpoints
 from metadrop_tf import data
+from metadrop_tf import errors
 from metadrop_tf import eval_lib
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
 
 TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
+
+
+class DivergedError(errors.UserError):
+  """The loss or the meta-gradient became NaN or inf; nothing of that step was saved."""
+  exit_code = 3
 
 
 def make_optimizer(model, config):
@@ -30,7 +37,8 @@ def make_optimizer(model, config):
 
 def make_outer_step(model, optimizer, config):
   """tf.function (episode meta-batch, iteration, with_pre) -> dict of mean 'loss', 'acc',
-  'loss_pre', 'acc_pre'.
+  'loss_pre', 'acc_pre', and 'grad_norm' (global norm of the meta-gradient before clipping;
+  NaN or inf if any element is).
 
   Adapts each task (second order unless config.first_order), clips every meta-gradient element
   to [-grad_clip, grad_clip] and applies Adam. The pre-adaptation query metrics (a forward of
@@ -50,9 +58,10 @@ def make_outer_step(model, optimizer, config):
     with tf.GradientTape() as tape:
       out = meta_learner.meta_batch_outputs(model, episode, seed, adaptation)
     grads = tape.gradient(out['loss'], variables)
+    grad_norm = tf.linalg.global_norm(grads)
     grads = [tf.clip_by_value(g, -config.grad_clip, config.grad_clip) for g in grads]
     optimizer.apply_gradients(zip(grads, variables))
-    return {**out, **pre}
+    return {**out, **pre, 'grad_norm': grad_norm}
   return step
 
 
@@ -65,6 +74,17 @@ def run_outer_step(outer_step, episode, iteration, config):
   with_pre = iteration % config.pre_adapt_freq == 0
   out = outer_step(episode, tf.constant(iteration, tf.int64), tf.constant(with_pre))
   return {k: float(v) for k, v in out.items() if with_pre or k not in PRE_KEYS}
+
+
+def check_finite(outputs, iteration, last_saved):
+  """Raises DivergedError if the step's loss or meta-gradient norm is NaN or inf."""
+  bad = [k for k in ('loss', 'grad_norm') if k in outputs and not math.isfinite(outputs[k])]
+  if bad:
+    raise DivergedError(
+        f'{" and ".join(bad)} became {outputs[bad[0]]} at iteration {iteration}; stopped '
+        f'without saving it (last checkpoint: {last_saved or "none"}). Lower --inner_lr / '
+        '--meta_lr or --grad_clip, or resume from the checkpoint with other settings in a new '
+        '--savedir')
 
 
 def noise_summaries(model, images):
@@ -177,20 +197,31 @@ class StopRequests:
 def train(config, workdir, progress=True):
   """Trains (or resumes) the run in `workdir` up to config.n_train_iters; returns final step.
 
-  Expects <workdir>/config.json written by the caller. Checkpoints every save_freq iterations,
-  at the end, and when interrupted (Ctrl-C, SIGTERM: after the running iteration), so
-  rerunning the command resumes.
+  Writes <workdir>/config.json and flags.cfg once the data loaded and the checkpoint (if any)
+  restored, so a run that cannot start leaves nothing behind. Resumes from the newest
+  checkpoint that restores; newer ones that do not are moved to ckpt/unrestorable/ (never
+  overwritten). Checkpoints every save_freq iterations, at the end, and when interrupted
+  (Ctrl-C, SIGTERM: after the running iteration), so rerunning the command resumes. A
+  non-finite loss or meta-gradient raises DivergedError without saving that step.
   """
   splits = data.load_splits(config, ('train', config.eval_split))
   model = model_lib.build_model(config)
   optimizer = make_optimizer(model, config)
   ckpt = checkpoints.make_checkpoint(model, optimizer)
+  warnings = []
+  restored, skipped = checkpoints.restore_newest(
+      ckpt, workdir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
+  if skipped:
+    aside = checkpoints.set_aside(workdir, skipped)
+    warnings.append(f'moved the unrestorable checkpoints to {aside}')
+  checkpoints.write_config(workdir, config)
   manager = checkpoints.make_manager(ckpt, workdir, config.keep_checkpoints)
-  restored = checkpoints.restore(ckpt, workdir, required=False)
   step = int(ckpt.step.numpy())
   report = Reporter(workdir, config, step, progress)
-  report.log('%s at iteration %d of %d in %s', 'resumed' if restored else 'started', step,
-             config.n_train_iters, workdir)
+  for warning in warnings:
+    report.log('warning: %s', warning)
+  report.log('%s at iteration %d of %d in %s%s', 'resumed' if restored else 'started', step,
+             config.n_train_iters, workdir, f' from {restored}' if restored else '')
   sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
                                 config.seed, 'train')
   episodes = iter(data.make_dataset(sampler, config.metabatch, start=step))
@@ -202,7 +233,9 @@ def train(config, workdir, progress=True):
     with StopRequests() as stop:
       while step < config.n_train_iters and not stop.requested:
         episode = next(episodes)
-        report.add(run_outer_step(outer_step, episode, step, config))
+        outputs = run_outer_step(outer_step, episode, step, config)
+        check_finite(outputs, step, manager.latest_checkpoint)
+        report.add(outputs)
         step += 1
         ckpt.step.assign(step)
         if due(config.log_freq):

@@ -1,4 +1,6 @@
-"""Tests of Config: validation names the flag, JSON round trip."""
+"""Tests of Config: validation names the flag, JSON round trip, a damaged config.json."""
+
+import json
 
 import pytest
 
@@ -14,6 +16,10 @@ Config = config_lib.Config
     ({'dataset': 'mimgnet', 'way': 21}, '--way=21'),
     ({'shot': 10, 'query': 15}, '--shot=10 plus --query=15'),
     ({'inner_lr': 0.0}, '--inner_lr'),
+    ({'inner_lr': float('inf')}, '--inner_lr=inf must be a positive finite number'),
+    ({'meta_lr': float('nan')}, '--meta_lr=nan'),
+    ({'grad_clip': float('inf')}, '--grad_clip=inf'),
+    ({'eval_split': 'bogus'}, "--eval_split='bogus' is not a split"),
     ({'precision': 'float16'}, '--precision'),
     ({'bn_mode': 'inductive'}, '--bn_mode'),
     ({'val_characters': 5, 'dataset': 'mimgnet', 'way': 5}, '--val_characters'),
@@ -38,8 +44,66 @@ def test_reference_defaults_are_valid_and_derived_values():
 
 def test_json_round_trip_and_unknown_keys():
   config = Config(way=5, shot=5, maml=True, inner_lr=0.4, precision='bfloat16')
-  assert Config.from_json(config.to_json()) == config
+  assert Config.from_json(config.to_json()) == (config, [])
   with pytest.raises(config_lib.ConfigError, match='unknown keys'):
     Config.from_json('{"wya": 5}', source='x.json')
   with pytest.raises(config_lib.ConfigError, match='x.json is not valid JSON'):
     Config.from_json('{', source='x.json')
+
+
+def _edited(**changes):
+  values = json.loads(Config().to_json())
+  for key, value in changes.items():
+    if value is _DELETE:
+      del values[key]
+    else:
+      values[key] = value
+  return json.dumps(values)
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize('changes, words', [
+    ({'way': '20'}, '"way" is "20"; expected an integer'),
+    ({'way': 20.0}, '"way" is 20.0; expected an integer'),
+    ({'way': None}, '"way" is null; expected an integer'),
+    ({'way': True}, '"way" is true; expected an integer'),
+    ({'maml': 1}, '"maml" is 1; expected true or false'),
+    ({'inner_lr': '0.1'}, '"inner_lr" is "0.1"; expected a finite number'),
+    ({'inner_lr': None}, '"inner_lr" is null'),
+    ({'dataset': 5}, '"dataset" is 5; expected a string'),
+    ({'way': _DELETE}, "lacks the keys ['way']"),
+])
+def test_a_damaged_config_names_the_key(changes, words):
+  with pytest.raises(config_lib.ConfigError) as err:
+    Config.from_json(_edited(**changes), source='run/config.json')
+  assert str(err.value).startswith('run/config.json') and words in str(err.value)
+  assert '\n' not in str(err.value)
+
+
+def test_non_finite_numbers_in_json_are_rejected():
+  text = Config().to_json().replace('"inner_lr": 0.1', '"inner_lr": Infinity')
+  with pytest.raises(config_lib.ConfigError, match='"inner_lr" is Infinity'):
+    Config.from_json(text, source='c.json')
+  with pytest.raises(config_lib.ConfigError, match='holds a JSON list'):
+    Config.from_json('[1]', source='c.json')
+
+
+def test_keys_added_after_a_run_take_their_logged_default():
+  """A run made before a key existed still loads, with the value that reproduces it."""
+  for key, default in config_lib.ADDED_KEYS.items():
+    config, added = Config.from_json(_edited(**{key: _DELETE}), source='old.json')
+    assert added == [key] and getattr(config, key) == default
+  config, _ = Config.from_json(_edited(inner_lr=1), source='int.json')  # an int is a number
+  assert config.inner_lr == 1.0 and isinstance(config.inner_lr, float)
+
+
+def test_split_check_lists_the_splits_and_explains_omniglot_val():
+  with pytest.raises(config_lib.ConfigError, match=r"--split='bogus' is not a split; choose "
+                     r"one of \['train', 'val', 'test'\]"):
+    config_lib.check_split('bogus', 'omniglot', 0)
+  with pytest.raises(config_lib.ConfigError, match='held out of train with --val_characters'):
+    config_lib.check_split('val', 'omniglot', 0)
+  config_lib.check_split('val', 'omniglot', 5)
+  config_lib.check_split('val', 'mimgnet', 0)

@@ -7,6 +7,7 @@ import pytest
 
 import helpers
 from metadrop_tf import data
+from metadrop_tf import manifest
 
 
 @pytest.fixture(name='shards')
@@ -82,7 +83,7 @@ def test_load_split_formats_and_errors(tmp_path):
     data.load_split(str(tmp_path / 'npy'), 'test', (28, 28, 1))
   (tmp_path / 'bad').mkdir()
   (tmp_path / 'bad' / 'train.npz').write_bytes(b'not a zip')
-  with pytest.raises(data.DataError, match='cannot read the train shard'):
+  with pytest.raises(data.DataError, match='bad.train.npz is damaged or truncated'):
     data.load_split(str(tmp_path / 'bad'), 'train', (28, 28, 1))
 
 
@@ -98,3 +99,58 @@ def test_load_splits_checks_the_task_fits_and_holds_out_val(tmp_path):
     data.load_splits(helpers.tiny_config(str(tmp_path), shot=3, query=4))
   with pytest.raises(data.DataError, match='does not exist'):
     data.load_splits(helpers.tiny_config(os.path.join(str(tmp_path), 'missing')))
+
+
+def _damage(path, offset_fraction=0.5):
+  """Flips the bits of one byte in the middle of a file."""
+  with open(path, 'r+b') as f:
+    f.seek(int(os.path.getsize(path) * offset_fraction))
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize('fault, words', [
+    ('truncate', 'train.npz is damaged or truncated'),
+    ('flip', 'train.npz is damaged or truncated'),
+    ('empty', 'train.npz is damaged or truncated'),
+])
+def test_a_damaged_shard_without_manifest_is_one_line(tmp_path, fault, words):
+  helpers.write_tiny_shards(str(tmp_path))
+  path = str(tmp_path / 'train.npz')
+  if fault == 'truncate':
+    os.truncate(path, os.path.getsize(path) // 2)
+  elif fault == 'flip':
+    _damage(path)
+  else:
+    os.truncate(path, 0)
+  with pytest.raises(data.DataError) as err:
+    data.load_split(str(tmp_path), 'train', (28, 28, 1))
+  message = str(err.value)
+  assert words in message and 'data/prepare.py' in message and '\n' not in message
+
+
+@pytest.mark.parametrize('fmt', ['npz', 'npy'])
+def test_the_manifest_catches_a_partial_copy_and_a_changed_byte(tmp_path, fmt):
+  helpers.write_tiny_shards(str(tmp_path), fmt=fmt)
+  manifest.write(str(tmp_path), [f'train.{fmt}', f'test.{fmt}'])
+  assert data.load_split(str(tmp_path), 'train', (28, 28, 1)).shape[0] == 12
+  path = str(tmp_path / f'train.{fmt}')
+  original = open(path, 'rb').read()
+  with open(path, 'wb') as f:
+    f.write(original[:-100])  # a copy that stopped early: the npy loads, memory-mapped
+  with pytest.raises(data.DataError, match=f'train.{fmt} has {len(original) - 100} bytes, '
+                     '.*manifest.json says'):
+    data.load_split(str(tmp_path), 'train', (28, 28, 1))
+  with open(path, 'wb') as f:
+    f.write(original)
+  _damage(path, 0.9)  # the npy header is intact: without the manifest this would load
+  with pytest.raises(data.DataError, match='does not match the sha256'):
+    data.load_split(str(tmp_path), 'train', (28, 28, 1))
+  assert data.load_split(str(tmp_path), 'test', (28, 28, 1)).shape[0] == 8
+
+
+def test_a_file_as_data_dir_is_named(tmp_path):
+  (tmp_path / 'file').write_text('x')
+  with pytest.raises(data.DataError, match='is a file, not a folder of shards'):
+    data.load_splits(helpers.tiny_config(str(tmp_path / 'file')))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import checkpoints
+from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import eval_lib
 from metadrop_tf import export_lib
@@ -80,16 +81,76 @@ def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml):
     assert abs(np.mean(served['accs']) - np.mean(evaluated['per_episode_accuracy'])) < 0.25
 
 
-def test_serving_rejects_bad_input(tmp_path):
+_GOOD = np.full((3, 28, 28, 1), 0.5, np.float32)
+_LABELS = np.arange(3, dtype=np.int64)
+
+
+@pytest.mark.parametrize('support_x, labels, query_x, words', [
+    (_GOOD, np.array([0, 1, 3]), _GOOD, r'support_labels must be in \[0, way\)'),
+    (_GOOD[:0], _LABELS[:0], _GOOD, 'support_x is empty'),
+    (_GOOD, _LABELS, _GOOD[:0], 'query_x is empty'),
+    (np.zeros((3, 32, 32, 1), np.float32), _LABELS, _GOOD,
+     r'support_x must be float32 \[n, 28, 28, 1\] images'),
+    (_GOOD, _LABELS, np.zeros((2, 28, 28, 3), np.float32),
+     r'query_x must be float32 \[n, 28, 28, 1\] images'),
+    (_GOOD * 255, _LABELS, _GOOD, r'support_x pixels must be in \[0, 1\] \(divide 0..255'),
+    (_GOOD, _LABELS, np.where(_GOOD > 0, np.nan, 0).astype(np.float32),
+     'query_x holds NaN or inf'),
+    (_GOOD[:2], _LABELS, _GOOD, 'support images and labels differ in number'),
+])
+def test_serving_names_the_bad_input(tmp_path, support_x, labels, query_x, words):
+  config, _, model = _trained_run(tmp_path, maml=False)
+  module = export_lib.AdaptAndPredict(model, config)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+    module.serve_labels(tf.constant(support_x), tf.constant(labels), tf.constant(query_x))
+
+
+@pytest.mark.parametrize('onehot, words', [
+    (np.eye(4, dtype=np.float32)[:3], 'support_y must have way = 3 columns'),
+    (np.eye(3, dtype=np.float32) * 0.5, 'support_y must be one-hot'),
+    (np.ones((3, 3), np.float32), 'support_y must be one-hot'),
+])
+def test_onehot_serving_names_a_label_that_is_not_one_hot(tmp_path, onehot, words):
   config, _, model = _trained_run(tmp_path, maml=True)
   module = export_lib.AdaptAndPredict(model, config)
-  images = tf.zeros((3, 28, 28, 1))
-  with pytest.raises(tf.errors.InvalidArgumentError, match=r'in \[0, way\)'):
-    module.serve_labels(images, tf.constant([0, 1, 3], tf.int64), images)
-  with pytest.raises(tf.errors.InvalidArgumentError, match='support set is empty'):
-    module.serve_labels(tf.zeros((0, 28, 28, 1)), tf.zeros((0,), tf.int64), images)
-  with pytest.raises((ValueError, TypeError)):
-    module.serve_labels(tf.zeros((3, 32, 32, 1)), tf.constant([0, 1, 2], tf.int64), images)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+    module.serve_onehot(tf.constant(_GOOD), tf.constant(onehot), tf.constant(_GOOD))
+  good = module.serve_onehot(tf.constant(_GOOD), tf.constant(np.eye(3, dtype=np.float32)),
+                             tf.constant(_GOOD))
+  assert good['probabilities'].shape == (3, 3)
+
+
+def test_export_refuses_a_non_empty_folder_and_replaces_only_with_overwrite(tmp_path):
+  config, workdir, _ = _trained_run(tmp_path, maml=True)
+  target = tmp_path / 'export'
+  target.mkdir()
+  (target / 'notes.txt').write_text('mine')
+  with pytest.raises(config_lib.ConfigError, match='is not empty; pass --overwrite'):
+    export_lib.export_savedmodel(config, workdir, str(target))
+  assert (target / 'notes.txt').read_text() == 'mine'
+  export_lib.export_savedmodel(config, workdir, str(target), overwrite=True)
+  assert sorted(os.listdir(target)) == ['assets', 'fingerprint.pb', 'saved_model.pb',
+                                        'variables']
+  assert sorted(os.listdir(tmp_path)) == ['data', 'export', 'run']  # no temporary left
+
+
+def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+  config, workdir, _ = _trained_run(tmp_path, maml=True)
+  target = str(tmp_path / 'export')
+  export_lib.export_savedmodel(config, workdir, target)
+  before = sorted(os.listdir(target))
+
+  def interrupted_save(module, path, signatures):
+    os.makedirs(os.path.join(path, 'variables'))
+    open(os.path.join(path, 'saved_model.pb'), 'wb').close()  # half written
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(tf.saved_model, 'save', interrupted_save)
+  with pytest.raises(KeyboardInterrupt):
+    export_lib.export_savedmodel(config, workdir, target, overwrite=True)
+  assert sorted(os.listdir(target)) == before
+  monkeypatch.undo()
+  assert 'serving_default' in tf.saved_model.load(target).signatures
 
 
 @pytest.mark.parametrize('maml', [True, False])

@@ -92,6 +92,21 @@ def test_prepare_downloads_when_no_source(tmp_path, monkeypatch):
   prepare.main(['--out_dir', out, '--raw_dir', str(tmp_path / 'raw'), '--n_train_characters=4'])
   assert sorted(os.listdir(tmp_path / 'raw')) == sorted(archives)
   assert data_lib.load_split(out, 'test', (28, 28, 1)).shape == (8, 20, 28, 28, 1)
+  listed = json.load(open(os.path.join(out, 'manifest.json')))['files']
+  assert sorted(listed) == ['test.npz', 'train.npz']
+  assert listed['train.npz'] == {'bytes': os.path.getsize(os.path.join(out, 'train.npz')),
+                                 'sha256': download.file_digest(os.path.join(out, 'train.npz'))}
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch, capsys):
+  archives = {name: download.Archive('http://127.0.0.1:9/' + name)
+              for name in download.OMNIGLOT_ARCHIVES}
+  monkeypatch.setattr(download, 'OMNIGLOT_ARCHIVES', archives)
+  out, raw = tmp_path / 'data' / 'omniglot', tmp_path / 'data' / 'raw'
+  with pytest.raises(SystemExit, match='cannot download http://127.0.0.1:9/'):
+    prepare.main(['--out_dir', str(out), '--raw_dir', str(raw)])
+  assert not out.exists() and not raw.exists()
+  assert '\r' not in capsys.readouterr().err  # no progress bars outside a terminal
 
 
 def test_download_verifies_skips_and_never_leaves_half_files(tmp_path):

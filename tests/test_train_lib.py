@@ -35,7 +35,7 @@ def test_outer_step_traces_once_for_new_meta_batches():
   for i in range(10):
     out = _call(step, _episode(config, seed=i), i, with_pre=i % 2 == 0)
   assert step.experimental_get_tracing_count() == 1
-  assert set(out) == {'loss', 'acc', 'loss_pre', 'acc_pre'}
+  assert set(out) == {'loss', 'acc', 'loss_pre', 'acc_pre', 'grad_norm'}
 
 
 @pytest.mark.parametrize('maml', [False, True])
@@ -65,7 +65,8 @@ def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
   for a, b in zip(with_model.meta_variables(), without_model.meta_variables()):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   reported = [set(train_lib.run_outer_step(with_step, episode, i, config)) for i in range(1, 4)]
-  assert reported == [{'loss', 'acc'}, {'loss', 'acc'}, {'loss', 'acc', *train_lib.PRE_KEYS}]
+  every = {'loss', 'acc', 'grad_norm'}
+  assert reported == [every, every, {*every, *train_lib.PRE_KEYS}]
 
 
 def test_same_seed_same_loss():
