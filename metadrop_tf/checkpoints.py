@@ -199,8 +199,10 @@ def restore_newest(checkpoint, workdir, required=True, warn=logging.warning):
       warn('%s/checkpoint names %s, but the newest checkpoint that restores is %s',
            ckpt_dir, os.path.basename(named), os.path.basename(prefix))
     return prefix, skipped
+  if len(reasons) == 1:
+    raise CheckpointError(reasons[0])
   raise CheckpointError(
-      f'{ckpt_dir} holds {_describe(on_disk)} but none can be restored ({reasons[0]}); '
+      f'{ckpt_dir} holds {_describe(on_disk)} but none can be restored (newest: {reasons[0]}); '
       'restore the directory from a backup, or move it aside and train anew')
 
 

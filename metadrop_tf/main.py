@@ -46,11 +46,12 @@ def _guarded(main):
   """
   def wrapped(argv):
     signal.signal(signal.SIGTERM, _interrupt)
-    if len(argv) > 1:
-      sys.exit(f'error: unexpected arguments {argv[1:]} (flags look like --name=value)')
     logging.set_verbosity(logging.INFO)
     logging.get_absl_logger().addFilter(_DropLines())
     try:
+      if len(argv) > 1:
+        raise config_lib.ConfigError(f'unexpected arguments {argv[1:]} (flags look like '
+                                     '--name=value)')
       return main()
     except errors.UserError as e:
       print(f'error: {e}', file=sys.stderr)
@@ -144,7 +145,11 @@ def export_main():
 
 def _define(kind, name, default, help_text, **kwargs):
   """Defines a flag of this module unless already defined (tests run several programs)."""
-  if name not in FLAGS:
+  if name in FLAGS:
+    return
+  if kind == 'enum':
+    flags.DEFINE_enum(name, default, kwargs.pop('enum_values'), help_text, **kwargs)
+  else:
     getattr(flags, f'DEFINE_{kind}')(name, default, help_text, **kwargs)
 
 
@@ -183,8 +188,8 @@ def print_help(program: str, doc: str = '') -> None:
   print((doc or '').strip() + '\n')
   print(f'{program} flags:')
   for module in ('metadrop_tf.flags', __name__):
-    text = FLAGS.module_help(module)
-    if text.strip():
+    text = FLAGS.module_help(module).strip()
+    if text:
       print('\n'.join(text.splitlines()[1:]))  # drop absl's "module:" header
 
 

@@ -2,6 +2,7 @@
 
 import os
 
+from absl import logging
 import tensorflow as tf
 
 
@@ -20,7 +21,15 @@ def op_threads(config, training):
 
 
 def configure(config, training):
-  """Applies op_threads; call before any TF op of the process (the runtime fixes them then)."""
+  """Applies op_threads; call before any TF op of the process (the runtime fixes them then).
+
+  Called later (a program run from a process that already used TF, e.g. a notebook or a
+  test), the pools stay as they are and this is logged, not an error.
+  """
   intra, inter = op_threads(config, training)
-  tf.config.threading.set_intra_op_parallelism_threads(intra)
-  tf.config.threading.set_inter_op_parallelism_threads(inter)
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+  except RuntimeError:
+    logging.info('TF runtime already started: keeping its thread pools (asked for %d intra-op, '
+                 '%d inter-op)', intra, inter)

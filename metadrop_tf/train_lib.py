@@ -97,6 +97,21 @@ def noise_summaries(model, images):
   return out
 
 
+class WriteError(errors.UserError):
+  """A checkpoint could not be written (full disk, permissions); earlier ones are intact."""
+
+
+def save(manager, step):
+  """Saves checkpoint `step`; a write failure is a WriteError naming the folder."""
+  try:
+    return manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise WriteError(f'cannot write checkpoint {step} to {manager.directory} ({reason[:160]}); '
+                     f'the earlier checkpoints are intact: free space, then rerun to resume '
+                     f'from {manager.latest_checkpoint}') from None
+
+
 class RunLog:
   """Writes each line to absl logging and appends it, time-stamped, to <workdir>/train.log."""
 
@@ -247,9 +262,9 @@ def train(config, workdir, progress=True):
               config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
               eval_step=eval_step))
         if due(config.save_freq):
-          manager.save(checkpoint_number=step)
+          save(manager, step)
       if stop.requested and step < config.n_train_iters:
-        manager.save(checkpoint_number=step)
+        save(manager, step)
         report.log('interrupted: saved iteration %d to %s; rerun the command to resume', step,
                    manager.directory)
         raise KeyboardInterrupt

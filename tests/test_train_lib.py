@@ -133,3 +133,26 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
   ckpt = checkpoints.make_checkpoint(model, optimizer)
   checkpoints.restore(ckpt, workdir)
   assert int(ckpt.step.numpy()) == 3 == int(optimizer.iterations.numpy())
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir)
+  config = helpers.tiny_config(data_dir, n_train_iters=4, metabatch=1, save_freq=1,
+                               eval_freq=100)
+  real_save = tf.train.CheckpointManager.save
+
+  def save_until_full(manager, checkpoint_number=None):
+    if checkpoint_number >= 3:
+      raise OSError(28, 'No space left on device')
+    return real_save(manager, checkpoint_number=checkpoint_number)
+
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', save_until_full)
+  with pytest.raises(train_lib.WriteError) as err:
+    train_lib.train(config, workdir, progress=False)
+  message = str(err.value)
+  assert 'cannot write checkpoint 3' in message and 'No space left' in message
+  assert message.endswith('ckpt-2') and '\n' not in message
+  assert sorted(os.listdir(os.path.join(workdir, 'ckpt'))) == [
+      'checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index', 'ckpt-2.data-00000-of-00001',
+      'ckpt-2.index']
