@@ -40,7 +40,7 @@ PROFILED_ITERS = 2
 def conv_gflop_per_image(config):
   """Forward conv FLOPs of one image (theta and phi convolutions for metadrop)."""
   (size, _, c_in), c = config.image_shape, config.n_channels
-  c_out = c if config.maml else 2 * c
+  c_out = 2 * c if config.noisy else c
   total = 0
   for _ in range(4):
     total += 2 * size * size * 9 * c_in * c_out
@@ -109,8 +109,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import data, eval_lib, meta_learner, train_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import data, eval_lib, learners, train_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
 
   row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
@@ -126,14 +125,13 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
   episode = data.Episode(images(way * shot), data.one_hot_labels(metabatch, way, shot),
                          images(way * config.query),
                          data.one_hot_labels(metabatch, way, config.query))
-  model = model_lib.build_model(config)
+  learner = learners.build(config)
   if test:
-    eval_step = eval_lib.make_eval_step(
-        model, meta_learner.Adaptation.from_config(config, config.test_mc_samples), 0)
+    eval_step = eval_lib.make_eval_step(learner, config.test_mc_samples, 0)
     step = lambda i: tf.nest.map_structure(lambda t: t.numpy(),
                                            eval_step(episode, tf.constant(i, tf.int64)))
   else:
-    outer_step = train_lib.make_outer_step(model, train_lib.make_optimizer(model, config),
+    outer_step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config),
                                            config)
     step = lambda i: train_lib.run_outer_step(outer_step, episode, i, config)
   start = time.perf_counter()

@@ -56,22 +56,24 @@ def read_config(workdir: str) -> config_lib.Config:
   except (OSError, UnicodeDecodeError) as e:
     raise CheckpointError(f'cannot read {path}: {e}') from None
   config, defaulted = config_lib.Config.from_json(text, source=path)
-  for key in defaulted:
-    logging.info('%s has no %r (added after the run was made): using %r', path, key,
-                 getattr(config, key))
+  if defaulted:
+    logging.info('%s predates the settings %s: using %s', path, ', '.join(defaulted),
+                 ', '.join(f'{k}={getattr(config, k)!r}' for k in defaulted))
   return config
 
 
-def make_checkpoint(model, optimizer=None, **trackables) -> tf.train.Checkpoint:
-  """tf.train.Checkpoint of the model's variables, the optimizer and the iteration counter.
+def make_checkpoint(learner, optimizer=None) -> tf.train.Checkpoint:
+  """tf.train.Checkpoint of a learner's variables (learner.trackables(): its network as
+  'model', its own variables as 'learner'), the optimizer and the iteration counter.
 
   The iteration counter is all the random state there is: episodes and noise seeds are pure
   functions of (config.seed, iteration).
   """
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+  trackables = dict(learner.trackables())
   if optimizer is not None:
     trackables['optimizer'] = optimizer
-  return tf.train.Checkpoint(model=model, step=step, **trackables)
+  return tf.train.Checkpoint(step=step, **trackables)
 
 
 def make_manager(checkpoint, workdir, max_to_keep=5) -> tf.train.CheckpointManager:
@@ -137,8 +139,8 @@ def _restore_one(checkpoint, path):
 
 def _check_finite(checkpoint, path):
   """Raises CheckpointError naming the first restored model variable holding NaN or inf."""
-  model = getattr(checkpoint, 'model', None)
-  for variable in getattr(model, 'variables', []):
+  held = [getattr(checkpoint, name, None) for name in ('model', 'learner')]
+  for variable in [v for h in held if h is not None for v in h.variables]:
     if not np.all(np.isfinite(variable.numpy())):
       error = CheckpointError(
           f'checkpoint {path} holds non-finite weights (NaN or inf in {variable.path}): it was '

@@ -30,7 +30,18 @@ EVAL_SPLITS = ('train', 'val', 'test')
 
 # Keys added after runs were committed, with the value that reproduces those runs: a saved
 # config.json without one loads with this value (logged); any other missing key is an error.
-ADDED_KEYS = {'test_metabatch': 0}
+ADDED_KEYS = {
+    'test_metabatch': 0, 'learner': '', 'meta_dropout': False, 'adapt_params': '',
+    'inner_momentum': 0.0, 'inner_weight_decay': 0.0, 'zero_head': False, 'lslr': False,
+    'msl_iters': 0, 'first_order_iters': 0, 'meta_optimizer': 'adam', 'meta_momentum': 0.9,
+    'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
+    'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
+}
+# metadrop_tf.learners.REGISTRY (tests check they agree); '' means the reference's choice:
+# maml with --maml, else metadrop.
+LEARNERS = ('maml', 'fomaml', 'metadrop', 'metasgd', 'anil')
+META_OPTIMIZERS = ('adam', 'sgd')
+LR_SCHEDULES = ('constant', 'cosine', 'step')
 
 
 class ConfigError(errors.UserError, ValueError):
@@ -62,8 +73,23 @@ class Config:
   n_test_iters: int = 1000
   n_test_mc_samp: int = 30
   test_metabatch: int = 0  # meta-test episodes per call; 0: auto (eval_lib.episodes_per_call)
-  maml: bool = False
+  maml: bool = False  # the reference's flag: the same as learner='maml'
+  learner: str = ''  # one of LEARNERS; '': maml with --maml, else metadrop
+  meta_dropout: bool = False  # add Meta Dropout's noise to any gradient learner
+  adapt_params: str = ''  # parameters the inner loop adapts: '' all, 'head', or name prefixes
   first_order: bool = False
+  inner_momentum: float = 0.0  # PyTorch-MAML's inner SGD options
+  inner_weight_decay: float = 0.0
+  zero_head: bool = False  # head zero at the start of every task, not meta-learned
+  lslr: bool = False  # MAML++: learned per-layer, per-step inner learning rates
+  msl_iters: int = 0  # MAML++: multi-step loss, annealed to the last step, for this many its
+  first_order_iters: int = 0  # MAML++: first order for this many iterations, then second
+  meta_optimizer: str = 'adam'
+  meta_momentum: float = 0.9  # of --meta_optimizer=sgd
+  adam_epsilon: float = 1e-8  # the reference's (TF1 Adam)
+  lr_schedule: str = 'constant'  # of meta_lr: constant, cosine (to 0 at n_train_iters), step
+  lr_step_iters: int = 10000  # step schedule: multiply by lr_step_gamma every this many
+  lr_step_gamma: float = 0.5
   grad_clip: float = 3.0
   channels: int = 0  # 0 means the dataset's reference width (64 Omniglot, 32 miniImageNet)
   bn_mode: str = 'transductive'
@@ -82,6 +108,8 @@ class Config:
   eval_batches: int = 50  # meta-batches per monitoring evaluation
   eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
 
+  _POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma')
+
   @property
   def info(self) -> DatasetInfo:
     return DATASETS[self.dataset]
@@ -99,9 +127,26 @@ class Config:
     return self.data_dir or os.path.join('data', self.dataset)
 
   @property
+  def learner_name(self) -> str:
+    """The learner: --learner, else the reference's choice (--maml: maml, else metadrop)."""
+    return self.learner or ('maml' if self.maml else 'metadrop')
+
+  @property
+  def noisy(self) -> bool:
+    """Whether adaptation samples Meta Dropout's noise (metadrop, or any learner with
+    --meta_dropout)."""
+    return self.learner_name == 'metadrop' or self.meta_dropout
+
+  @property
   def test_mc_samples(self) -> int:
-    """MC samples of the meta-test inner loss; MAML has no noise so one pass is exact."""
-    return 1 if self.maml else self.n_test_mc_samp
+    """MC samples of the meta-test inner loss; without noise one pass is exact."""
+    return self.n_test_mc_samp if self.noisy else 1
+
+  @property
+  def method(self) -> str:
+    """A short name for logs and results, e.g. 'metasgd+metadrop'."""
+    extra = '+metadrop' if self.meta_dropout and self.learner_name != 'metadrop' else ''
+    return self.learner_name + extra
 
   def split_classes(self) -> dict:
     """Split -> class count of the reference shards, after the optional Omniglot val hold-out."""
@@ -113,6 +158,11 @@ class Config:
 
   def validate(self) -> 'Config':
     """Raises ConfigError naming the first bad flag; returns self so calls can chain."""
+    if self.learner and self.learner not in LEARNERS:
+      raise ConfigError(f'--learner={self.learner!r} is unknown; choose one of {list(LEARNERS)}')
+    if self.maml and self.learner not in ('', 'maml'):
+      raise ConfigError(f'--maml contradicts --learner={self.learner} (--maml means '
+                        '--learner=maml); pass one of them')
     if self.dataset not in DATASETS:
       raise ConfigError(f'--dataset={self.dataset!r} is unknown; choose one of '
                         f'{sorted(DATASETS)}')
@@ -121,10 +171,30 @@ class Config:
                  'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp'):
       if getattr(self, name) < 1:
         raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
-    for name in ('inner_lr', 'meta_lr', 'grad_clip'):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.type is float and not math.isfinite(value):
+        positive = field.name in self._POSITIVE
+        raise ConfigError(f'--{field.name}={value} must be a '
+                          f'{"positive " if positive else ""}finite number')
+    for name in self._POSITIVE:
       value = getattr(self, name)
-      if not (value > 0 and math.isfinite(value)):
+      if not value > 0:
         raise ConfigError(f'--{name}={value} must be a positive finite number')
+    for name in ('inner_momentum', 'meta_momentum'):
+      if not 0 <= getattr(self, name) < 1:
+        raise ConfigError(f'--{name}={getattr(self, name)} must be in [0, 1)')
+    for name in ('inner_weight_decay', 'msl_iters', 'first_order_iters'):
+      if getattr(self, name) < 0:
+        raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: off)')
+    if self.lr_step_iters < 1:
+      raise ConfigError(f'--lr_step_iters={self.lr_step_iters} must be a positive integer')
+    for name, choices in (('meta_optimizer', META_OPTIMIZERS), ('lr_schedule', LR_SCHEDULES)):
+      if getattr(self, name) not in choices:
+        raise ConfigError(f'--{name}={getattr(self, name)!r} must be one of {list(choices)}')
+    if self.lslr and self.learner_name == 'metasgd':
+      raise ConfigError('--lslr (per-step rates) and --learner=metasgd (per-element rates) are '
+                        'two kinds of learned rates; choose one')
     for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')

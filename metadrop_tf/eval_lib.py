@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 from metadrop_tf import checkpoints
 from metadrop_tf import data
+from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
-from metadrop_tf import model as model_lib
 
 EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
 # Live activations of one support image's first-block map (H x W x C) per MC copy during a
@@ -40,7 +40,7 @@ def episodes_per_call(config, memory_bytes=None):
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 
-def make_eval_step(model, adaptation, seed):
+def make_eval_step(learner, mc_samples, seed):
   """tf.function (episode, index of its first task) -> dict of per-task [B] 'acc', 'loss', ...
 
   Task i's noise depends only on i, so results do not depend on the meta-batch size.
@@ -51,7 +51,7 @@ def make_eval_step(model, adaptation, seed):
   @tf.function
   def step(episode, first_task):
     seeds = meta_learner.task_seeds(base_seed, first_task, episode.support_x.shape[0])
-    return meta_learner.per_task_outputs(model, episode, seeds, adaptation)
+    return learner.per_task_outputs(episode, seeds, mc_samples)
   return step
 
 
@@ -75,7 +75,7 @@ def _load_partial(path, key):
   return saved.get('outputs', {}) if saved.get('key') == key else {}
 
 
-def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=None,
+def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
              progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
@@ -91,8 +91,7 @@ def evaluate(model, images, config, split, n_episodes, mc_samples, metabatch=Non
   sampler = data.EpisodeSampler(images, config.way, config.shot, config.query, config.seed,
                                 split)
   n_batches = math.ceil(n_episodes / metabatch)
-  step = eval_step or make_eval_step(
-      model, meta_learner.Adaptation.from_config(config, mc_samples), config.seed)
+  step = eval_step or make_eval_step(learner, mc_samples, config.seed)
   outputs = _load_partial(*partial) if partial else {}
   first = min(len(outputs.get('acc', [])) // metabatch, n_batches)  # meta-batches done
   outputs = {k: v[:first * metabatch] for k, v in outputs.items()}
@@ -129,16 +128,16 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   there (any --n_test_iters; a different checkpoint, MC count or setting starts afresh).
   """
   n_episodes = n_episodes or config.n_test_iters
-  mc_samples = 1 if config.maml else (mc_samples or config.n_test_mc_samp)
+  mc_samples = (mc_samples or config.n_test_mc_samp) if config.noisy else 1
   images = data.load_splits(config, (split,))[split]
-  model = model_lib.build_model(config)
-  ckpt = checkpoints.make_checkpoint(model)
+  learner = learners.build(config)
+  ckpt = checkpoints.make_checkpoint(learner)
   path = checkpoints.restore(ckpt, workdir, checkpoint)
   key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split)
   for irrelevant in ('n_test_iters', 'test_metabatch'):  # results do not depend on them
     del key[irrelevant]
   partial_path = os.path.join(workdir, f'eval_{split}.partial.json')
-  result = evaluate(model, images, config, split, n_episodes, mc_samples,
+  result = evaluate(learner, images, config, split, n_episodes, mc_samples,
                     metabatch=episodes_per_call(config), progress=progress,
                     partial=(partial_path, key))
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()))

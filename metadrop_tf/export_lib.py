@@ -10,8 +10,8 @@ import tensorflow as tf
 from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
+from metadrop_tf import learners
 from metadrop_tf import meta_learner
-from metadrop_tf import model as model_lib
 
 SERVE_STREAM = 2  # noise seed of serving: [seed, 2], fixed so predictions are repeatable
 VIS_EPISODES = 10
@@ -28,14 +28,17 @@ class AdaptAndPredict(tf.Module):
   pixels in [0, 1], labels in [0, way), rows of `support_y` that are one-hot.
   """
 
-  def __init__(self, model, config):
+  def __init__(self, learner, config):
     super().__init__()
-    self.model = model
+    self.learner = learner
+    self.network = learner.network
+    if learner.own is not None:
+      self.learner_variables = learner.own
     # Track the plain tf.Variables under the Keras ones: with only Keras 3 variables tracked,
     # TF1-style loaders (saved_model_cli run, TF Serving) fail with "Could not find variable".
-    self.tf_variables = [v.value for v in model.variables]
+    self.tf_variables = [v.value for v in learner.variables()]
     self.way = config.way
-    self.adaptation = meta_learner.Adaptation.from_config(config, config.test_mc_samples)
+    self.mc_samples = config.test_mc_samples
     self.seed = tf.constant([config.seed, SERVE_STREAM], tf.int32)
     self.image_shape = tuple(config.image_shape)
     # Image shapes are checked in the graph (a mismatch in the signature itself fails deep in
@@ -96,19 +99,18 @@ class AdaptAndPredict(tf.Module):
       support_x = tf.ensure_shape(tf.identity(support_x), [None, *self.image_shape])
       query_x = tf.ensure_shape(tf.identity(query_x), [None, *self.image_shape])
       support_y = tf.ensure_shape(tf.identity(support_y), [None, self.way])
-      theta = meta_learner.inner_loop(self.model, support_x, support_y, self.seed,
-                                      self.adaptation)[-1]
-      probabilities = tf.nn.softmax(self.model(query_x, theta=theta))
+      state = self.learner.adapt(support_x, support_y, self.seed, self.mc_samples)[-1]
+      probabilities = tf.nn.softmax(self.learner.predict(state, query_x))
     return {'probabilities': tf.cast(probabilities, tf.float32),
             'labels': tf.argmax(probabilities, axis=-1)}
 
 
-def restore_model(config, workdir, checkpoint=None):
-  """The run's model with its checkpoint restored; returns (model, checkpoint step)."""
-  model = model_lib.build_model(config)
-  ckpt = checkpoints.make_checkpoint(model)
+def restore_learner(config, workdir, checkpoint=None):
+  """The run's learner with its checkpoint restored; returns (learner, checkpoint step)."""
+  learner = learners.build(config)
+  ckpt = checkpoints.make_checkpoint(learner)
   checkpoints.restore(ckpt, workdir, checkpoint)
-  return model, int(ckpt.step.numpy())
+  return learner, int(ckpt.step.numpy())
 
 
 def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=False):
@@ -122,8 +124,8 @@ def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=Fa
     raise config_lib.ConfigError(
         f'--export_dir={export_dir} is not empty; pass --overwrite to replace what is there, '
         'or choose another folder')
-  model, _ = restore_model(config, workdir, checkpoint)
-  module = AdaptAndPredict(model, config)
+  learner, _ = restore_learner(config, workdir, checkpoint)
+  module = AdaptAndPredict(learner, config)
   export_dir = os.path.normpath(export_dir)
   partial, old = export_dir + '.partial', export_dir + '.replaced'
   for leftover in (partial, old):
@@ -137,33 +139,33 @@ def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=Fa
   return export_dir
 
 
-def visualization_dump(model, config, test_images):
+def visualization_dump(learner, config, test_images):
   """Per-inner-step features and 2-column heads of the reference's 10 visualization episodes.
 
   Episode c (c = 0..9) is 2-way on test classes (c, c + 5): the first K instances are the
   support, the next Q the query; the dense head keeps its first 2 columns. Returns arrays
   with E = 10 episodes and S + 1 steps: support_features [E, S+1, 2K, F], query_features
-  [E, S+1, 2Q, F], perturbed_features [E, S+1, 10, 2K, F] (empty for MAML),
+  [E, S+1, 2Q, F], perturbed_features [E, S+1, 10, 2K, F] (empty without noise),
   dense_kernel [E, S+1, F, 2], dense_bias [E, S+1, 2].
   """
   k, q = config.shot, config.query
   if len(test_images) < VIS_EPISODES + 5:
     raise data.DataError(f'the visualization needs {VIS_EPISODES + 5} test classes; the test '
                          f'split has {len(test_images)}')
-  adaptation = meta_learner.Adaptation.from_config(config, config.test_mc_samples)
+  model = learner.network
   labels = lambda per_class: tf.one_hot(np.repeat([0, 1], per_class), 2)
   out = {key: [] for key in ('support_features', 'query_features', 'perturbed_features',
                              'dense_kernel', 'dense_bias')}
-  n_perturbed = 0 if config.maml else VIS_SAMPLES
+  n_perturbed = VIS_SAMPLES if learner.noisy else 0
   for c in range(VIS_EPISODES):
     pair = data.to_float(test_images[[c, c + 5]])  # [2, instances, H, W, C]
     support = tf.reshape(pair[:, :k], [2 * k, *config.image_shape])
     query = tf.reshape(pair[:, k:k + q], [2 * q, *config.image_shape])
-    theta0 = model.initial_theta()
-    theta0['dense_kernel'] = theta0['dense_kernel'][:, :2]
-    theta0['dense_bias'] = theta0['dense_bias'][:2]
+    theta0 = learner.initial_state(2)
+    for name in model.head_names:  # the head's first 2 columns
+      theta0[name] = theta0[name][..., :2]
     seed = tf.constant([config.seed, 100 + c], tf.int32)
-    thetas = meta_learner.inner_loop(model, support, labels(k), seed, adaptation, theta0)
+    thetas = learner.adapt(support, labels(k), seed, config.test_mc_samples, start=theta0)
     rows = {key: [] for key in out}
     for step, theta in enumerate(thetas):
       rows['support_features'].append(model.features(support, theta))
@@ -185,11 +187,12 @@ def visualization_dump(model, config, test_images):
 
 def export_visualization(config, workdir, out_path, checkpoint=None):
   """Writes the visualization dump of a trained run as a .npz; returns its path."""
-  model, step = restore_model(config, workdir, checkpoint)
+  learner, step = restore_learner(config, workdir, checkpoint)
   test_images = data.load_splits(config, ('test',))['test']
-  dump = visualization_dump(model, config, test_images)
+  dump = visualization_dump(learner, config, test_images)
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  np.savez_compressed(out_path, checkpoint_step=step, maml=config.maml, **dump)
+  np.savez_compressed(out_path, checkpoint_step=step, maml=not learner.noisy,
+                      method=config.method, **dump)
   return out_path
 
 

@@ -35,8 +35,32 @@ _HELP = {
     'test_metabatch': 'Meta-test episodes adapted side by side per call (results do not depend '
                       'on it); 0: auto, up to --metabatch while the estimated memory fits in '
                       'half the RAM (one 20-way 5-shot episode with 30 MC samples takes ~8 GB).',
-    'maml': 'Plain MAML: no noise, phi unused.',
+    'maml': 'Plain MAML: no noise, phi unused (the reference flag; the same as --learner=maml).',
+    'learner': 'Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner '
+               'rates) or anil (adapts the head only); empty: metadrop, or maml with --maml.',
+    'meta_dropout': "Add Meta Dropout's learned noise to the learner's inner loop (e.g. "
+                    '--learner=metasgd --meta_dropout).',
+    'adapt_params': 'Parameters the inner loop adapts, the others stay meta-learned: empty for '
+                    "all, 'head', or comma-separated names or prefixes (e.g. conv3,dense).",
     'first_order': 'Stop gradients through the inner gradients (first-order approximation).',
+    'inner_momentum': 'Momentum of the inner SGD (as torch.optim.SGD); 0: plain SGD.',
+    'inner_weight_decay': 'Weight decay of the inner SGD (added to the inner gradient).',
+    'zero_head': 'Start the head of every task at zero and meta-learn only the encoder (a run '
+                 'can then be evaluated with another --way).',
+    'lslr': 'MAML++: learned inner learning rate per parameter tensor and inner step.',
+    'msl_iters': 'MAML++ multi-step loss: the meta-objective weights the query loss after '
+                 'every inner step, annealed toward the last step over this many iterations; '
+                 '0: off.',
+    'first_order_iters': 'MAML++ derivative-order annealing: first order for this many '
+                         'iterations, then second order; 0: off.',
+    'meta_optimizer': 'Outer optimizer: adam or sgd (with --meta_momentum).',
+    'meta_momentum': 'Momentum of --meta_optimizer=sgd.',
+    'adam_epsilon': 'Epsilon of the outer Adam (the reference: 1e-8; runs made before this flag '
+                    'used 1e-7).',
+    'lr_schedule': 'Schedule of --meta_lr: constant, cosine (to 0 at --n_train_iters) or step '
+                   '(times --lr_step_gamma every --lr_step_iters).',
+    'lr_step_iters': 'Iterations between the drops of --lr_schedule=step.',
+    'lr_step_gamma': 'Factor of each drop of --lr_schedule=step.',
     'grad_clip': 'Clip every meta-gradient element to [-grad_clip, grad_clip].',
     'channels': 'Conv width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
     'bn_mode': 'Batch norm statistics: transductive (the reference: statistics of each batch).',
@@ -86,6 +110,8 @@ def config_from_flags(saved=None, mutable=MUTABLE):
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
     return config_lib.Config(**values).validate()
   changes = {}
+  if mutable is not None and saved.zero_head:  # the head is made per task: any way works
+    mutable = mutable | {'way'}
   for field in dataclasses.fields(config_lib.Config):
     flag = FLAGS[field.name]
     if flag.present and flag.value != getattr(saved, field.name):

@@ -107,7 +107,7 @@ def evaluate_main():
                         progress=sys.stderr.isatty())
   logging.info('wrote %s', result['path'])
   print(f"{config.dataset} {config.way}-way {config.shot}-shot "
-        f"{'MAML' if config.maml else 'metadrop'} | {FLAGS.split} | step "
+        f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "
         f"{result['checkpoint_step']} | {result['n_episodes']} episodes, "
         f"{result['mc_samples']} MC | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
 
@@ -135,10 +135,10 @@ def export_main():
   import numpy as np  # pylint: disable=g-import-not-at-top
   with np.load(path) as dump:
     paths = plots.plot_boundaries(dict(dump), os.path.join(export_dir, 'boundary'))
-  model, _ = export_lib.restore_model(config, savedir, FLAGS.checkpoint)
+  learner, _ = export_lib.restore_learner(config, savedir, FLAGS.checkpoint)
   test = data.load_splits(config, ('test',))['test']
-  if not config.maml:
-    paths.append(plots.plot_noise(export_lib.noise_maps(model, test[0, :config.way]),
+  if learner.noisy:
+    paths.append(plots.plot_noise(export_lib.noise_maps(learner.network, test[0, :config.way]),
                                   os.path.join(export_dir, 'noise.png')))
   print(f'wrote {len(paths)} plots to {export_dir}')
 

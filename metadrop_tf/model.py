@@ -1,7 +1,16 @@
 """The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
 
+The network interface the learners use (metadrop_tf/learners):
+  theta, phi, beta         parameter groups, name -> variable: theta is what an inner loop may
+                           adapt, phi Meta Dropout's noise generator, beta meta-learned only
+  head_names               the theta names of the classifier head (ANIL adapts these)
+  select(spec)             theta names a --adapt_params value selects
+  initial_theta(), read_phi()   the groups as dicts of tensors
+  call(x, theta=, sample=, seed=, copies=, phi=)   logits from explicit fast weights
+  features(x, theta=...)   the representation the head reads
+  meta_variables()         what the outer loop trains
 The forward takes fast weights explicitly (`theta=` a dict of tensors), so the inner loop never
-assigns to variables. MAML is the same network with noise switched off (phi is kept, unused).
+assigns to variables. Without noise (maml=True) phi is kept, unused.
 """
 
 import keras
@@ -93,6 +102,23 @@ class MetaDropoutNet(keras.Model):
     """Batch-norm offsets bn{0..3} [C]: meta-learned, never adapted in the inner loop."""
     return self._group('beta')
 
+  head_names = ('dense_kernel', 'dense_bias')
+
+  def select(self, spec: str):
+    """theta names chosen by spec: '' (None: all), 'head', or comma-separated names or name
+    prefixes (e.g. 'conv3,dense'). Raises ValueError for a part that matches nothing."""
+    if not spec:
+      return None
+    chosen = []
+    for part in (p.strip() for p in spec.split(',')):
+      matches = list(self.head_names) if part == 'head' else [
+          n for n in self._names['theta'] if n.startswith(part)]
+      if not matches:
+        raise ValueError(f'--adapt_params part {part!r} matches no parameter of '
+                         f'{self._names["theta"]}')
+      chosen += [m for m in matches if m not in chosen]
+    return chosen
+
   def meta_variables(self):
     """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML)."""
     groups = ('theta', 'beta') if self.maml else ('theta', 'phi', 'beta')
@@ -161,10 +187,11 @@ class MetaDropoutNet(keras.Model):
     return self.head(feats, theta, sample, head_seed, phi)
 
   def noise_scales(self, x, theta=None):
-    """Deterministic noise factors of images x [n, H, W, C]: softplus(alpha) of each conv block
-    ([n, H_l, W_l, C] each) and the logit-noise scale sigma [n, 1]. Empty for MAML."""
+    """Deterministic noise factors of images x [n, H, W, C], name -> tensor: softplus(alpha)
+    of each conv block ('block<b>', [n, H_l, W_l, C]) and the logit-noise scale sigma
+    ('logit_sigma', [n, 1]). Empty without noise."""
     if self.maml:
-      return []
+      return {}
     phi = self.phi
     outputs = self.block_outputs(x, theta)
     inputs = [tf.cast(x, self.dtype)] + outputs[:-1]
@@ -172,12 +199,16 @@ class MetaDropoutNet(keras.Model):
               for b, h in enumerate(inputs)]
     feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
     scales.append(tf.nn.softplus(tf.matmul(feats, phi['dense_kernel']) + phi['dense_bias']))
-    return scales
+    names = [f'block{b}' for b in range(N_BLOCKS)] + ['logit_sigma']
+    return dict(zip(names, scales))
 
 
 def build_model(config, dtype='float32'):
-  """The network a Config describes (dataset shape, width, way, maml, precision, seed, noise)."""
-  return MetaDropoutNet(config.way, config.image_shape, config.n_channels, maml=config.maml,
+  """The network a Config describes (dataset shape, width, way, noise on or off, precision,
+  seed, sampler)."""
+  way = 0 if config.zero_head else config.way  # a zero head is made per task
+  return MetaDropoutNet(way, config.image_shape, config.n_channels,
+                        maml=not config.noisy,
                         dtype=dtype,
                         compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
                         seed=config.seed, noise_sampler=config.noise_sampler)

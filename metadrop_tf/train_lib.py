@@ -18,7 +18,7 @@ from metadrop_tf import errors
 from metadrop_tf import eval_lib
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
-from metadrop_tf import model as model_lib
+from metadrop_tf import learners
 
 TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
 
@@ -28,36 +28,49 @@ class DivergedError(errors.UserError):
   exit_code = 3
 
 
-def make_optimizer(model, config):
-  """Keras Adam on the meta-variables, with its slots built now so the step traces once."""
-  optimizer = keras.optimizers.Adam(learning_rate=config.meta_lr)
-  optimizer.build(model.meta_variables())
+def meta_lr_schedule(config):
+  """--meta_lr under --lr_schedule: a float (constant) or a Keras schedule of the iteration."""
+  schedules = keras.optimizers.schedules
+  if config.lr_schedule == 'cosine':
+    return schedules.CosineDecay(config.meta_lr, decay_steps=config.n_train_iters)
+  if config.lr_schedule == 'step':
+    return schedules.ExponentialDecay(config.meta_lr, config.lr_step_iters,
+                                      config.lr_step_gamma, staircase=True)
+  return config.meta_lr
+
+
+def make_optimizer(learner, config):
+  """The outer optimizer (Adam, or SGD with momentum) on the meta-variables, with its slots
+  built now so the step traces once."""
+  rate = meta_lr_schedule(config)
+  if config.meta_optimizer == 'sgd':
+    optimizer = keras.optimizers.SGD(learning_rate=rate, momentum=config.meta_momentum)
+  else:
+    optimizer = keras.optimizers.Adam(learning_rate=rate, epsilon=config.adam_epsilon)
+  optimizer.build(learner.meta_variables())
   return optimizer
 
 
-def make_outer_step(model, optimizer, config):
+def make_outer_step(learner, optimizer, config):
   """tf.function (episode meta-batch, iteration, with_pre) -> dict of mean 'loss', 'acc',
   'loss_pre', 'acc_pre', and 'grad_norm' (global norm of the meta-gradient before clipping;
   NaN or inf if any element is).
 
-  Adapts each task (second order unless config.first_order), clips every meta-gradient element
-  to [-grad_clip, grad_clip] and applies Adam. The pre-adaptation query metrics (a forward of
+  The learner's meta_gradients (e.g. adaptation of each task and the gradient of the mean query
+  loss), every element clipped to [-grad_clip, grad_clip], applied by Adam. The pre-adaptation query metrics (a forward of
   every query set, ~15% of the step) are computed only where the bool tensor with_pre is true,
   NaN elsewhere. Traced once per episode shape.
   """
-  variables = model.meta_variables()
-  adaptation = meta_learner.Adaptation.from_config(config)
+  variables = learner.meta_variables()
   base_seed = tf.constant([config.seed, TRAIN_STREAM], tf.int32)
 
   @tf.function
   def step(episode, iteration, with_pre):
-    pre = tf.cond(with_pre, lambda: meta_learner.mean_pre_adaptation_outputs(model, episode),
-                  lambda: {'loss_pre': tf.constant(float('nan'), model.dtype),
+    pre = tf.cond(with_pre, lambda: learner.mean_pre_adaptation_outputs(episode),
+                  lambda: {'loss_pre': tf.constant(float('nan'), learner.dtype),
                            'acc_pre': tf.constant(float('nan'))})
     seed = meta_learner.fold_seed(base_seed, iteration)
-    with tf.GradientTape() as tape:
-      out = meta_learner.meta_batch_outputs(model, episode, seed, adaptation)
-    grads = tape.gradient(out['loss'], variables)
+    out, grads = learner.meta_gradients(episode, seed, iteration)
     grad_norm = tf.linalg.global_norm(grads)
     grads = [tf.clip_by_value(g, -config.grad_clip, config.grad_clip) for g in grads]
     optimizer.apply_gradients(zip(grads, variables))
@@ -87,13 +100,12 @@ def check_finite(outputs, iteration, last_saved):
         '--savedir')
 
 
-def noise_summaries(model, images):
-  """Mean and std of softplus(alpha) per conv block and of the logit-noise sigma on `images`."""
+def noise_summaries(network, images):
+  """Mean and std of each of the network's noise scales on `images` (none without noise)."""
   out = {}
-  for layer, scale in enumerate(model.noise_scales(images)):
-    name = f'noise/block{layer}' if layer < 4 else 'noise/logit_sigma'
-    out[name + '_mean'] = float(tf.reduce_mean(scale))
-    out[name + '_std'] = float(tf.math.reduce_std(scale))
+  for name, scale in network.noise_scales(images).items():
+    out[f'noise/{name}_mean'] = float(tf.reduce_mean(scale))
+    out[f'noise/{name}_std'] = float(tf.math.reduce_std(scale))
   return out
 
 
@@ -220,9 +232,9 @@ def train(config, workdir, progress=True):
   non-finite loss or meta-gradient raises DivergedError without saving that step.
   """
   splits = data.load_splits(config, ('train', config.eval_split))
-  model = model_lib.build_model(config)
-  optimizer = make_optimizer(model, config)
-  ckpt = checkpoints.make_checkpoint(model, optimizer)
+  learner = learners.build(config)
+  optimizer = make_optimizer(learner, config)
+  ckpt = checkpoints.make_checkpoint(learner, optimizer)
   warnings = []
   restored, skipped = checkpoints.restore_newest(
       ckpt, workdir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
@@ -240,9 +252,8 @@ def train(config, workdir, progress=True):
   sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
                                 config.seed, 'train')
   episodes = iter(data.make_dataset(sampler, config.metabatch, start=step))
-  outer_step = make_outer_step(model, optimizer, config)
-  eval_step = eval_lib.make_eval_step(
-      model, meta_learner.Adaptation.from_config(config, config.eval_mc_samp), config.seed)
+  outer_step = make_outer_step(learner, optimizer, config)
+  eval_step = eval_lib.make_eval_step(learner, config.eval_mc_samp, config.seed)
   due = lambda freq: step % freq == 0 or step == config.n_train_iters
   try:
     with StopRequests() as stop:
@@ -255,10 +266,10 @@ def train(config, workdir, progress=True):
         ckpt.step.assign(step)
         if due(config.log_freq):
           report.train_window(step, {'meta_lr': float(optimizer.learning_rate),
-                                     **noise_summaries(model, episode.query_x[0])})
+                                     **noise_summaries(learner.network, episode.query_x[0])})
         if due(config.eval_freq):
           report.evaluation(step, config.eval_split, eval_lib.evaluate(
-              model, splits[config.eval_split], config, config.eval_split,
+              learner, splits[config.eval_split], config, config.eval_split,
               config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
               eval_step=eval_step))
         if due(config.save_freq):

@@ -71,16 +71,32 @@ def saved_run(root, checkpoints_at=(3,), manifest=False, **changes):
   """A run directory root/run (config.json, one checkpoint of the initial weights per entry of
   checkpoints_at) on tiny shards in root/data; returns (config, workdir)."""
   from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
   data_dir, workdir = os.path.join(str(root), 'data'), os.path.join(str(root), 'run')
   write_tiny_shards(data_dir)
   if manifest:
     manifest_lib.write(data_dir, ['train.npz', 'test.npz'])
   config = tiny_config(data_dir, **changes)
-  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt = checkpoints.make_checkpoint(learners.build(config))
   manager = checkpoints.make_manager(ckpt, workdir)
   for step in checkpoints_at:
     ckpt.step.assign(step)
     manager.save(checkpoint_number=step)
   checkpoints.write_config(workdir, config)
   return config, workdir
+
+
+def tiny_learner(name='metadrop', dtype='float64', n_steps=2, inner_lr=0.2, way=3, channels=2,
+                 seed=0, **options):
+  """A learner of the registry around tiny_model (noisy for metadrop or meta_dropout=True)."""
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
+  noisy = options.pop('meta_dropout', False) or name == 'metadrop'
+  zero_head = options.get('zero_head', False)
+  network = tiny_model(maml=not noisy, dtype=dtype, way=0 if zero_head else way,
+                       channels=channels, seed=seed)
+  if name == 'anil':
+    options.setdefault('adapted', list(network.head_names))
+  if name == 'fomaml':
+    options['first_order'] = True
+  return learners.REGISTRY[name](network, n_steps, inner_lr, **options)

@@ -7,7 +7,7 @@ import pytest
 import helpers
 from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
-from metadrop_tf import model as model_lib
+from metadrop_tf import learners
 
 
 def test_config_round_trip(tmp_path):
@@ -26,7 +26,7 @@ def test_missing_config_and_bad_json_name_the_file(tmp_path):
 
 def _saved_run(tmp_path, **changes):
   config = helpers.tiny_config(**changes)
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   ckpt = checkpoints.make_checkpoint(model)
   ckpt.step.assign(7)
   path = checkpoints.make_manager(ckpt, str(tmp_path)).save(checkpoint_number=7)
@@ -35,7 +35,7 @@ def _saved_run(tmp_path, **changes):
 
 def test_restore_round_trip_and_missing(tmp_path):
   config, path = _saved_run(tmp_path)
-  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt = checkpoints.make_checkpoint(learners.build(config))
   assert checkpoints.restore(ckpt, str(tmp_path)) == path
   assert int(ckpt.step.numpy()) == 7
   empty = tmp_path / 'empty'
@@ -48,7 +48,7 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
   config, path = _saved_run(tmp_path)
   with open(path + '.data-00000-of-00001', 'r+b') as f:
     f.truncate(10)
-  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt = checkpoints.make_checkpoint(learners.build(config))
   with pytest.raises(checkpoints.CheckpointError) as err:
     checkpoints.restore(ckpt, str(tmp_path))
   assert 'ckpt-7' in str(err.value) and 'corrupt' in str(err.value)
@@ -57,7 +57,7 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
 
 def test_mismatched_model_is_reported(tmp_path):
   config, _ = _saved_run(tmp_path)
-  other = checkpoints.make_checkpoint(model_lib.build_model(config.replace(channels=8)))
+  other = checkpoints.make_checkpoint(learners.build(config.replace(channels=8)))
   with pytest.raises(checkpoints.CheckpointError, match='does not match this model'):
     checkpoints.restore(other, str(tmp_path))
   assert os.path.exists(os.path.join(str(tmp_path), 'ckpt', 'checkpoint'))

@@ -11,8 +11,8 @@ import helpers
 from metadrop_tf import checkpoints
 from metadrop_tf import data
 from metadrop_tf import eval_lib
+from metadrop_tf import learners
 from metadrop_tf import metrics
-from metadrop_tf import model as model_lib
 
 
 def _saved_run(tmp_path, **changes):
@@ -20,7 +20,7 @@ def _saved_run(tmp_path, **changes):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, **changes)
-  ckpt = checkpoints.make_checkpoint(model_lib.build_model(config))
+  ckpt = checkpoints.make_checkpoint(learners.build(config))
   ckpt.step.assign(3)
   checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
   return config, workdir
@@ -29,7 +29,7 @@ def _saved_run(tmp_path, **changes):
 def test_fixed_stream_and_result_file(tmp_path):
   config, workdir = _saved_run(tmp_path, n_test_iters=5)
   images = data.load_splits(config, ('test',))['test']
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   first = eval_lib.evaluate(model, images, config, 'test', 5, 2, progress=False)
   again = eval_lib.evaluate(model, images, config, 'test', 5, 2, metabatch=1, progress=False)
   assert len(first['per_episode_accuracy']) == 5
@@ -61,7 +61,7 @@ def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir)
   images = data.load_splits(config, ('test',))['test']
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   with caplog.at_level(logging.INFO):
     result = eval_lib.evaluate(model, images, config, 'test', 5, 2, metabatch=2, progress=False,
                                log_interval_s=0)

@@ -16,7 +16,7 @@ from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import eval_lib
 from metadrop_tf import export_lib
-from metadrop_tf import model as model_lib
+from metadrop_tf import learners
 
 N_EPISODES = 4
 
@@ -43,7 +43,7 @@ def _trained_run(tmp_path, maml):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
   config = helpers.tiny_config(data_dir, maml=maml, n_test_mc_samp=2, query=3)
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   ckpt = checkpoints.make_checkpoint(model)
   checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=0)
   checkpoints.write_config(workdir, config)
@@ -159,15 +159,15 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml):
   config, workdir, model = _trained_run(tmp_path, maml)
   path = export_lib.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
   dump = dict(np.load(path))
-  steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.feature_dim
+  steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.network.feature_dim
   assert dump['support_features'].shape == (10, steps, 2 * k, f)
   assert dump['query_features'].shape == (10, steps, 2 * q, f)
   assert dump['perturbed_features'].shape == (10, steps, 0 if maml else 10, 2 * k, f)
   assert dump['dense_kernel'].shape == (10, steps, f, 2)
   assert dump['dense_bias'].shape == (10, steps, 2)
-  np.testing.assert_allclose(dump['dense_kernel'][0, 0], model.theta['dense_kernel'][:, :2])
+  np.testing.assert_allclose(dump['dense_kernel'][0, 0], model.network.theta['dense_kernel'][:, :2])
   pngs = plots.plot_boundaries(dump, str(tmp_path / 'png'), episodes=1)
-  pngs.append(plots.plot_noise(export_lib.noise_maps(model, np.zeros((3, 28, 28, 1), np.uint8)
+  pngs.append(plots.plot_noise(export_lib.noise_maps(model.network, np.zeros((3, 28, 28, 1), np.uint8)
                                                       + 80), str(tmp_path / 'noise.png')))
   assert len(pngs) == steps + 1
   for png in pngs:

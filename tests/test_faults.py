@@ -22,8 +22,8 @@ import pytest
 
 import helpers
 from metadrop_tf import checkpoints
+from metadrop_tf import learners
 from metadrop_tf import main
-from metadrop_tf import model as model_lib
 
 
 def run_program(program, *args):
@@ -99,8 +99,8 @@ def _no_checkpoint_restores(root):
 
 def _non_finite_checkpoint(root):
   config, workdir = helpers.saved_run(root, checkpoints_at=())
-  model = model_lib.build_model(config)
-  model.theta['conv0_kernel'].assign(np.full(model.theta['conv0_kernel'].shape, np.nan))
+  model = learners.build(config)
+  model.network.theta['conv0_kernel'].assign(np.full(model.network.theta['conv0_kernel'].shape, np.nan))
   ckpt = checkpoints.make_checkpoint(model)
   ckpt.step.assign(5)
   checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=5)
@@ -228,7 +228,7 @@ def test_a_diverging_run_stops_with_status_3_and_keeps_a_finite_checkpoint(tmp_p
   assert line.startswith('error: loss') and 'became' in line and 'stopped without saving' in line
   saved = sorted(glob.glob(os.path.join(savedir, 'ckpt', 'ckpt-*.index')))
   assert saved, 'the steps before the divergence were checkpointed'
-  model = model_lib.build_model(checkpoints.read_config(savedir))
+  model = learners.build(checkpoints.read_config(savedir))
   path = checkpoints.restore(checkpoints.make_checkpoint(model), savedir)  # checks finiteness
   assert path.endswith(os.path.basename(saved[-1])[:-len('.index')])
 
@@ -295,11 +295,11 @@ def test_sigkill_at_random_moments_resumes_to_the_weights_of_an_uninterrupted_ru
   assert log.count('started at iteration 0') == 1 and log.count('resumed at iteration') >= 2
   weights = []
   for savedir in (straight, killed):
-    model = model_lib.build_model(checkpoints.read_config(savedir))
+    model = learners.build(checkpoints.read_config(savedir))
     ckpt = checkpoints.make_checkpoint(model)
     checkpoints.restore(ckpt, savedir)
     assert int(ckpt.step.numpy()) == iters
-    weights.append([v.numpy() for v in model.variables])
+    weights.append([v.numpy() for v in model.variables()])
   for a, b in zip(*weights):
     np.testing.assert_array_equal(a, b)
 

@@ -110,9 +110,10 @@ def test_noise_scales_are_softplus_alpha_per_block_and_logit_sigma():
   model = helpers.tiny_model()
   x = helpers.random_episode().query_x[0]
   scales = model.noise_scales(x)
-  assert [tuple(s.shape) for s in scales] == [(6, 16, 16, 2), (6, 8, 8, 2), (6, 4, 4, 2),
-                                              (6, 2, 2, 2), (6, 1)]
+  assert list(scales) == ['block0', 'block1', 'block2', 'block3', 'logit_sigma']
+  assert [tuple(s.shape) for s in scales.values()] == [
+      (6, 16, 16, 2), (6, 8, 8, 2), (6, 4, 4, 2), (6, 2, 2, 2), (6, 1)]
   first = tf.nn.softplus(tf.nn.conv2d(x, model.phi['conv0_kernel'], 1, 'SAME')
                          + model.phi['conv0_bias'])
-  np.testing.assert_allclose(scales[0], first, rtol=1e-12)
-  assert helpers.tiny_model(maml=True).noise_scales(x) == []
+  np.testing.assert_allclose(scales['block0'], first, rtol=1e-12)
+  assert helpers.tiny_model(maml=True).noise_scales(x) == {}

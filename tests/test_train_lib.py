@@ -9,13 +9,12 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import checkpoints
-from metadrop_tf import meta_learner
-from metadrop_tf import model as model_lib
+from metadrop_tf import learners
 from metadrop_tf import train_lib
 
 
 def _step_for(config):
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   optimizer = train_lib.make_optimizer(model, config)
   return model, train_lib.make_outer_step(model, optimizer, config)
 
@@ -42,21 +41,21 @@ def test_outer_step_traces_once_for_new_meta_batches():
 def test_overfits_one_episode_and_trains_the_right_variables(maml):
   config = helpers.tiny_config(maml=maml, channels=8, meta_lr=3e-3, n_steps=1)
   model, step = _step_for(config)
-  phi = [v.numpy().copy() for v in model.phi.values()]
-  theta = [v.numpy().copy() for v in model.theta.values()]
+  phi = [v.numpy().copy() for v in model.network.phi.values()]
+  theta = [v.numpy().copy() for v in model.network.theta.values()]
   episode = _episode(config)
   losses = [float(_call(step, episode, i)['loss']) for i in range(200)]
   assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
-  phi_moved = any(np.abs(v.numpy() - p).max() > 0 for v, p in zip(model.phi.values(), phi))
+  phi_moved = any(np.abs(v.numpy() - p).max() > 0 for v, p in zip(model.network.phi.values(), phi))
   assert phi_moved != maml
-  assert all(np.abs(v.numpy() - t).max() > 0 for v, t in zip(model.theta.values(), theta))
+  assert all(np.abs(v.numpy() - t).max() > 0 for v, t in zip(model.network.theta.values(), theta))
 
 
 def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
   config = helpers.tiny_config(pre_adapt_freq=3)
   episode = _episode(config)
   (with_model, with_step), (without_model, without_step) = _step_for(config), _step_for(config)
-  expected = meta_learner.mean_pre_adaptation_outputs(with_model, episode)
+  expected = with_model.mean_pre_adaptation_outputs(episode)
   with_pre, without = _call(with_step, episode, 0, True), _call(without_step, episode, 0, False)
   for key in train_lib.PRE_KEYS:
     np.testing.assert_allclose(with_pre[key], expected[key], rtol=1e-6)
@@ -94,7 +93,7 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
   straight = str(tmp_path / 'straight')
   checkpoints.write_config(straight, config.replace(n_train_iters=4))
   train_lib.train(config.replace(n_train_iters=4), straight, progress=False)
-  resumed, fresh = (model_lib.build_model(config) for _ in range(2))
+  resumed, fresh = (learners.build(config) for _ in range(2))
   checkpoints.restore(checkpoints.make_checkpoint(resumed), workdir)
   checkpoints.restore(checkpoints.make_checkpoint(fresh), straight)
   for a, b in zip(resumed.meta_variables(), fresh.meta_variables()):
@@ -128,7 +127,7 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
     assert not saved
     return
   assert [os.path.basename(p) for p in saved] == ['ckpt-3.index']
-  model = model_lib.build_model(config)
+  model = learners.build(config)
   optimizer = train_lib.make_optimizer(model, config)
   ckpt = checkpoints.make_checkpoint(model, optimizer)
   checkpoints.restore(ckpt, workdir)

@@ -1,0 +1,215 @@
+"""The MAML family's inner loop, written once: SGD on the network's adapted parameters (theta).
+
+Every gradient-based learner is a GradientLearner with other options or rates:
+  which parameters adapt     `adapted` (ANIL: the head; --adapt_params)
+  inner learning rates       inner_rates(): a constant (MAML), learned per element (Meta-SGD),
+                             learned per parameter and step (MAML++ LSLR, --lslr)
+  inner SGD                  momentum and weight decay (PyTorch-MAML's options)
+  order                      first_order, or first order for the first N iterations and second
+                             order after (MAML++ derivative-order annealing)
+  meta-objective             the last step's query loss, or (MAML++ multi-step loss) a
+                             weighted sum of the query losses after every step, annealed
+                             toward the last step
+  head                       meta-learned, or zero at the start of every task (--zero_head)
+  noise                      Meta Dropout's: the network samples its noise generator phi
+                             whenever it was built noisy (--learner=metadrop, --meta_dropout)
+"""
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from metadrop_tf import meta_learner
+from metadrop_tf.learners import base
+
+MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
+
+
+class StepRates(keras.Model):
+  """Learned inner learning rates, one variable per adapted parameter, `shape` each (e.g.
+  the parameter's shape for Meta-SGD, [S] for LSLR), initialized to `value`."""
+
+  def __init__(self, shapes: dict, value: float, dtype='float32', trainable=True, prefix='lr'):
+    super().__init__(dtype=dtype)
+    self.names, self.prefix = list(shapes), prefix
+    for name, shape in shapes.items():
+      variable = self.add_weight(shape=shape, initializer='zeros', name=f'{prefix}_{name}',
+                                 dtype=dtype, trainable=trainable)
+      # Keras' Constant initializer rounds through float32; a float64 0.2 must be exact.
+      variable.assign(tf.fill(shape, tf.constant(value, dtype)))
+      setattr(self, f'{prefix}_{name}', variable)
+    self.built = True
+
+  def rates(self) -> dict:
+    return {name: tf.convert_to_tensor(getattr(self, f'{self.prefix}_{name}'))
+            for name in self.names}
+
+
+class GradientLearner(base.Learner):
+  """Adapts theta by S steps of SGD on the (noisy, MC-averaged) support loss.
+
+  Args:
+    network: the network; built noisy, adaptation samples Meta Dropout's noise.
+    n_steps: S.
+    inner_lr: SGD step size (the start of learned rates).
+    first_order: stop gradients through the inner gradients.
+    adapted: names of the theta parameters the inner loop adapts (None: all); the others stay
+      at their meta-learned values during adaptation.
+    momentum, weight_decay: of the inner SGD, as torch.optim.SGD: d = g + wd * p,
+      v = momentum * v + d (v = d at the first step), p -= lr * v.
+    zero_head: the head starts every task at zero ([F, N] of the task's N, so another way can
+      be evaluated) and is not meta-learned.
+    lslr: learned per-parameter, per-step inner rates (MAML++).
+    msl_iters: > 0: the meta-objective is the multi-step loss for iterations < msl_iters.
+    first_order_iters: first order for iterations < this, then second order.
+  """
+
+  def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
+               adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,
+               weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
+               msl_iters: int = 0, first_order_iters: int = 0):
+    super().__init__(network, n_steps)
+    self.inner_lr = float(inner_lr)
+    self.first_order = first_order
+    names = list(network.theta)
+    unknown = sorted(set(adapted or ()) - set(names))
+    if unknown:
+      raise ValueError(f'unknown parameters {unknown}; the network has {names}')
+    self.adapted = [n for n in names if adapted is None or n in adapted]
+    self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+    self.zero_head = zero_head
+    if zero_head and not set(network.head_names) <= set(self.adapted):
+      raise ValueError('--zero_head needs the head adapted (it starts every task at zero); '
+                       f'--adapt_params selects {self.adapted}')
+    self.msl_iters, self.first_order_iters = msl_iters, first_order_iters
+    if lslr:
+      self.own = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
+                           dtype=network.dtype, prefix='lslr')
+
+  @classmethod
+  def from_config(cls, network, config, **kwargs):
+    """The learner a Config describes (its inner-loop and MAML++ options)."""
+    options = dict(first_order=config.first_order,
+                   adapted=network.select(config.adapt_params), momentum=config.inner_momentum,
+                   weight_decay=config.inner_weight_decay, zero_head=config.zero_head,
+                   lslr=config.lslr, msl_iters=config.msl_iters,
+                   first_order_iters=config.first_order_iters)
+    options.update(kwargs)
+    return cls(network, config.n_steps, config.inner_lr, **options)
+
+  @property
+  def noisy(self) -> bool:
+    return not self.network.maml
+
+  def meta_variables(self) -> list:
+    """As Learner's, less the head's variables with zero_head (never used then)."""
+    head = {id(v) for name, v in self.network.theta.items()
+            if self.zero_head and name in self.network.head_names}
+    return [v for v in super().meta_variables() if id(v) not in head]
+
+  def initial_state(self, way: Optional[int] = None) -> dict:
+    """The meta-learned theta; with zero_head, its head zero with `way` columns."""
+    state = self.network.initial_theta()
+    if self.zero_head:
+      for name in self.network.head_names:
+        shape = state[name].shape.as_list()
+        state[name] = tf.zeros(shape[:-1] + [way or shape[-1]], self.dtype)
+    return state
+
+  def predict(self, state, x):
+    return self.network(x, theta=state)
+
+  def inner_rates(self, state: dict, step: int) -> dict:
+    """Step size of each adapted parameter at inner step `step`: a scalar or a tensor that
+    broadcasts to the parameter."""
+    del state
+    if self.own is not None:
+      return {name: rates[step] for name, rates in self.own.rates().items()}
+    rate = tf.constant(self.inner_lr, self.dtype)
+    return {name: rate for name in self.adapted}
+
+  def _first_order_now(self, iteration):
+    """A bool tensor (derivative-order annealing) or a Python bool: stop inner gradients?"""
+    if self.first_order or not self.first_order_iters or iteration is None:
+      return self.first_order
+    return iteration < self.first_order_iters
+
+  def inner_step(self, state, velocity, phi, x, y, seed, mc_samples, step, first_order):
+    """One SGD step on the mean sampled support loss over mc_samples noise samples.
+
+    x: [n, H, W, C], y: [M * n, N] (labels tiled M times), phi: noise weights as tensors.
+    velocity: the momentum buffers (dict, empty at the first step). Returns (state,
+    velocity). Differentiable (second order) unless first_order is True (a bool tensor
+    switches in the graph).
+    """
+    adapted = {name: state[name] for name in self.adapted}
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(adapted)
+      logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
+                            phi=phi)
+      loss = meta_learner.cross_entropy(logits, y)
+    grads = tape.gradient(loss, adapted)
+    if isinstance(first_order, bool):
+      if first_order:
+        grads = {name: tf.stop_gradient(g) for name, g in grads.items()}
+    else:
+      grads = {name: tf.cond(first_order, lambda g=g: tf.stop_gradient(g), lambda g=g: g)
+               for name, g in grads.items()}
+    if self.weight_decay:
+      grads = {name: g + self.weight_decay * state[name] for name, g in grads.items()}
+    if self.momentum:
+      grads = {name: self.momentum * velocity[name] + g if name in velocity else g
+               for name, g in grads.items()}
+      velocity = grads
+    rates = self.inner_rates(state, step)
+    new = dict(state)
+    for name in self.adapted:
+      new[name] = state[name] - rates[name] * grads[name]
+    return new, velocity
+
+  def adapt(self, support_x, support_y, seed, mc_samples=1, start=None, iteration=None):
+    """[state_0, ..., state_S]; state_0 = start (default initial_state for the support's way;
+    e.g. a head cut to fewer columns). phi is read once, so the steps share what depends
+    only on phi and the support. `iteration` drives derivative-order annealing."""
+    y = tf.tile(support_y, [mc_samples, 1])
+    phi = self.network.read_phi()
+    first_order = self._first_order_now(iteration)
+    states = [self.initial_state(support_y.shape[-1]) if start is None else start]
+    velocity = {}
+    for step in range(self.n_steps):
+      state, velocity = self.inner_step(states[-1], velocity, phi, support_x, y,
+                                        meta_learner.fold_seed(seed, step), mc_samples, step,
+                                        first_order)
+      states.append(state)
+    return states
+
+  def step_weights(self, iteration) -> tf.Tensor:
+    """[S] weights of the query losses after steps 1..S (MAML++ multi-step loss): 1/S each
+    at iteration 0; the non-final ones decay linearly to MSL_MIN_WEIGHT / S over msl_iters
+    iterations while the last grows; from msl_iters on, all weight on the last step."""
+    s = self.n_steps
+    it = tf.cast(iteration, self.dtype)
+    decay = 1.0 / s / self.msl_iters
+    low = MSL_MIN_WEIGHT / s
+    early = tf.maximum(1.0 / s - it * decay, low)
+    last = tf.minimum(1.0 / s + it * (s - 1) * decay, 1.0 - (s - 1) * low)
+    weights = tf.concat([tf.fill([s - 1], early), [last]], axis=0)
+    final = tf.one_hot(s - 1, s, dtype=self.dtype)
+    return tf.where(it < self.msl_iters, weights, final)
+
+  def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
+                   iteration=None, weights=None):
+    """'loss' and 'acc' of the query after adaptation. With the multi-step loss (training, or
+    explicit `weights` [S]) 'loss' is sum_s weights[s] * query loss after step s + 1."""
+    states = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration)
+    logits = self.predict(states[-1], query_x)
+    out = {'loss': meta_learner.cross_entropy(logits, query_y),
+           'acc': meta_learner.accuracy(logits, query_y)}
+    if weights is None and self.msl_iters and iteration is not None:
+      weights = self.step_weights(iteration)
+    if weights is not None:
+      losses = [meta_learner.cross_entropy(self.predict(s, query_x), query_y)
+                for s in states[1:-1]] + [out['loss']]
+      out['loss'] = tf.reduce_sum(tf.cast(weights, self.dtype) * tf.stack(losses))
+    return out

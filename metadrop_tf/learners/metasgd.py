@@ -1,0 +1,30 @@
+"""Meta-SGD (Li et al. 2017): a learned inner learning rate per element of every adapted
+parameter, meta-trained with the initialization (initialized to --inner_lr)."""
+
+from metadrop_tf import learners
+from metadrop_tf.learners import gradient
+
+
+@learners.register('metasgd')
+class MetaSGD(gradient.GradientLearner):
+  """GradientLearner whose inner rates are meta-learned tensors of the parameters' shapes
+  (learn_rates=False keeps them at inner_lr: then it computes MAML's meta-gradient)."""
+
+  def __init__(self, network, n_steps, inner_lr, learn_rates=True, **options):
+    if options.get('lslr'):
+      raise ValueError('--lslr (per-step rates) and --learner=metasgd (per-element rates) '
+                       'are two kinds of learned rates; choose one')
+    super().__init__(network, n_steps, inner_lr, **options)
+    self.own = gradient.StepRates({name: network.theta[name].shape for name in self.adapted},
+                                  inner_lr, dtype=network.dtype, trainable=learn_rates)
+
+  def inner_rates(self, state, step):
+    """The learned rates (every step); a state whose parameter is cut (e.g. a head of fewer
+    columns in the visualization) takes the matching leading slice."""
+    del step
+    rates = self.own.rates()
+    for name, rate in rates.items():
+      shape = state[name].shape
+      if rate.shape != shape:
+        rates[name] = rate[tuple(slice(0, n) for n in shape)]
+    return rates

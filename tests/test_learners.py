@@ -1,0 +1,377 @@
+"""Numerical tests of the learners (float64, tiny network, 2 inner steps).
+
+With a fixed noise seed a learner's meta-objective is a deterministic function of its
+meta-variables, so its full (second-order) gradient must match central finite differences,
+including the gradients of learned inner learning rates and of the multi-step loss (first-order
+methods are not gradients of it: they are checked by hand). Then the equivalences between
+learners that the options promise.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import helpers
+from metadrop_tf import config as config_lib
+from metadrop_tf import layers
+from metadrop_tf import learners
+from metadrop_tf import meta_learner
+from metadrop_tf import train_lib
+from metadrop_tf.learners import gradient
+
+SEED = tf.constant([7, 11], tf.int32)
+MC = 2  # MC samples of the support loss in these tests (training uses 1)
+
+
+def _meta_loss(learner, episode, iteration=None):
+  return learner.meta_objective(episode, SEED, iteration, mc_samples=MC)['loss']
+
+
+def _gradients(learner, episode, variables, iteration=None):
+  with tf.GradientTape() as tape:
+    loss = _meta_loss(learner, episode, iteration)
+  return tape.gradient(loss, variables)
+
+
+def _finite_difference(learner, episode, variable, index, iteration=None, h=1e-7):
+  """Central difference. h is small because the meta-loss is only piecewise smooth: the inner
+  gradients jump where a ReLU or max-pool switches, and on a tiny net such points are ~1e-4 away."""
+  def at(delta):
+    original = variable.numpy()
+    bumped = original.copy()
+    bumped[index] += delta
+    variable.assign(bumped)
+    value = float(_meta_loss(learner, episode, iteration))
+    variable.assign(original)
+    return value
+  return (at(h) - at(-h)) / (2 * h)
+
+
+def _check_against_finite_differences(learner, episode, variable, iteration=None):
+  grad = _gradients(learner, episode, [variable], iteration)[0].numpy()
+  assert np.abs(grad).max() > 0, variable.path
+  rng = np.random.default_rng(0)
+  indices = [np.unravel_index(np.argmax(np.abs(grad)), grad.shape)]
+  indices += [tuple(rng.integers(0, s) for s in grad.shape) for _ in range(2)]
+  for index in indices:
+    numeric = _finite_difference(learner, episode, variable, index, iteration)
+    np.testing.assert_allclose(grad[index], numeric, rtol=1e-5, atol=1e-9)
+
+
+def _variable(learner, group, name):
+  if group == 'own':
+    return getattr(learner.own, name)
+  return getattr(learner.network, group)[name]
+
+
+FD_CASES = [
+    # (learner, options, group, variable name, iteration)
+    ('metadrop', {}, 'theta', 'conv1_kernel', None),
+    ('metadrop', {}, 'theta', 'dense_kernel', None),
+    ('metadrop', {}, 'phi', 'conv0_kernel', None),
+    ('metadrop', {}, 'phi', 'dense_kernel', None),
+    ('metadrop', {}, 'beta', 'bn2', None),
+    ('maml', {}, 'theta', 'conv2_kernel', None),
+    ('maml', {}, 'beta', 'bn0', None),
+    ('metasgd', {}, 'theta', 'conv1_kernel', None),
+    ('metasgd', {}, 'own', 'lr_conv1_kernel', None),
+    ('metasgd', {}, 'own', 'lr_dense_bias', None),
+    ('metasgd', {'meta_dropout': True}, 'phi', 'conv1_kernel', None),
+    ('maml', {'lslr': True}, 'own', 'lslr_conv0_kernel', None),
+    ('maml', {'lslr': True}, 'theta', 'dense_kernel', None),
+    ('anil', {}, 'theta', 'conv1_kernel', None),
+    ('anil', {}, 'theta', 'dense_bias', None),
+    ('maml', {'msl_iters': 10}, 'theta', 'conv0_kernel', 3),
+    ('maml', {'first_order_iters': 5}, 'theta', 'conv1_kernel', 5),
+    ('maml', {'momentum': 0.6, 'weight_decay': 0.05}, 'theta', 'conv2_kernel', None),
+    ('maml', {'zero_head': True}, 'theta', 'conv3_kernel', None),
+]
+
+
+@pytest.mark.parametrize('name, options, group, variable, iteration', FD_CASES,
+                         ids=[f'{c[0]}-{"-".join(c[1]) or "default"}-{c[3]}-{c[4]}'
+                              for c in FD_CASES])
+def test_meta_gradient_matches_finite_differences(name, options, group, variable, iteration):
+  learner = helpers.tiny_learner(name, **options)
+  iteration = None if iteration is None else tf.constant(iteration, tf.int64)
+  _check_against_finite_differences(learner, helpers.random_episode(metabatch=1),
+                                    _variable(learner, group, variable), iteration)
+
+
+def test_registry_matches_the_config_names():
+  assert sorted(learners.REGISTRY) == sorted(config_lib.LEARNERS)
+
+
+@pytest.mark.parametrize('name, groups', [
+    ('metadrop', ('theta', 'phi', 'beta')), ('maml', ('theta', 'beta')),
+    ('metasgd', ('theta', 'beta', 'own'))])
+def test_meta_variables_are_what_each_learner_trains(name, groups):
+  learner = helpers.tiny_learner(name)
+  network = learner.network
+  expected = [v for g in ('theta', 'phi', 'beta') if g in groups
+              for v in getattr(network, g).values()]
+  if 'own' in groups:
+    expected += list(learner.own.trainable_variables)
+  assert [id(v) for v in learner.meta_variables()] == [id(v) for v in expected]
+  grads = _gradients(learner, helpers.random_episode(), learner.meta_variables())
+  for v, g in zip(learner.meta_variables(), grads):
+    assert g is not None and np.abs(g.numpy()).max() > 0, v.path
+
+
+def _maml_gradients(episode, **options):
+  learner = helpers.tiny_learner('maml', **options)
+  return learner, _gradients(learner, episode, learner.network.meta_variables())
+
+
+def test_metasgd_with_fixed_rates_at_inner_lr_is_maml():
+  episode = helpers.random_episode(metabatch=2)
+  _, expected = _maml_gradients(episode)
+  metasgd = helpers.tiny_learner('metasgd', learn_rates=False)
+  assert not metasgd.own.trainable_variables
+  got = _gradients(metasgd, episode, metasgd.network.meta_variables())
+  for e, g in zip(expected, got):
+    np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-15)
+
+
+class _EncoderFrozenMAML(gradient.GradientLearner):
+  """MAML whose inner updates of the encoder are zeroed (rate 0): what ANIL must equal."""
+
+  def inner_rates(self, state, step):
+    rates = super().inner_rates(state, step)
+    return {name: rate * (1.0 if name in self.network.head_names else 0.0)
+            for name, rate in rates.items()}
+
+
+def test_anil_is_maml_with_the_encoders_inner_gradient_zeroed():
+  episode = helpers.random_episode(metabatch=2)
+  anil = helpers.tiny_learner('anil')
+  assert anil.adapted == ['dense_kernel', 'dense_bias']
+  frozen = _EncoderFrozenMAML(helpers.tiny_model(maml=True), 2, 0.2)
+  got = _gradients(anil, episode, anil.network.meta_variables())
+  expected = _gradients(frozen, episode, frozen.network.meta_variables())
+  for e, g in zip(expected, got):
+    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+  state = anil.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
+  for name, value in anil.network.theta.items():  # the encoder never moves
+    assert (name in anil.adapted) != np.array_equal(state[name], value.numpy())
+
+
+def test_multi_step_loss_with_all_weight_on_the_last_step_is_maml():
+  episode = helpers.random_episode(metabatch=1)
+  learner = helpers.tiny_learner('maml', msl_iters=10)
+  args = (episode.support_x[0], episode.support_y[0], episode.query_x[0], episode.query_y[0],
+          SEED, MC)
+  variables = learner.network.meta_variables()
+  with tf.GradientTape(persistent=True) as tape:
+    last_only = learner.task_outputs(*args, weights=tf.constant([0.0, 1.0], tf.float64))
+    plain = learner.task_outputs(*args)  # no iteration: the last step's loss
+    annealed = learner.task_outputs(*args, iteration=tf.constant(20, tf.int64))
+  assert float(last_only['loss']) == float(plain['loss']) == float(annealed['loss'])
+  for a, b in zip(tape.gradient(last_only['loss'], variables),
+                  tape.gradient(plain['loss'], variables)):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+  early = learner.task_outputs(*args, iteration=tf.constant(0, tf.int64))
+  assert abs(float(early['loss']) - float(plain['loss'])) > 1e-6
+
+
+def test_multi_step_loss_weights_anneal_to_the_last_step():
+  learner = helpers.tiny_learner('maml', n_steps=5, msl_iters=100)
+  weights = [learner.step_weights(tf.constant(i, tf.int64)).numpy() for i in (0, 50, 100, 99)]
+  np.testing.assert_allclose(weights[0], [0.2] * 5)
+  np.testing.assert_allclose(weights[2], [0, 0, 0, 0, 1])
+  assert weights[1][0] < 0.2 < weights[1][-1] and abs(weights[1].sum() - 1) < 1e-9
+  np.testing.assert_allclose(weights[3][:4], [0.03 / 5] * 4)  # the floor before the switch
+
+
+def test_derivative_order_annealing_switches_at_the_configured_iteration():
+  episode = helpers.random_episode(metabatch=1)
+  doa = helpers.tiny_learner('maml', first_order_iters=5)
+  fomaml = helpers.tiny_learner('fomaml')
+  maml = helpers.tiny_learner('maml')
+  variables = lambda learner: learner.network.meta_variables()
+  at = {i: _gradients(doa, episode, variables(doa), tf.constant(i, tf.int64)) for i in (4, 5)}
+  first = _gradients(fomaml, episode, variables(fomaml))
+  second = _gradients(maml, episode, variables(maml))
+  for a, f, s in zip(at[4], first, second):
+    np.testing.assert_allclose(a, f, rtol=1e-12, atol=1e-15)
+  for a, s in zip(at[5], second):
+    np.testing.assert_allclose(a, s, rtol=1e-12, atol=1e-15)
+  kernel = list(doa.network.theta).index('conv1_kernel')
+  assert np.abs(first[kernel] - second[kernel]).max() > 1e-3 * np.abs(second[kernel]).max()
+
+
+def test_inner_momentum_and_weight_decay_follow_torch_sgd():
+  episode = helpers.random_episode(metabatch=1)
+  x, y = episode.support_x[0], episode.support_y[0]
+  plain = helpers.tiny_learner('maml').adapt(x, y, SEED)
+  zero = helpers.tiny_learner('maml', momentum=0.0, weight_decay=0.0).adapt(x, y, SEED)
+  for a, b in zip(plain, zero):
+    for name in a:
+      np.testing.assert_array_equal(a[name], b[name])
+  learner = helpers.tiny_learner('maml', momentum=0.5, weight_decay=0.1)
+  got = learner.adapt(x, y, SEED)
+  network, lr = learner.network, 0.2
+
+  def grad(theta):
+    with tf.GradientTape() as tape:
+      tape.watch(theta)
+      loss = meta_learner.cross_entropy(network(x, theta=theta, sample=True), y)
+    return {k: g + 0.1 * theta[k] for k, g in tape.gradient(loss, theta).items()}
+
+  theta0 = network.initial_theta()
+  d0 = grad(theta0)
+  theta1 = {k: theta0[k] - lr * d0[k] for k in theta0}
+  d1 = grad(theta1)
+  theta2 = {k: theta1[k] - lr * (0.5 * d0[k] + d1[k]) for k in theta0}
+  for name in theta0:
+    np.testing.assert_allclose(got[2][name], theta2[name], rtol=1e-12, atol=1e-15)
+
+
+def test_zero_head_trained_5_way_evaluates_3_and_10_way():
+  learner = helpers.tiny_learner('maml', way=5, zero_head=True, channels=4)
+  assert learner.network.theta['dense_kernel'].shape[-1] == 0
+  assert not {id(learner.network.theta[n]) for n in learner.network.head_names} & {
+      id(v) for v in learner.meta_variables()}
+  config = helpers.tiny_config(way=5, zero_head=True, metabatch=2, meta_lr=3e-3)
+  optimizer = train_lib.make_optimizer(learner, config)
+  step = train_lib.make_outer_step(learner, optimizer, config)
+  before = learner.network.theta['conv0_kernel'].numpy().copy()
+  for i in range(3):
+    step(helpers.random_episode(metabatch=2, way=5, seed=i), tf.constant(i, tf.int64),
+         tf.constant(True))
+  assert np.abs(learner.network.theta['conv0_kernel'].numpy() - before).max() > 0
+  for way in (3, 10):
+    episode = helpers.random_episode(metabatch=1, way=way)
+    out = learner.per_task_outputs(episode, [SEED], 1)
+    assert out['acc'].shape == (1,) and np.isfinite(out['loss'].numpy()).all()
+    state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
+    assert state[0]['dense_kernel'].shape[-1] == way and not np.any(state[0]['dense_kernel'])
+    assert np.any(state[-1]['dense_kernel'])
+
+
+def test_first_order_equals_the_query_gradient_at_the_adapted_theta():
+  """Hand-derived: with stopped inner gradients, d theta_S / d theta_0 = I, so the meta-gradient
+  of theta_0 is dL_query/dtheta evaluated at theta_S (and differs from second order)."""
+  episode = helpers.random_episode(metabatch=1)
+  first, second = helpers.tiny_learner('fomaml'), helpers.tiny_learner('metadrop')
+  theta = lambda learner: list(learner.network.theta.values())
+  fo, so = _gradients(first, episode, theta(first)), _gradients(second, episode, theta(second))
+  theta_s = first.adapt(episode.support_x[0], episode.support_y[0],
+                        meta_learner.fold_seed(SEED, 0), MC)[-1]
+  with tf.GradientTape() as tape:
+    tape.watch(theta_s)
+    loss = meta_learner.cross_entropy(first.predict(theta_s, episode.query_x[0]),
+                                      episode.query_y[0])
+  by_hand = tape.gradient(loss, theta_s)
+  for name, g in zip(first.network.theta, fo):
+    np.testing.assert_allclose(g, by_hand[name], rtol=1e-10, atol=1e-14)
+  kernel = list(first.network.theta).index('conv1_kernel')
+  assert np.abs(fo[kernel] - so[kernel]).max() > 1e-3 * np.abs(so[kernel]).max()
+
+
+def _plain_maml_logits(x, w, beta):
+  """A MAML conv-4 forward written out with raw TF ops (independent of metadrop_tf.layers)."""
+  h = x
+  for b in range(4):
+    h = tf.nn.conv2d(h, w[f'conv{b}_kernel'], 1, 'SAME') + w[f'conv{b}_bias']
+    mean = tf.reduce_mean(h, [0, 1, 2])
+    var = tf.reduce_mean((h - mean) ** 2, [0, 1, 2])
+    h = tf.nn.max_pool2d(tf.nn.relu((h - mean) / tf.sqrt(var + 1e-3) + beta[f'bn{b}']),
+                         2, 2, 'VALID')
+  return tf.reshape(h, [x.shape[0], -1]) @ w['dense_kernel'] + w['dense_bias']
+
+
+def test_maml_equals_plain_maml_written_by_hand_for_one_step():
+  learner = helpers.tiny_learner('maml', n_steps=1, inner_lr=0.3)
+  ep = helpers.random_episode(metabatch=1)
+  theta0, beta = learner.network.theta, learner.network.beta
+  with tf.GradientTape() as outer:
+    with tf.GradientTape() as inner:
+      support_loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+          ep.support_y[0], _plain_maml_logits(ep.support_x[0], theta0, beta)))
+    grads = inner.gradient(support_loss, theta0)
+    fast = {k: theta0[k] - 0.3 * grads[k] for k in theta0}
+    query_loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+        ep.query_y[0], _plain_maml_logits(ep.query_x[0], fast, beta)))
+  expected = outer.gradient(query_loss, learner.meta_variables())
+  got = _gradients(learner, ep, learner.meta_variables())
+  np.testing.assert_allclose(float(_meta_loss(learner, ep)), float(query_loss), rtol=1e-12)
+  for e, g in zip(expected, got):
+    np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize('name, n_steps', [('metadrop', 40), ('maml', 5)])
+def test_adaptation_lowers_the_support_loss_and_never_assigns(name, n_steps):
+  """Metadrop's noise at init (softplus(N(0,1)) factors, logit noise 0.69) slows adaptation."""
+  learner = helpers.tiny_learner(name, n_steps=n_steps, inner_lr=0.5, channels=4)
+  ep = helpers.random_episode(metabatch=1, shot=2)
+  states = learner.adapt(ep.support_x[0], ep.support_y[0], SEED, mc_samples=4)
+  assert len(states) == n_steps + 1
+  losses = [float(meta_learner.cross_entropy(learner.predict(s, ep.support_x[0]),
+                                             ep.support_y[0])) for s in (states[0], states[-1])]
+  assert losses[1] < losses[0] - 0.2, losses
+  for name_, v in learner.network.theta.items():
+    np.testing.assert_array_equal(v.numpy(), states[0][name_])
+
+
+def test_meta_objective_averages_the_tasks():
+  learner = helpers.tiny_learner('metadrop')
+  ep = helpers.random_episode(metabatch=2)
+  both = learner.meta_objective(ep, SEED, mc_samples=MC)
+  single = [learner.task_outputs(ep.support_x[b], ep.support_y[b], ep.query_x[b],
+                                 ep.query_y[b], meta_learner.fold_seed(SEED, b), MC)
+            for b in range(2)]
+  assert set(both) == {'loss', 'acc'}
+  for key in both:
+    np.testing.assert_allclose(both[key], (single[0][key] + single[1][key]) / 2, rtol=1e-6)
+  pre = learner.mean_pre_adaptation_outputs(ep)
+  first = meta_learner.cross_entropy(learner.network(ep.query_x[0]), ep.query_y[0])
+  second = meta_learner.cross_entropy(learner.network(ep.query_x[1]), ep.query_y[1])
+  np.testing.assert_allclose(pre['loss_pre'], (first + second) / 2, rtol=1e-6)
+
+
+def test_fast_float32_path_matches_the_reference_path(monkeypatch):
+  """float32 runs the fused batch norm; its loss and meta-gradients at 1 inner step must match
+  the written-out reference statistics (float32 tolerance; more steps are ill-conditioned)."""
+  learner = helpers.tiny_learner('metadrop', dtype='float32', channels=6, way=4, n_steps=1,
+                                 inner_lr=0.3)
+  ep = helpers.random_episode(metabatch=2, way=4, shot=2, query=2, dtype=np.float32)
+
+  def loss_and_grads():
+    with tf.GradientTape() as tape:
+      loss = learner.meta_objective(ep, SEED, mc_samples=3)['loss']
+    return [loss] + tape.gradient(loss, learner.meta_variables())
+
+  fast = loss_and_grads()
+  monkeypatch.setattr(layers, 'batch_norm', layers.batch_norm_reference)
+  reference = loss_and_grads()
+  for f, r in zip(fast, reference):
+    np.testing.assert_allclose(f, r, rtol=1e-3, atol=1e-5 * np.abs(r).max())
+
+
+class _Reptile(gradient.GradientLearner):
+  """A learner with another outer update (Reptile: theta_0 - theta_S as the 'gradient'),
+  written without touching the training loop."""
+
+  def meta_gradients(self, episode, seed, iteration=None):
+    state = self.adapt(episode.support_x[0], episode.support_y[0], seed)[-1]
+    grads = [self.network.theta[n] - state[n] if n in state else tf.zeros_like(v)
+             for n, v in zip(list(self.network.theta) + list(self.network.beta),
+                             self.meta_variables())]
+    return {'loss': tf.constant(0.0, self.dtype), 'acc': tf.constant(0.0)}, grads
+
+
+def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
+  network = helpers.tiny_model(maml=True, dtype='float32')
+  learner = _Reptile(network, 2, 0.2)
+  config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5,
+                               grad_clip=100.0)
+  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  episode = helpers.random_episode(metabatch=1, dtype=np.float32)
+  before = {n: v.numpy().copy() for n, v in network.theta.items()}
+  target = learner.adapt(episode.support_x[0], episode.support_y[0],
+                         meta_learner.fold_seed(tf.constant([0, 0]), 0))[-1]
+  step(episode, tf.constant(0, tf.int64), tf.constant(False))
+  for name, value in network.theta.items():  # halfway to the adapted weights
+    np.testing.assert_allclose(value.numpy(), before[name] + 0.5 * (target[name] - before[name]),
+                               rtol=1e-4, atol=1e-6)
