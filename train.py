@@ -1,4 +1,4 @@
-"""Meta-train Meta Dropout or MAML. Example:
+"""Meta-train a learner (Meta Dropout, MAML, Meta-SGD, ANIL, ...). Example:
 
   python train.py --flagfile=configs/omniglot_1shot_metadrop.cfg --savedir=runs/omni1_metadrop
 

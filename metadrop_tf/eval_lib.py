@@ -16,11 +16,9 @@ from metadrop_tf import data
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
+from metadrop_tf import model as model_lib
 
 EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
-# Live activations of one support image's first-block map (H x W x C) per MC copy during a
-# meta-test inner step: measured ~13.5 (Omniglot) and ~15.5 (miniImageNet) from peak RSS.
-ACTIVATIONS_PER_NOISY_IMAGE = 16
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 
 
@@ -34,9 +32,7 @@ def episodes_per_call(config, memory_bytes=None):
     return config.test_metabatch
   if memory_bytes is None:
     memory_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  height, width, _ = config.image_shape
-  per_episode = (ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.way * config.shot
-                 * height * width * config.n_channels * 4)
+  per_episode = model_lib.meta_test_bytes_per_episode(config)
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every learner on real Omniglot 5-way 1-shot at one small budget: the same flags, iterations,
+# seed and test episodes for all (README "Learners compared"). Resumable: rerun to continue.
+#   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES]     (from the repository root)
+set -euo pipefail
+ITERS=${1:-1500}
+EPISODES=${2:-600}
+OUT=runs/learners_omniglot_5w1s
+COMMON=(--flagfile=configs/omniglot_1shot_metadrop.cfg --way=5 --data_dir=../shared/data/omniglot
+        --n_train_iters="$ITERS" --save_freq=250 --eval_freq="$ITERS" --eval_batches=10 --seed=0)
+declare -A LEARNER=(
+  [maml]="--learner=maml"
+  [fomaml]="--learner=fomaml"
+  [metadrop]="--learner=metadrop"
+  [metasgd]="--learner=metasgd"
+  [metasgd_metadrop]="--learner=metasgd --meta_dropout"
+  [anil]="--learner=anil"
+  [mamlpp]="--learner=maml --lslr --msl_iters=$((ITERS / 3)) --first_order_iters=$((ITERS / 3))"
+)
+for name in maml fomaml metadrop metasgd metasgd_metadrop anil mamlpp; do
+  # shellcheck disable=SC2086
+  python train.py "${COMMON[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" > "$OUT/$name.train.out" 2>&1
+  python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" > "$OUT/$name.eval.out" 2>&1
+done
+python - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+print('| learner | flags | test accuracy (%) | episodes x MC | train it/s |')
+print('| --- | --- | --- | --- | --- |')
+for name in ('maml', 'fomaml', 'metadrop', 'metasgd', 'metasgd_metadrop', 'anil', 'mamlpp'):
+  path = os.path.join(out, name, 'eval_test.json')
+  if not os.path.exists(path):
+    continue
+  r = json.load(open(path))
+  flags = open(os.path.join(out, name, 'flags.cfg')).read()
+  speeds = [float(l.split('|')[2].split()[0]) for l in open(os.path.join(out, name, 'train.log'))
+            if '| train | step' not in l and 'it/s' in l]
+  print(f"| {name} | | {r['accuracy']:.2f} +- {r['ci95']:.2f} | {r['n_episodes']} x "
+        f"{r['mc_samples']} | {sum(speeds) / max(len(speeds), 1):.2f} |")
+PY

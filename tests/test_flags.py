@@ -1,0 +1,57 @@
+"""Tests of the flags: every flagfile of configs/ and every committed run keeps its method."""
+
+import glob
+import os
+
+from absl import flags
+import pytest
+
+import helpers
+from metadrop_tf import checkpoints
+from metadrop_tf import config as config_lib
+from metadrop_tf import flags as flags_lib
+from metadrop_tf import learners
+
+FLAGS = flags.FLAGS
+CONFIGS = sorted(glob.glob(os.path.join(helpers.REPO, 'configs', '*.cfg')))
+RUNS = sorted(os.path.dirname(p) for p in glob.glob(
+    os.path.join(helpers.REPO, 'runs', '**', 'config.json'), recursive=True))
+
+
+def _parse(*args):
+  if 'seed' not in FLAGS:
+    flags_lib.define_flags()
+  FLAGS.unparse_flags()
+  FLAGS(['prog', *args])
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
+def test_every_flagfile_gives_the_method_its_name_says(path):
+  _parse(f'--flagfile={path}')
+  config = flags_lib.config_from_flags()
+  expected = 'maml' if path.endswith('_maml.cfg') else 'metadrop'
+  assert config.learner_name == expected
+
+
+def test_the_reference_maml_flag_and_learner_flag():
+  _parse('--maml')
+  assert flags_lib.config_from_flags().learner_name == 'maml'
+  _parse('--learner=metasgd', '--meta_dropout')
+  config = flags_lib.config_from_flags()
+  assert (config.learner_name, config.noisy, config.method) == ('metasgd', True,
+                                                                 'metasgd+metadrop')
+  _parse('--maml', '--learner=anil')
+  with pytest.raises(config_lib.ConfigError, match='--maml contradicts --learner=anil'):
+    flags_lib.config_from_flags()
+  FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('run', RUNS, ids=[os.path.relpath(r, helpers.REPO) for r in RUNS])
+def test_every_committed_run_loads_and_restores(run):
+  config = checkpoints.read_config(run)
+  if not config.learner:  # made before --learner: the reference's choice
+    assert config.learner_name == ('maml' if config.maml else 'metadrop')
+  assert config.learner_name in config_lib.LEARNERS
+  learner = learners.build(config)
+  path = checkpoints.restore(checkpoints.make_checkpoint(learner), run)
+  assert os.path.basename(path).startswith('ckpt-')
