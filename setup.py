@@ -2,7 +2,8 @@
 
 import re
 
-from setuptools import find_packages, setup
+from setuptools import find_packages
+from setuptools import setup
 
 with open('metadrop_tf/__init__.py') as f:
   VERSION = re.search(r'__version__ = ["\']([^"\']+)', f.read()).group(1)
@@ -27,7 +28,7 @@ setup(
     ],
     extras_require={
         'plots': ['matplotlib', 'scikit-learn'],
-        'test': ['pytest', 'matplotlib', 'scikit-learn'],
+        'test': ['pytest', 'matplotlib', 'scikit-learn', 'ruff'],
     },
     entry_points={'console_scripts': [
         'metadrop-train=metadrop_tf.main:train',

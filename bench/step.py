@@ -94,8 +94,8 @@ def cpu_model():
 def profile(step, first, per):
   """op_profile.summarize of PROFILED_ITERS calls step(first), step(first + 1), ...; op time is
   divided by PROFILED_ITERS * per."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import op_profile  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
     for i in range(first, first + PROFILED_ITERS):
@@ -108,9 +108,13 @@ def profile(step, first, per):
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import data, eval_lib, learners, train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import data  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
 
   row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
   test = name.endswith('_test')

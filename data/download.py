@@ -10,9 +10,10 @@ the server supports ranges. miniImageNet has no official download: prepare it fr
 import hashlib
 import os
 import sys
+from typing import NamedTuple
+from typing import Optional
 import urllib.error
 import urllib.request
-from typing import NamedTuple, Optional
 
 from tqdm import tqdm
 

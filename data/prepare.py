@@ -113,7 +113,8 @@ def omniglot_from_arrays(folder):
       images = archive['images']
     members = [a for a in alphabets if a[1] == set_name]
     set_first = min(a[2] for a in members)
-    for alphabet, _, first, count in progress_bar(members, desc=f'omniglot {set_name}', leave=False):
+    for alphabet, _, first, count in progress_bar(members, desc=f'omniglot {set_name}',
+                                                  leave=False):
       for nn in range(1, count + 1):
         row = images[first + nn - 1 - set_first]
         characters[f'{alphabet}/character{nn:02d}'] = np.stack(

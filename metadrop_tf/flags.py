@@ -31,7 +31,8 @@ _HELP = {
     'meta_lr': 'Adam learning rate of the outer loop.',
     'n_train_iters': 'Meta-training iterations (reference: 60000).',
     'n_test_iters': 'Meta-test episodes (reference: 1000).',
-    'n_test_mc_samp': 'Monte-Carlo samples of the meta-test inner loss (reference: 30; 1 for MAML).',
+    'n_test_mc_samp': 'Monte-Carlo samples of the meta-test inner loss (reference: 30; one pass '
+                      'without noise).',
     'test_metabatch': 'Meta-test episodes adapted side by side per call (results do not depend '
                       'on it); 0: auto, up to --metabatch while the estimated memory fits in '
                       'half the RAM (one 20-way 5-shot episode with 30 MC samples takes ~8 GB).',

@@ -89,7 +89,8 @@ class MetaDropoutNet(keras.Model):
 
   @property
   def theta(self):
-    """Classifier weights, name -> variable: conv{0..3}_kernel/bias, dense_kernel [F, N], dense_bias."""
+    """Classifier weights, name -> variable: conv{0..3}_kernel/bias, dense_kernel [F, N],
+    dense_bias."""
     return self._group('theta')
 
   @property

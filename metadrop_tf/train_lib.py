@@ -7,18 +7,18 @@ import sys
 import threading
 import time
 
+from absl import logging
 import keras
 import tensorflow as tf
-from absl import logging
 from tqdm import tqdm
 
 from metadrop_tf import checkpoints
 from metadrop_tf import data
 from metadrop_tf import errors
 from metadrop_tf import eval_lib
+from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
-from metadrop_tf import learners
 
 TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
 
@@ -57,7 +57,8 @@ def make_outer_step(learner, optimizer, config):
   NaN or inf if any element is).
 
   The learner's meta_gradients (e.g. adaptation of each task and the gradient of the mean query
-  loss), every element clipped to [-grad_clip, grad_clip], applied by Adam. The pre-adaptation query metrics (a forward of
+  loss), every element clipped to [-grad_clip, grad_clip], applied by the optimizer. The
+  pre-adaptation query metrics (a forward of
   every query set, ~15% of the step) are computed only where the bool tensor with_pre is true,
   NaN elsewhere. Traced once per episode shape.
   """

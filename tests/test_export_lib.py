@@ -167,8 +167,9 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml):
   assert dump['dense_bias'].shape == (10, steps, 2)
   np.testing.assert_allclose(dump['dense_kernel'][0, 0], model.network.theta['dense_kernel'][:, :2])
   pngs = plots.plot_boundaries(dump, str(tmp_path / 'png'), episodes=1)
-  pngs.append(plots.plot_noise(export_lib.noise_maps(model.network, np.zeros((3, 28, 28, 1), np.uint8)
-                                                      + 80), str(tmp_path / 'noise.png')))
+  images = np.zeros((3, 28, 28, 1), np.uint8) + 80
+  pngs.append(plots.plot_noise(export_lib.noise_maps(model.network, images),
+                               str(tmp_path / 'noise.png')))
   assert len(pngs) == steps + 1
   for png in pngs:
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n' and os.path.getsize(png) > 1000

@@ -39,7 +39,7 @@ def run_program(program, *args):
 
 
 def _first_error_line(text):
-  lines = [l for l in text.splitlines() if l.startswith(('error: ', 'FATAL '))]
+  lines = [line for line in text.splitlines() if line.startswith(('error: ', 'FATAL '))]
   return lines[-1] if lines else ''
 
 
@@ -100,7 +100,8 @@ def _no_checkpoint_restores(root):
 def _non_finite_checkpoint(root):
   config, workdir = helpers.saved_run(root, checkpoints_at=())
   model = learners.build(config)
-  model.network.theta['conv0_kernel'].assign(np.full(model.network.theta['conv0_kernel'].shape, np.nan))
+  kernel = model.network.theta['conv0_kernel']
+  kernel.assign(np.full(kernel.shape, np.nan))
   ckpt = checkpoints.make_checkpoint(model)
   ckpt.step.assign(5)
   checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=5)

@@ -1,6 +1,5 @@
 """Tests of the shard manifest: sizes and sha256 written by data/prepare.py, checked on load."""
 
-import helpers  # pylint: disable=unused-import  # puts the repository on the path
 from metadrop_tf import manifest
 
 

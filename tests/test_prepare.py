@@ -7,12 +7,12 @@ import os
 import zipfile
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
-import helpers
 from data import download
 from data import prepare
+import helpers
 from metadrop_tf import data as data_lib
 
 ALPHABETS = {'background': ['Alpha', 'Beta'], 'evaluation': ['Gamma']}

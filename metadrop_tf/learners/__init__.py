@@ -32,7 +32,7 @@ def build(config, dtype='float32', network=None):
 
 
 # The methods register themselves on import.
-from metadrop_tf.learners import anil  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metadrop_tf.learners import maml  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metadrop_tf.learners import metadrop  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metadrop_tf.learners import metasgd  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metadrop_tf.learners import anil  # noqa: E402,F401
+from metadrop_tf.learners import maml  # noqa: E402,F401
+from metadrop_tf.learners import metadrop  # noqa: E402,F401
+from metadrop_tf.learners import metasgd  # noqa: E402,F401

@@ -15,7 +15,8 @@ Every gradient-based learner is a GradientLearner with other options or rates:
                              whenever it was built noisy (--learner=metadrop, --meta_dropout)
 """
 
-from typing import Optional, Sequence
+from typing import Optional
+from typing import Sequence
 
 import keras
 import tensorflow as tf
