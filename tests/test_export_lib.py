@@ -39,10 +39,10 @@ print(json.dumps({'accs': accs, 'probs': probs}))
 '''
 
 
-def _trained_run(tmp_path, maml):
+def _trained_run(tmp_path, maml, **changes):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
-  config = helpers.tiny_config(data_dir, maml=maml, n_test_mc_samp=2, query=3)
+  config = helpers.tiny_config(data_dir, maml=maml, n_test_mc_samp=2, query=3, **changes)
   model = learners.build(config)
   ckpt = checkpoints.make_checkpoint(model)
   checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=0)
@@ -153,19 +153,22 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
   assert 'serving_default' in tf.saved_model.load(target).signatures
 
 
-@pytest.mark.parametrize('maml', [True, False])
-def test_visualization_dump_shapes_and_plots(tmp_path, maml):
+@pytest.mark.parametrize('maml, changes', [
+    (True, {}), (False, {}), (False, {'learner': 'metasgd', 'zero_head': True})])
+def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
   plots = pytest.importorskip('metadrop_tf.plots')
-  config, workdir, model = _trained_run(tmp_path, maml)
+  config, workdir, model = _trained_run(tmp_path, maml, **changes)
   path = export_lib.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
   dump = dict(np.load(path))
   steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.network.feature_dim
   assert dump['support_features'].shape == (10, steps, 2 * k, f)
   assert dump['query_features'].shape == (10, steps, 2 * q, f)
-  assert dump['perturbed_features'].shape == (10, steps, 0 if maml else 10, 2 * k, f)
+  assert dump['perturbed_features'].shape == (10, steps, 10 if model.noisy else 0, 2 * k, f)
   assert dump['dense_kernel'].shape == (10, steps, f, 2)
   assert dump['dense_bias'].shape == (10, steps, 2)
-  np.testing.assert_allclose(dump['dense_kernel'][0, 0], model.network.theta['dense_kernel'][:, :2])
+  head = model.initial_state(2)['dense_kernel'][:, :2]
+  np.testing.assert_allclose(dump['dense_kernel'][0, 0], head)
+  assert np.any(dump['dense_kernel'][0, -1] != head)
   pngs = plots.plot_boundaries(dump, str(tmp_path / 'png'), episodes=1)
   images = np.zeros((3, 28, 28, 1), np.uint8) + 80
   pngs.append(plots.plot_noise(export_lib.noise_maps(model.network, images),
@@ -190,3 +193,24 @@ def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
                         capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'Result for output key probabilities' in proc.stdout
+
+
+@pytest.mark.parametrize('changes', [
+    {'learner': 'metasgd', 'meta_dropout': True}, {'learner': 'anil', 'zero_head': True},
+    {'learner': 'maml', 'lslr': True}])
+def test_savedmodel_of_every_kind_of_learner_matches_it(tmp_path, changes):
+  """Learners with variables of their own (learned rates) and zero heads export and serve
+  the same predictions as the learner in this process."""
+  config, workdir, learner = _trained_run(tmp_path, False, **changes)
+  for variable in learner.meta_variables():  # weights away from their initial values
+    variable.assign(variable * 1.1)
+  ckpt = checkpoints.make_checkpoint(learner)
+  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=1)
+  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  served = tf.saved_model.load(export_dir).signatures['serving_default']
+  support = tf.constant(np.random.default_rng(0).random((3, 28, 28, 1)), tf.float32)
+  query = tf.constant(np.random.default_rng(1).random((4, 28, 28, 1)), tf.float32)
+  labels = tf.constant([0, 1, 2], tf.int64)
+  got = served(support_x=support, support_labels=labels, query_x=query)['probabilities']
+  eager = export_lib.AdaptAndPredict(learner, config).serve_labels(support, labels, query)
+  np.testing.assert_allclose(got, eager['probabilities'], rtol=1e-5, atol=1e-6)

@@ -14,8 +14,9 @@ from metadrop_tf import learners
 
 FLAGS = flags.FLAGS
 CONFIGS = sorted(glob.glob(os.path.join(helpers.REPO, 'configs', '*.cfg')))
-RUNS = sorted(os.path.dirname(p) for p in glob.glob(
-    os.path.join(helpers.REPO, 'runs', '**', 'config.json'), recursive=True))
+RUNS = sorted(os.path.dirname(p) for p in glob.glob(  # runs with a checkpoint (not in progress)
+    os.path.join(helpers.REPO, 'runs', '**', 'ckpt', 'checkpoint'), recursive=True))
+RUNS = [os.path.dirname(r) for r in RUNS]
 
 
 def _parse(*args):
@@ -55,3 +56,12 @@ def test_every_committed_run_loads_and_restores(run):
   learner = learners.build(config)
   path = checkpoints.restore(checkpoints.make_checkpoint(learner), run)
   assert os.path.basename(path).startswith('ckpt-')
+
+
+def test_a_zero_head_run_may_be_evaluated_with_another_way():
+  saved = config_lib.Config(way=5, zero_head=True).validate()
+  _parse('--way=3')
+  assert flags_lib.config_from_flags(saved).way == 3
+  with pytest.raises(config_lib.ConfigError, match='--way=3 contradicts the saved run'):
+    flags_lib.config_from_flags(saved.replace(zero_head=False))
+  FLAGS.unparse_flags()

@@ -6,7 +6,7 @@ and answers:
 
   meta_variables()                       what the outer optimizer trains
   initial_state(way=None)                the fast state before adaptation (dict of tensors)
-  adapt(support_x, support_y, seed, mc_samples, start=None)
+  adapt(support_x, support_y, seed, mc_samples, start=None, iteration=None)
                                          [state_0, ..., state_S]: adaptation on one support set
   predict(state, x)                      logits [n, N] of images x [n, H, W, C] from a state
   meta_gradients(episode, seed, iteration)
@@ -50,9 +50,11 @@ class Learner:
     raise NotImplementedError
 
   def adapt(self, support_x, support_y, seed, mc_samples: int = 1,
-            start: Optional[dict] = None) -> list:
+            start: Optional[dict] = None, iteration=None) -> list:
     """[state_0, ..., state_S] after 0..S steps on support_x [n, H, W, C], one-hot
-    support_y [n, N]; seed int32 [2]; mc_samples noise samples per support loss."""
+    support_y [n, N]; seed int32 [2]; mc_samples noise samples per support loss; start: the
+    state to begin from (default initial_state); iteration: the training iteration (int64
+    tensor) for schedules, None outside training."""
     raise NotImplementedError
 
   def predict(self, state: dict, x) -> tf.Tensor:

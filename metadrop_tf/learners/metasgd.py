@@ -15,12 +15,16 @@ class MetaSGD(gradient.GradientLearner):
       raise ValueError('--lslr (per-step rates) and --learner=metasgd (per-element rates) '
                        'are two kinds of learned rates; choose one')
     super().__init__(network, n_steps, inner_lr, **options)
-    self.own = gradient.StepRates({name: network.theta[name].shape for name in self.adapted},
-                                  inner_lr, dtype=network.dtype, trainable=learn_rates)
+    shapes = {name: tuple(network.theta[name].shape) for name in self.adapted}
+    if self.zero_head:  # the head's width is the task's way: one rate per row, every class
+      shapes.update({name: shapes[name][:-1] + (1,) for name in network.head_names})
+    self.own = gradient.StepRates(shapes, inner_lr, dtype=network.dtype,
+                                  trainable=learn_rates)
 
   def inner_rates(self, state, step):
     """The learned rates (every step); a state whose parameter is cut (e.g. a head of fewer
-    columns in the visualization) takes the matching leading slice."""
+    columns in the visualization) takes the matching leading slice (a zero head's [.., 1]
+    rates broadcast over the task's classes)."""
     del step
     rates = self.own.rates()
     for name, rate in rates.items():
