@@ -1,16 +1,7 @@
 """The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
 
-The network interface the learners use (metadrop_tf/learners):
-  theta, phi, beta         parameter groups, name -> variable: theta is what an inner loop may
-                           adapt, phi Meta Dropout's noise generator, beta meta-learned only
-  head_names               the theta names of the classifier head (ANIL adapts these)
-  select(spec)             theta names a --adapt_params value selects
-  initial_theta(), read_phi()   the groups as dicts of tensors
-  call(x, theta=, sample=, seed=, copies=, phi=)   logits from explicit fast weights
-  features(x, theta=...)   the representation the head reads
-  meta_variables()         what the outer loop trains
-The forward takes fast weights explicitly (`theta=` a dict of tensors), so the inner loop never
-assigns to variables. Without noise (maml=True) phi is kept, unused.
+The first implementation of the network interface (metadrop_tf/network.py): topology only.
+Without noise (maml=True) phi is kept, unused.
 """
 
 import keras
@@ -18,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import layers
+from metadrop_tf import network
 
 N_BLOCKS = 4
 KERNEL_SIZE = 3
@@ -32,7 +24,7 @@ def feature_dim(image_shape, channels):
   return size * size * channels
 
 
-class MetaDropoutNet(keras.Model):
+class MetaDropoutNet(network.Network):
   """Classifier theta + noise generator phi + batch-norm offsets beta, as in SPEC "Networks".
 
   Args:
@@ -48,16 +40,13 @@ class MetaDropoutNet(keras.Model):
 
   def __init__(self, way, image_shape, channels, maml=False, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):
-    super().__init__(dtype=dtype, **kwargs)
+    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
     self.way = way
     self.image_shape = tuple(image_shape)
     self.channels = channels
-    self.maml = maml
     self.compute_dtype_override = compute_dtype
     self.sampler = layers.SAMPLERS[noise_sampler]
     self.feature_dim = feature_dim(image_shape, channels)
-    self._seed = seed
-    self._names = {'theta': [], 'phi': [], 'beta': []}
     in_channels = image_shape[-1]
     for block in range(N_BLOCKS):
       for group in ('theta', 'phi'):
@@ -72,67 +61,6 @@ class MetaDropoutNet(keras.Model):
                    keras.initializers.RandomNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
       self._weight(group, 'dense_bias', (columns,), 'zeros')
     self.built = True
-
-  def _next_seed(self):
-    self._seed += 1
-    return self._seed
-
-  def _weight(self, group, name, shape, initializer):
-    """Creates a variable as its own attribute, so tf.train.Checkpoint tracks it by name."""
-    attr = f'{group}_{name}'
-    setattr(self, attr, self.add_weight(shape=shape, initializer=initializer, name=attr,
-                                        dtype=self.dtype))
-    self._names[group].append(name)
-
-  def _group(self, group):
-    return {name: getattr(self, f'{group}_{name}') for name in self._names[group]}
-
-  @property
-  def theta(self):
-    """Classifier weights, name -> variable: conv{0..3}_kernel/bias, dense_kernel [F, N],
-    dense_bias."""
-    return self._group('theta')
-
-  @property
-  def phi(self):
-    """Noise-generator weights, same names as theta; dense_kernel is one column [F, 1]."""
-    return self._group('phi')
-
-  @property
-  def beta(self):
-    """Batch-norm offsets bn{0..3} [C]: meta-learned, never adapted in the inner loop."""
-    return self._group('beta')
-
-  head_names = ('dense_kernel', 'dense_bias')
-
-  def select(self, spec: str):
-    """theta names chosen by spec: '' (None: all), 'head', or comma-separated names or name
-    prefixes (e.g. 'conv3,dense'). Raises ValueError for a part that matches nothing."""
-    if not spec:
-      return None
-    chosen = []
-    for part in (p.strip() for p in spec.split(',')):
-      matches = list(self.head_names) if part == 'head' else [
-          n for n in self._names['theta'] if n.startswith(part)]
-      if not matches:
-        raise ValueError(f'--adapt_params part {part!r} matches no parameter of '
-                         f'{self._names["theta"]}')
-      chosen += [m for m in matches if m not in chosen]
-    return chosen
-
-  def meta_variables(self):
-    """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML)."""
-    groups = ('theta', 'beta') if self.maml else ('theta', 'phi', 'beta')
-    return [v for g in groups for v in self._group(g).values()]
-
-  def initial_theta(self):
-    """theta as a dict of tensors: the start of the inner loop."""
-    return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
-
-  def read_phi(self):
-    """phi as a dict of tensors. Forwards given the same tensors share the work that depends
-    only on phi and the images (the first block's noise logits across inner steps)."""
-    return {k: tf.convert_to_tensor(v) for k, v in self.phi.items()}
 
   def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
     """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].

@@ -101,7 +101,7 @@ class GradientLearner(base.Learner):
 
   @property
   def noisy(self) -> bool:
-    return not self.network.maml
+    return self.network.noisy
 
   def meta_variables(self) -> list:
     """As Learner's, less the head's variables with zero_head (never used then)."""

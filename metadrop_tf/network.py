@@ -1,0 +1,108 @@
+"""The network interface the learners use (metadrop_tf/learners); model.py's conv-4 is the
+first implementation, and a new backbone subclasses Network and writes only its topology.
+
+  theta, phi, beta         parameter groups, name -> variable: theta is what an inner loop may
+                           adapt, phi Meta Dropout's noise generator (same names as the theta
+                           it perturbs), beta meta-learned only (batch-norm offsets)
+  head_names               the theta names of the classifier head (ANIL adapts these)
+  select(spec)             theta names an --adapt_params value selects
+  initial_theta(), read_phi()   the groups as dicts of tensors
+  call(x, theta=, sample=, seed=, copies=, phi=)   logits [copies * n, N] from explicit fast
+                           weights (a dict of tensors; the variables when None)
+  features(x, theta=...)   the representation [n, F] the head reads
+  noise_scales(x)          name -> deterministic noise factors (monitoring; {} without noise)
+  meta_variables()         what the outer loop trains (phi only when noisy)
+The forward never assigns to variables, so an inner loop passes fast weights through it.
+"""
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+
+class Network(keras.Model):
+  """Parameter groups and the interface's bookkeeping; subclasses create their weights with
+  self._weight(group, name, shape, initializer) and implement call, features, noise_scales.
+
+  Args:
+    maml: no noise: phi is created (same checkpoints either way) but never used or trained.
+    seed: the first of the initializer seeds (self._next_seed()).
+  """
+
+  head_names = ('dense_kernel', 'dense_bias')
+
+  def __init__(self, maml: bool = False, seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    self.maml = maml
+    self._seed = seed
+    self._names = {'theta': [], 'phi': [], 'beta': []}
+
+  @property
+  def noisy(self) -> bool:
+    """Whether sampling forwards draw Meta Dropout's noise."""
+    return not self.maml
+
+  def _next_seed(self):
+    self._seed += 1
+    return self._seed
+
+  def _weight(self, group, name, shape, initializer):
+    """Creates a variable as its own attribute, so tf.train.Checkpoint tracks it by name."""
+    attr = f'{group}_{name}'
+    setattr(self, attr, self.add_weight(shape=shape, initializer=initializer, name=attr,
+                                        dtype=self.dtype))
+    self._names[group].append(name)
+
+  def _group(self, group):
+    return {name: getattr(self, f'{group}_{name}') for name in self._names[group]}
+
+  def select(self, spec: str) -> Optional[list]:
+    """theta names chosen by spec: '' (None: all), 'head', or comma-separated names or name
+    prefixes (e.g. 'conv3,dense'). Raises ValueError for a part that matches nothing."""
+    if not spec:
+      return None
+    chosen = []
+    for part in (p.strip() for p in spec.split(',')):
+      matches = list(self.head_names) if part == 'head' else [
+          n for n in self._names['theta'] if n.startswith(part)]
+      if not matches:
+        raise ValueError(f'--adapt_params part {part!r} matches no parameter of '
+                         f'{self._names["theta"]}')
+      chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+  def meta_variables(self):
+    """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML)."""
+    groups = ('theta', 'phi', 'beta') if self.noisy else ('theta', 'beta')
+    return [v for g in groups for v in self._group(g).values()]
+
+  def initial_theta(self):
+    """theta as a dict of tensors: the start of the inner loop."""
+    return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
+
+  def read_phi(self):
+    """phi as a dict of tensors. Forwards given the same tensors share the work that depends
+    only on phi and the images (the first block's noise logits across inner steps)."""
+    return {k: tf.convert_to_tensor(v) for k, v in self.phi.items()}
+
+  @property
+  def theta(self) -> dict:
+    """The adapted group, name -> variable (e.g. conv<b>_kernel/bias, dense_kernel [F, N])."""
+    return self._group('theta')
+
+  @property
+  def phi(self) -> dict:
+    """The noise generator, name -> variable (same names as theta)."""
+    return self._group('phi')
+
+  @property
+  def beta(self) -> dict:
+    """Meta-learned only, never adapted (e.g. batch-norm offsets)."""
+    return self._group('beta')
+
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    raise NotImplementedError
+
+  def noise_scales(self, x, theta=None) -> dict:
+    raise NotImplementedError
