@@ -100,3 +100,18 @@ def tiny_learner(name='metadrop', dtype='float64', n_steps=2, inner_lr=0.2, way=
   if name == 'fomaml':
     options['first_order'] = True
   return learners.REGISTRY[name](network, n_steps, inner_lr, **options)
+
+
+def run_program(program, *args):
+  """Exit status of `program` ('train', 'evaluate', 'export') run in this process with args
+  as on the command line (flags parsed by absl, main guarded); 0 on success."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  from metadrop_tf import main  # pylint: disable=g-import-not-at-top
+  main.define_program_flags(program)
+  flags.FLAGS.unparse_flags()
+  try:
+    main.run(program, [program, *args])
+  except SystemExit as e:
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else e.code)
+  return 0

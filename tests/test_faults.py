@@ -16,26 +16,12 @@ import subprocess
 import sys
 import time
 
-from absl import flags
 import numpy as np
 import pytest
 
 import helpers
 from metadrop_tf import checkpoints
 from metadrop_tf import learners
-from metadrop_tf import main
-
-
-def run_program(program, *args):
-  """(exit status, stderr) of `program` run with args as on the command line."""
-  main.define_program_flags(program)
-  flags.FLAGS.unparse_flags()
-  try:
-    main.run(program, [program, *args])
-    status = 0
-  except SystemExit as e:
-    status = e.code if isinstance(e.code, int) else (0 if e.code is None else e.code)
-  return status
 
 
 def _first_error_line(text):
@@ -171,7 +157,7 @@ def test_bad_input_gives_one_line_and_a_status(tmp_path, capsys, program, setup,
                                                words):
   paths = setup(tmp_path)
   before = _snapshot(paths['run'])
-  got = run_program(program, *[a.format(**paths) for a in args])
+  got = helpers.run_program(program, *[a.format(**paths) for a in args])
   err = capsys.readouterr().err
   assert got == status, err[-2000:]
   assert 'Traceback' not in err
@@ -193,7 +179,7 @@ def _snapshot(folder):
 def test_help_lists_the_programs_own_flags_and_exits_0(capsys):
   for program, own in (('train', '--inner_lr'), ('evaluate', '--split'),
                        ('export', '--[no]overwrite')):
-    assert run_program(program, '--help') == 0
+    assert helpers.run_program(program, '--help') == 0
     out = capsys.readouterr().out
     assert own in out and '--way' in out and 'Inner learning rate' in out
     assert '--tpu' not in out and 'absl.logging' not in out
@@ -206,11 +192,11 @@ def test_a_failed_first_attempt_does_not_lock_the_run_directory(tmp_path, capsys
   common = [f'--savedir={savedir}', '--channels=4', '--n_steps=1', '--metabatch=1',
             '--n_train_iters=1', '--save_freq=1', '--eval_freq=1', '--eval_batches=1',
             '--log_freq=1', '--shot=1', '--query=2']
-  assert run_program('train', *common, '--data_dir=' + str(tmp_path / 'missing'),
+  assert helpers.run_program('train', *common, '--data_dir=' + str(tmp_path / 'missing'),
                      '--way=3') == 2
   assert not os.path.exists(os.path.join(savedir, 'config.json'))
-  assert run_program('train', *common, f'--data_dir={data_dir}', '--way=20') == 2  # too many
-  assert run_program('train', *common, f'--data_dir={data_dir}', '--way=4') == 0, \
+  assert helpers.run_program('train', *common, f'--data_dir={data_dir}', '--way=20') == 2
+  assert helpers.run_program('train', *common, f'--data_dir={data_dir}', '--way=4') == 0, \
       capsys.readouterr().err[-2000:]
   assert json.load(open(os.path.join(savedir, 'config.json')))['way'] == 4
 
@@ -219,7 +205,7 @@ def test_a_diverging_run_stops_with_status_3_and_keeps_a_finite_checkpoint(tmp_p
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
   savedir = str(tmp_path / 'run')
-  status = run_program('train', f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3',
+  status = helpers.run_program('train', f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3',
                        '--shot=1', '--query=2', '--channels=4', '--n_steps=1', '--metabatch=1',
                        '--n_train_iters=20', '--save_freq=1', '--eval_freq=100',
                        '--log_freq=1', '--meta_lr=1e30')
@@ -242,10 +228,10 @@ def test_a_checkpoint_index_naming_missing_files_resumes_from_the_newest_complet
   args = [f'--savedir={workdir}', f'--data_dir={data_dir}', '--way=3', '--shot=1', '--query=2',
           '--channels=4', '--n_steps=1', '--metabatch=1', '--save_freq=2', '--eval_freq=100',
           '--log_freq=100']
-  assert run_program('train', *args, '--n_train_iters=6') == 0, capsys.readouterr().err
+  assert helpers.run_program('train', *args, '--n_train_iters=6') == 0, capsys.readouterr().err
   ckpt_dir = os.path.join(workdir, 'ckpt')
   os.remove(os.path.join(ckpt_dir, 'ckpt-6.data-00000-of-00001'))  # a partial copy
-  assert run_program('train', f'--savedir={workdir}', '--n_train_iters=8') == 0, \
+  assert helpers.run_program('train', f'--savedir={workdir}', '--n_train_iters=8') == 0, \
       capsys.readouterr().err[-2000:]
   log = open(os.path.join(workdir, 'train.log')).read()
   assert 'warning: skipping checkpoint' in log and 'ckpt-6 is incomplete' in log

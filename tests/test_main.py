@@ -1,0 +1,51 @@
+"""Every learner through the three programs: nothing in train, evaluate or export branches
+on the method, so each option trains, evaluates, exports and visualizes from its flags."""
+
+import json
+import os
+
+import pytest
+
+import helpers
+
+LEARNER_FLAGS = [
+    ['--learner=maml'],
+    ['--learner=fomaml'],
+    ['--learner=metadrop'],
+    ['--learner=metasgd', '--meta_dropout'],
+    ['--learner=anil', '--zero_head'],
+    ['--learner=maml', '--lslr', '--msl_iters=2', '--first_order_iters=1',
+     '--inner_momentum=0.5', '--inner_weight_decay=0.01', '--meta_optimizer=sgd',
+     '--lr_schedule=cosine'],
+    ['--maml', '--adapt_params=conv3,dense', '--lr_schedule=step', '--lr_step_iters=1'],
+]
+
+
+@pytest.mark.parametrize('learner_flags', LEARNER_FLAGS,
+                         ids=['_'.join(f.strip('-').split('=')[-1] for f in flags)
+                              for flags in LEARNER_FLAGS])
+def test_every_learner_trains_evaluates_and_exports(tmp_path, capsys, learner_flags):
+  data_dir = str(tmp_path / 'data')
+  helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
+  savedir = str(tmp_path / 'run')
+  args = [f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3', '--shot=1',
+          '--query=2', '--channels=4', '--n_steps=2', '--metabatch=2', '--n_train_iters=3',
+          '--save_freq=3', '--eval_freq=3', '--eval_batches=1', '--log_freq=1',
+          '--n_test_mc_samp=2', *learner_flags]
+  assert helpers.run_program('train', *args) == 0, capsys.readouterr().err[-3000:]
+  saved = json.load(open(os.path.join(savedir, 'config.json')))
+  for flag in learner_flags:
+    key, _, value = flag.lstrip('-').partition('=')
+    assert str(saved[key]).lower() == (value or 'true').lower(), (key, saved[key])
+  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=4') == 0, \
+      capsys.readouterr().err[-3000:]
+  result = json.load(open(os.path.join(savedir, 'eval_test.json')))
+  assert result['checkpoint_step'] == 3 and len(result['per_episode_accuracy']) == 4
+  noisy = '--learner=metadrop' in learner_flags or '--meta_dropout' in learner_flags
+  assert result['mc_samples'] == (2 if noisy else 1)
+  assert helpers.run_program('export', f'--savedir={savedir}') == 0, capsys.readouterr().err[-3000:]
+  assert os.path.exists(os.path.join(savedir, 'export', 'saved_model.pb'))
+  if '--zero_head' in learner_flags:  # another way than trained
+    assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=2',
+                       '--way=4') == 0, capsys.readouterr().err[-3000:]
+    assert json.load(open(os.path.join(savedir, 'eval_test.json')))['n_episodes'] == 2
