@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import tensorflow as tf
 
 import helpers
 from metadrop_tf import checkpoints
@@ -61,3 +62,20 @@ def test_mismatched_model_is_reported(tmp_path):
   with pytest.raises(checkpoints.CheckpointError, match='does not match this model'):
     checkpoints.restore(other, str(tmp_path))
   assert os.path.exists(os.path.join(str(tmp_path), 'ckpt', 'checkpoint'))
+
+
+def test_missing_files_and_set_aside(tmp_path):
+  config, _ = _saved_run(tmp_path)
+  ckpt = checkpoints.make_checkpoint(learners.build(config))
+  manager = checkpoints.make_manager(ckpt, str(tmp_path))
+  manager.save(checkpoint_number=9)
+  ckpt_dir = os.path.join(str(tmp_path), 'ckpt')
+  on_disk = checkpoints.checkpoints_on_disk(ckpt_dir)
+  assert sorted(on_disk) == [7, 9]
+  assert checkpoints.missing_files(os.path.join(ckpt_dir, 'ckpt-9'), on_disk[9]) == []
+  assert checkpoints.missing_files(os.path.join(ckpt_dir, 'ckpt-9'), ['ckpt-9.index']) == [
+      'ckpt-9.data-00000-of-00001']
+  aside = checkpoints.set_aside(str(tmp_path), [9])
+  assert sorted(os.listdir(aside)) == ['ckpt-9.data-00000-of-00001', 'ckpt-9.index']
+  assert sorted(checkpoints.checkpoints_on_disk(ckpt_dir)) == [7]
+  assert tf.train.latest_checkpoint(ckpt_dir).endswith('ckpt-7')

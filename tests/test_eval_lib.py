@@ -8,26 +8,14 @@ import numpy as np
 import pytest
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import data
 from metadrop_tf import eval_lib
 from metadrop_tf import learners
 from metadrop_tf import metrics
 
 
-def _saved_run(tmp_path, **changes):
-  """A tiny config and a run directory with a step-3 checkpoint of its initial weights."""
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
-  helpers.write_tiny_shards(data_dir)
-  config = helpers.tiny_config(data_dir, **changes)
-  ckpt = checkpoints.make_checkpoint(learners.build(config))
-  ckpt.step.assign(3)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=3)
-  return config, workdir
-
-
 def test_fixed_stream_and_result_file(tmp_path):
-  config, workdir = _saved_run(tmp_path, n_test_iters=5)
+  config, workdir = helpers.saved_run(tmp_path, n_test_iters=5)
   images = data.load_splits(config, ('test',))['test']
   model = learners.build(config)
   first = eval_lib.evaluate(model, images, config, 'test', 5, 2, progress=False)
@@ -91,7 +79,7 @@ def _counting_steps(monkeypatch, fail_after=None):
 
 
 def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypatch):
-  config, workdir = _saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
+  config, workdir = helpers.saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
   partial = os.path.join(workdir, 'eval_test.partial.json')
   with monkeypatch.context() as patch:
     _counting_steps(patch, fail_after=2)
@@ -109,7 +97,7 @@ def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypa
 
 
 def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypatch):
-  config, workdir = _saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
+  config, workdir = helpers.saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
   with monkeypatch.context() as patch:
     _counting_steps(patch, fail_after=1)
     with pytest.raises(KeyboardInterrupt):
