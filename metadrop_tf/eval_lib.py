@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from metadrop_tf import attacks
 from metadrop_tf import checkpoints
 from metadrop_tf import data
 from metadrop_tf import learners
@@ -19,6 +20,7 @@ from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
 
 EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
+ATTACK_STREAM = 7000  # random starts of the attack at eps index j: fold_seed(task seed, 7000 + j)
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 
 
@@ -36,18 +38,40 @@ def episodes_per_call(config, memory_bytes=None):
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 
-def make_eval_step(learner, mc_samples, seed):
+def attack_key(norm: str, eps: float) -> str:
+  """The per-task output name of the accuracy under attack, e.g. 'acc_linf_0.03'."""
+  return f'acc_{norm}_{eps:g}'
+
+
+def attacked_accuracies(attack):
+  """An `extra` for Learner.task_outputs: the query accuracy of the adapted state under PGD
+  (attacks.pgd, white-box on its deterministic forward) at each of attack.eps."""
+  def extra(learner, state, query_x, query_y, seed):
+    loss = lambda images: meta_learner.cross_entropy(learner.predict(state, images), query_y)
+    out = {}
+    for i, eps in enumerate(attack.eps):
+      adversarial = attacks.pgd(loss, query_x, attack, eps,
+                                meta_learner.fold_seed(seed, ATTACK_STREAM + i))
+      out[attack_key(attack.norm, eps)] = meta_learner.accuracy(
+          learner.predict(state, adversarial), query_y)
+    return out
+  return extra
+
+
+def make_eval_step(learner, mc_samples, seed, attack=None):
   """tf.function (episode, index of its first task) -> dict of per-task [B] 'acc', 'loss', ...
+  (and with an attacks.Attack, the accuracy under it at each eps: attack_key(norm, eps)).
 
   Task i's noise depends only on i, so results do not depend on the meta-batch size.
   No outer tape: meta-test needs only the inner loop's first-order gradients.
   """
   base_seed = tf.constant([seed, EVAL_STREAM], tf.int32)
+  extra = attacked_accuracies(attack) if attack else None
 
   @tf.function
   def step(episode, first_task):
     seeds = meta_learner.task_seeds(base_seed, first_task, episode.support_x.shape[0])
-    return learner.per_task_outputs(episode, seeds, mc_samples)
+    return learner.per_task_outputs(episode, seeds, mc_samples, extra=extra)
   return step
 
 
@@ -72,7 +96,8 @@ def _load_partial(path, key):
 
 
 def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
-             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None):
+             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None,
+             attack=None):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
@@ -87,7 +112,7 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   sampler = data.EpisodeSampler(images, config.way, config.shot, config.query, config.seed,
                                 split)
   n_batches = math.ceil(n_episodes / metabatch)
-  step = eval_step or make_eval_step(learner, mc_samples, config.seed)
+  step = eval_step or make_eval_step(learner, mc_samples, config.seed, attack)
   outputs = _load_partial(*partial) if partial else {}
   first = min(len(outputs.get('acc', [])) // metabatch, n_batches)  # meta-batches done
   outputs = {k: v[:first * metabatch] for k, v in outputs.items()}
@@ -110,18 +135,30 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
                    (last_log - start) / (index + 1 - first) / metabatch)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
   mean, ci = metrics.mean_ci95(outputs['acc'])
-  return {'accuracy': 100 * mean, 'ci95': 100 * ci, 'loss': float(outputs['loss'].mean()),
-          'accuracy_pre': 100 * float(outputs['acc_pre'].mean()),
-          'per_episode_accuracy': outputs['acc'].tolist(), 'n_episodes': int(n_episodes),
-          'mc_samples': int(mc_samples), 'split': split, 'seed': config.seed}
+  result = {'accuracy': 100 * mean, 'ci95': 100 * ci, 'loss': float(outputs['loss'].mean()),
+            'accuracy_pre': 100 * float(outputs['acc_pre'].mean()),
+            'per_episode_accuracy': outputs['acc'].tolist(), 'n_episodes': int(n_episodes),
+            'mc_samples': int(mc_samples), 'split': split, 'seed': config.seed}
+  if attack:
+    result['attack'] = dict(attack._asdict(), eps=list(attack.eps),
+                            step_sizes=[attack.step_for(e) for e in attack.eps])
+    result['attacked'] = []
+    for eps in attack.eps:
+      values = outputs[attack_key(attack.norm, eps)]
+      mean, ci = metrics.mean_ci95(values)
+      result['attacked'].append({'eps': eps, 'accuracy': 100 * mean, 'ci95': 100 * ci,
+                                 'per_episode_accuracy': values.tolist()})
+  return result
 
 
 def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
-        progress=True):
-  """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json.
+        progress=True, attack=None):
+  """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json
+  (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 
-  Interrupted, it leaves <workdir>/eval_<split>.partial.json; the same command continues from
-  there (any --n_test_iters; a different checkpoint, MC count or setting starts afresh).
+  Interrupted, it leaves <workdir>/eval_<split>[_pgd_<norm>].partial.json; the same command
+  continues from there (any --n_test_iters; a different checkpoint, MC count, attack or
+  setting starts afresh).
   """
   n_episodes = n_episodes or config.n_test_iters
   mc_samples = (mc_samples or config.n_test_mc_samp) if config.noisy else 1
@@ -129,15 +166,17 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   learner = learners.build(config)
   ckpt = checkpoints.make_checkpoint(learner)
   path = checkpoints.restore(ckpt, workdir, checkpoint)
-  key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split)
+  key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split,
+             **({'attack': dict(attack._asdict(), eps=list(attack.eps))} if attack else {}))
   for irrelevant in ('n_test_iters', 'test_metabatch'):  # results do not depend on them
     del key[irrelevant]
-  partial_path = os.path.join(workdir, f'eval_{split}.partial.json')
+  name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
+  partial_path = os.path.join(workdir, f'{name}.partial.json')
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
                     metabatch=episodes_per_call(config), progress=progress,
-                    partial=(partial_path, key))
+                    partial=(partial_path, key), attack=attack)
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()))
-  out = os.path.join(workdir, f'eval_{split}.json')
+  out = os.path.join(workdir, f'{name}.json')
   _write_json(out, result)
   if os.path.exists(partial_path):
     os.remove(partial_path)

@@ -6,6 +6,7 @@ in a TensorFlow traceback. `--help` lists the program's own flags and exits 0.
 """
 
 import logging as std_logging
+import math
 import os
 import signal
 import sys
@@ -102,14 +103,46 @@ def evaluate_main():
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
+  attack = _attack_from_flags()
   threads.configure(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), attack=attack)
   logging.info('wrote %s', result['path'])
-  print(f"{config.dataset} {config.way}-way {config.shot}-shot "
-        f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "
-        f"{result['checkpoint_step']} | {result['n_episodes']} episodes, "
-        f"{result['mc_samples']} MC | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
+  head = (f"{config.dataset} {config.way}-way {config.shot}-shot "
+          f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "
+          f"{result['checkpoint_step']} | {result['n_episodes']} episodes, "
+          f"{result['mc_samples']} MC")
+  print(f"{head} | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
+  for row in result.get('attacked', []):
+    print(f"{head} | PGD {attack.norm} eps {row['eps']:g} | accuracy {row['accuracy']:.2f} +- "
+          f"{row['ci95']:.2f} %")
+
+
+def _attack_from_flags():
+  """The attacks.Attack of --attack=pgd and its flags, or None; ConfigError naming the flag."""
+  from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
+  if not FLAGS.attack:
+    return None
+  if FLAGS.attack_norm not in attacks.NORMS:
+    raise config_lib.ConfigError(f'--attack_norm={FLAGS.attack_norm!r} must be one of '
+                                 f'{list(attacks.NORMS)}')
+  try:
+    eps = tuple(float(e) for e in FLAGS.attack_eps.split(','))
+  except ValueError:
+    raise config_lib.ConfigError(f'--attack_eps={FLAGS.attack_eps!r} must be numbers '
+                                 'separated by commas, e.g. 0.01,0.03') from None
+  if not all(math.isfinite(e) and e > 0 for e in eps):
+    raise config_lib.ConfigError(f'--attack_eps={FLAGS.attack_eps} must be positive and finite')
+  if FLAGS.attack_steps < 1:
+    raise config_lib.ConfigError(f'--attack_steps={FLAGS.attack_steps} must be >= 1')
+  if not (math.isfinite(FLAGS.attack_step_size) and FLAGS.attack_step_size >= 0):
+    raise config_lib.ConfigError(f'--attack_step_size={FLAGS.attack_step_size} must be >= 0 '
+                                 '(0: 2.5 eps / steps)')
+  if not 0 < FLAGS.attack_l1_sparsity <= 1:
+    raise config_lib.ConfigError(f'--attack_l1_sparsity={FLAGS.attack_l1_sparsity} must be '
+                                 'in (0, 1]')
+  return attacks.Attack(FLAGS.attack_norm, eps, FLAGS.attack_steps, FLAGS.attack_step_size,
+                        FLAGS.attack_random_start, FLAGS.attack_l1_sparsity)
 
 
 def export_main():
@@ -166,6 +199,15 @@ def define_export_flags():
 
 def define_evaluate_flags():
   _define('string', 'split', 'test', 'Split to evaluate on (train, val or test).')
+  _define('enum', 'attack', '', 'pgd: also score the query under a white-box PGD attack on '
+          'the adapted model (writes eval_<split>_pgd_<norm>.json).', enum_values=['', 'pgd'])
+  _define('string', 'attack_norm', 'linf', 'Norm of the attack ball: linf, l2 or l1.')
+  _define('string', 'attack_eps', '0.03', 'Radii of the attack ball, comma-separated (pixels '
+          'in [0, 1]).')
+  _define('integer', 'attack_steps', 10, 'PGD steps.')
+  _define('float', 'attack_step_size', 0.0, 'PGD step size; 0: 2.5 * eps / steps.')
+  _define('bool', 'attack_random_start', False, 'Start PGD at a random point of the ball.')
+  _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves.')
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 

@@ -112,3 +112,20 @@ def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypa
     calls = _counting_steps(patch)
     eval_lib.run(config, workdir, progress=False)
   assert calls == [0, 2]
+
+
+def test_attacked_evaluation_writes_clean_and_attacked_accuracy_per_eps(tmp_path):
+  from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
+  config, workdir = helpers.saved_run(tmp_path, n_test_iters=4, maml=True)
+  attack = attacks.Attack('linf', (0.02, 0.3), steps=3)
+  result = eval_lib.run(config, workdir, progress=False, attack=attack)
+  assert result['path'].endswith('eval_test_pgd_linf.json')
+  saved = json.load(open(result['path']))
+  clean = eval_lib.run(config, workdir, progress=False)
+  assert saved['per_episode_accuracy'] == clean['per_episode_accuracy']  # same tasks
+  assert [row['eps'] for row in saved['attacked']] == [0.02, 0.3]
+  assert saved['attack']['steps'] == 3 and saved['attack']['norm'] == 'linf'
+  strong = saved['attacked'][1]['per_episode_accuracy']
+  assert np.mean(strong) <= np.mean(saved['per_episode_accuracy'])
+  assert len(strong) == 4 and not os.path.exists(os.path.join(workdir,
+                                                              'eval_test_pgd_linf.partial.json'))

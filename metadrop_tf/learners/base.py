@@ -81,15 +81,19 @@ class Learner:
     return {'model': self.network, **({'learner': self.own} if self.own is not None else {})}
 
   def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
-                   iteration=None) -> dict:
+                   iteration=None, extra=None) -> dict:
     """Adapts on the support, scores the deterministic forward on the query: scalars 'loss'
     (the meta-objective of the task) and 'acc'. `iteration` (int64 scalar tensor or None)
-    lets schedules depend on training progress."""
+    lets schedules depend on training progress; `extra(learner, state, query_x, query_y,
+    seed)` adds metrics of the adapted state (e.g. accuracy under attack)."""
     del iteration
     state = self.adapt(support_x, support_y, seed, mc_samples)[-1]
     logits = self.predict(state, query_x)
-    return {'loss': meta_learner.cross_entropy(logits, query_y),
-            'acc': meta_learner.accuracy(logits, query_y)}
+    out = {'loss': meta_learner.cross_entropy(logits, query_y),
+           'acc': meta_learner.accuracy(logits, query_y)}
+    if extra is not None:
+      out.update(extra(self, state, query_x, query_y, seed))
+    return out
 
   def pre_adaptation_outputs(self, query_x, query_y) -> dict:
     """'loss_pre' and 'acc_pre' of the initial state on the query (monitoring, no gradient)."""
@@ -98,7 +102,7 @@ class Learner:
             'acc_pre': meta_learner.accuracy(logits, query_y)}
 
   def per_task_outputs(self, episode, seeds, mc_samples=1, with_pre=True,
-                       iteration=None) -> dict:
+                       iteration=None, extra=None) -> dict:
     """task_outputs (plus pre_adaptation_outputs if with_pre) of every task: dict of [B].
 
     episode: data.Episode with a static leading meta-batch axis B; seeds: B task seeds. Each
@@ -109,7 +113,7 @@ class Learner:
     for b in range(episode.support_x.shape[0]):
       outputs = self.task_outputs(episode.support_x[b], episode.support_y[b],
                                   episode.query_x[b], episode.query_y[b], seeds[b], mc_samples,
-                                  iteration)
+                                  iteration, extra)
       if with_pre:
         outputs.update(self.pre_adaptation_outputs(episode.query_x[b], episode.query_y[b]))
       per_task.append(outputs)

@@ -200,9 +200,10 @@ class GradientLearner(base.Learner):
     return tf.where(it < self.msl_iters, weights, final)
 
   def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
-                   iteration=None, weights=None):
-    """'loss' and 'acc' of the query after adaptation. With the multi-step loss (training, or
-    explicit `weights` [S]) 'loss' is sum_s weights[s] * query loss after step s + 1."""
+                   iteration=None, extra=None, weights=None):
+    """'loss' and 'acc' of the query after adaptation (and `extra`'s metrics, as Learner's).
+    With the multi-step loss (training, or explicit `weights` [S]) 'loss' is
+    sum_s weights[s] * query loss after step s + 1."""
     states = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration)
     logits = self.predict(states[-1], query_x)
     out = {'loss': meta_learner.cross_entropy(logits, query_y),
@@ -213,4 +214,6 @@ class GradientLearner(base.Learner):
       losses = [meta_learner.cross_entropy(self.predict(s, query_x), query_y)
                 for s in states[1:-1]] + [out['loss']]
       out['loss'] = tf.reduce_sum(tf.cast(weights, self.dtype) * tf.stack(losses))
+    if extra is not None:
+      out.update(extra(self, states[-1], query_x, query_y, seed))
     return out

@@ -1,0 +1,101 @@
+"""White-box adversarial attacks on the query of an adapted model: projected gradient descent
+(ascent on the loss) in the L-inf, L2 or L1 ball, pixels kept in [0, 1].
+
+Every norm is per image: images x [n, H, W, C], a perturbation delta of x's shape with
+||delta_i|| <= eps for each image i. Step directions: L-inf the sign of the gradient (FGSM's
+step), L2 the gradient over its norm, L1 a sparse step: the sign of the gradient on the
+`l1_sparsity` fraction of coordinates with the largest |gradient|, scaled to L1 norm 1.
+Projections are exact (L1: the sort-based projection onto the simplex of Duchi et al. 2008).
+"""
+
+from typing import Callable
+from typing import NamedTuple
+
+import tensorflow as tf
+
+NORMS = ('linf', 'l2', 'l1')
+
+
+class Attack(NamedTuple):
+  """PGD settings. step_size 0 means 2.5 * eps / steps (Madry et al.'s choice)."""
+  norm: str = 'linf'
+  eps: tuple = (0.03,)
+  steps: int = 10
+  step_size: float = 0.0
+  random_start: bool = False
+  l1_sparsity: float = 0.01  # fraction of coordinates an L1 step moves
+
+  def step_for(self, eps: float) -> float:
+    return self.step_size or 2.5 * eps / self.steps
+
+
+def _flat(x):
+  return tf.reshape(x, [tf.shape(x)[0], -1])
+
+
+def project_l1(v, eps):
+  """Exact Euclidean projection of each row of v [n, d] onto {||w||_1 <= eps} (sort-based)."""
+  magnitude = tf.abs(v)
+  inside = tf.reduce_sum(magnitude, axis=1, keepdims=True) <= eps
+  sorted_desc = tf.sort(magnitude, axis=1, direction='DESCENDING')
+  cumulative = tf.cumsum(sorted_desc, axis=1)
+  index = tf.cast(tf.range(1, tf.shape(v)[1] + 1), v.dtype)[None, :]
+  positive = sorted_desc - (cumulative - eps) / index > 0
+  rho = tf.reduce_sum(tf.cast(positive, tf.int32), axis=1, keepdims=True)  # >= 1
+  theta = (tf.gather(cumulative, rho - 1, batch_dims=1) - eps) / tf.cast(rho, v.dtype)
+  projected = tf.sign(v) * tf.maximum(magnitude - theta, 0)
+  return tf.where(inside, v, projected)
+
+
+def project(delta, norm: str, eps: float):
+  """delta [n, ...] with each image's perturbation projected onto the eps-ball of `norm`."""
+  if norm == 'linf':
+    return tf.clip_by_value(delta, -eps, eps)
+  flat = _flat(delta)
+  if norm == 'l2':
+    length = tf.norm(flat, axis=1, keepdims=True)
+    flat = flat * tf.minimum(1.0, eps / tf.maximum(length, 1e-12))
+  elif norm == 'l1':
+    flat = project_l1(flat, tf.cast(eps, delta.dtype))
+  else:
+    raise ValueError(f'unknown norm {norm!r}; choose one of {NORMS}')
+  return tf.reshape(flat, tf.shape(delta))
+
+
+def direction(grad, norm: str, l1_sparsity: float = 0.01):
+  """The steepest-ascent step of unit `norm` for gradient grad [n, ...] (per image)."""
+  if norm == 'linf':
+    return tf.sign(grad)
+  flat = _flat(grad)
+  if norm == 'l2':
+    flat = flat / tf.maximum(tf.norm(flat, axis=1, keepdims=True), 1e-12)
+  elif norm == 'l1':
+    d = tf.shape(flat)[1]
+    k = tf.maximum(1, tf.cast(tf.cast(d, tf.float32) * l1_sparsity, tf.int32))
+    threshold = tf.math.top_k(tf.abs(flat), k).values[:, -1:]
+    mask = tf.cast(tf.abs(flat) >= threshold, flat.dtype)
+    flat = tf.sign(flat) * mask / tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1)
+  else:
+    raise ValueError(f'unknown norm {norm!r}; choose one of {NORMS}')
+  return tf.reshape(flat, tf.shape(grad))
+
+
+def pgd(loss_fn: Callable, x, attack: Attack, eps: float, seed=None):
+  """Adversarial images x + delta ([n, H, W, C] in [0, 1]) that raise loss_fn(images), a
+  scalar: `attack.steps` steps of attack.step_for(eps) along `direction`, each followed by
+  the projection onto the ball and the pixel range. random_start needs seed (int32 [2])."""
+  delta = tf.zeros_like(x)
+  if attack.random_start:
+    delta = project(tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps, x.dtype),
+                    attack.norm, eps)
+    delta = tf.clip_by_value(x + delta, 0, 1) - x
+  step = attack.step_for(eps)
+  for _ in range(attack.steps):
+    with tf.GradientTape() as tape:
+      tape.watch(delta)
+      loss = loss_fn(x + delta)
+    grad = tape.gradient(loss, delta)
+    delta = delta + step * direction(grad, attack.norm, attack.l1_sparsity)
+    delta = project(delta, attack.norm, eps)
+    delta = tf.clip_by_value(x + delta, 0, 1) - x
+  return tf.stop_gradient(x + delta)
