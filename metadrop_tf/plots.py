@@ -88,3 +88,45 @@ def plot_noise(block_outputs, path):
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def plot_robustness(results: dict, path: str, title: str = '') -> str:
+  """Accuracy against attack radius, one line per run (the paper's robustness panels).
+
+  results: label -> an eval_<split>_pgd_<norm>.json dict (clean accuracy at eps 0, then each
+  attacked eps with its 95% interval as an error bar).
+  """
+  fig, ax = plt.subplots(figsize=(4.5, 3.5))
+  norms = set()
+  for label, result in results.items():
+    eps = [0.0] + [row['eps'] for row in result['attacked']]
+    acc = [result['accuracy']] + [row['accuracy'] for row in result['attacked']]
+    ci = [result['ci95']] + [row['ci95'] for row in result['attacked']]
+    ax.errorbar(eps, acc, yerr=ci, marker='o', markersize=3, capsize=2, label=label)
+    norms.add(result['attack']['norm'])
+  ax.set_xlabel(f"eps ({', '.join(sorted(norms))})")
+  ax.set_ylabel('query accuracy (%)')
+  ax.set_title(title, fontsize=8)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def main(argv):
+  """python -m metadrop_tf.plots robustness OUT.png LABEL=eval_test_pgd_linf.json ..."""
+  import json  # pylint: disable=g-import-not-at-top
+  if len(argv) < 3 or argv[0] != 'robustness':
+    raise SystemExit(main.__doc__)
+  results = {}
+  for item in argv[2:]:
+    label, _, file_path = item.partition('=')
+    with open(file_path) as f:
+      results[label] = json.load(f)
+  print(plot_robustness(results, argv[1]))
+
+
+if __name__ == '__main__':
+  import sys  # pylint: disable=g-import-not-at-top
+  main(sys.argv[1:])
