@@ -127,11 +127,11 @@ def _restore_one(checkpoint, path):
     if hasattr(status, 'expect_partial'):
       status.expect_partial()
   except Exception as e:  # pylint: disable=broad-except  # any failure here is the file's
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    reason = errors.first_line(e)
     mismatch = isinstance(e, AssertionError) or (
         isinstance(e, ValueError) and 'incompatible' in reason)
     what = 'does not match this model' if mismatch else 'is corrupt or truncated'
-    error = CheckpointError(f'checkpoint {path} {what}: {reason[:200]}')
+    error = CheckpointError(f'checkpoint {path} {what}: {reason}')
     error.mismatch = mismatch
     raise error from None
   _check_finite(checkpoint, path)

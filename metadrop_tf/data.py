@@ -76,9 +76,8 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
   except DataError:
     raise
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise DataError(f'{path} is damaged or truncated ({reason[:120]}); copy it again or '
-                    f'{prepare_hint(dataset, data_dir)} --overwrite') from None
+    raise DataError(f'{path} is damaged or truncated ({errors.first_line(e, 120)}); copy it '
+                    f'again or {prepare_hint(dataset, data_dir)} --overwrite') from None
   if images.ndim == 4 and image_shape[-1] == 1:
     images = images[..., None]
   if images.dtype != np.uint8 or images.shape[2:] != tuple(image_shape):

@@ -5,3 +5,10 @@ class UserError(Exception):
   """A bad flag, file or run directory, or a run that cannot go on; str() is one line saying
   what happened and what to do. `exit_code` is the programs' exit status for it."""
   exit_code = 2
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+  """The first line of an exception's message (its type name if empty), at most `limit`
+  characters: what a one-line error quotes of a library's multi-line message."""
+  text = str(error).strip()
+  return (text.splitlines()[0] if text else type(error).__name__)[:limit]

@@ -58,9 +58,8 @@ def make_outer_step(learner, optimizer, config):
 
   The learner's meta_gradients (e.g. adaptation of each task and the gradient of the mean query
   loss), every element clipped to [-grad_clip, grad_clip], applied by the optimizer. The
-  pre-adaptation query metrics (a forward of
-  every query set, ~15% of the step) are computed only where the bool tensor with_pre is true,
-  NaN elsewhere. Traced once per episode shape.
+  pre-adaptation query metrics (a forward of every query set, ~15% of the step) are computed
+  only where the bool tensor with_pre is true, NaN elsewhere. Traced once per episode shape.
   """
   variables = learner.meta_variables()
   base_seed = tf.constant([config.seed, TRAIN_STREAM], tf.int32)
@@ -119,8 +118,8 @@ def save(manager, step):
   try:
     return manager.save(checkpoint_number=step)
   except (OSError, tf.errors.OpError) as e:
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise WriteError(f'cannot write checkpoint {step} to {manager.directory} ({reason[:160]}); '
+    raise WriteError(f'cannot write checkpoint {step} to {manager.directory} '
+                     f'({errors.first_line(e, 160)}); '
                      f'the earlier checkpoints are intact: free space, then rerun to resume '
                      f'from {manager.latest_checkpoint}') from None
 
