@@ -11,8 +11,9 @@ downloaded into --raw_dir. Output: train.npz / test.npz (uint8 [classes, 20, 28,
 
 miniImageNet --source may be a folder `train/ val/ test/ <wnid>/ *.jpg`, a folder of images
 with the Ravi & Larochelle split CSVs (`images/` + train.csv, val.csv, test.csv, or the CSVs in
---split_dir), or the reference's train.npy / test.npy. Output: train.npy, val.npy, test.npy
-(uint8 [classes, 600, 84, 84, 3], memory-mappable) and splits.json.
+--split_dir), the reference's train.npy / test.npy, or the cache / category-split pickles
+(data/mimgnet_pickles.py). Output: train.npy, val.npy, test.npy (uint8 [classes, 600, 84, 84,
+3], memory-mappable), splits.json and manifest.json (sizes and sha256 of the shards).
 """
 
 import argparse
@@ -27,10 +28,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-try:
-  from data import download  # imported as data.prepare
-except ImportError:
-  import download  # run as python data/prepare.py: data/ is on sys.path
+try:  # imported as data.prepare
+  from data import download
+  from data import mimgnet_pickles
+except ImportError:  # run as python data/prepare.py: data/ is on sys.path
+  import download
+  import mimgnet_pickles
 from metadrop_tf import manifest  # pylint: disable=g-import-not-at-top
 
 OMNIGLOT_SIZE = 28
@@ -234,6 +237,26 @@ def convert_reference_npy(source_path, path):
   _commit(out, path)
 
 
+def write_mimgnet_pickles(found, out_dir):
+  """Writes <split>.npy [classes, n, 84, 84, 3] (classes sorted by name), splits.json and the
+  manifest from mimgnet_pickles.find's {split: (path, reader)}, one split in memory at a time."""
+  names = {}
+  for split, (path, reader) in found.items():
+    classes = mimgnet_pickles.read(path, reader)
+    counts = sorted({len(images) for images in classes.values()})
+    if len(counts) != 1:
+      raise PrepareError(f'classes of {path} have different image counts {counts}; every '
+                         'class needs the same number')
+    out = _open_array(os.path.join(out_dir, f'{split}.npy'),
+                      (len(classes), counts[0], MIMGNET_SIZE, MIMGNET_SIZE, 3))
+    for c, images in enumerate(classes.values()):
+      out[c] = images
+    _commit(out, os.path.join(out_dir, f'{split}.npy'))
+    names[split] = list(classes)
+  _write_json(os.path.join(out_dir, 'splits.json'), names)
+  manifest.write(out_dir, [f'{split}.npy' for split in found])
+
+
 def prepare_mimgnet(source, out_dir, split_dir=None):
   if source is None:
     raise PrepareError('miniImageNet has no official download: pass --source=FOLDER with '
@@ -244,6 +267,9 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
     images_dir = os.path.join(source, 'images')
     splits = mimgnet_from_csv(images_dir if os.path.isdir(images_dir) else source,
                               split_dir or source)
+  elif mimgnet_pickles.find(source):
+    write_mimgnet_pickles(mimgnet_pickles.find(source), out_dir)
+    return
   elif os.path.exists(os.path.join(source, 'train.npy')):
     for split in ('train', 'val', 'test'):
       if os.path.exists(os.path.join(source, f'{split}.npy')):
@@ -252,7 +278,9 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
     manifest.write(out_dir, [f for f in os.listdir(out_dir) if f.endswith('.npy')])
     return
   else:
-    raise PrepareError(f'--source={source} has no train/ folder, train.csv or train.npy')
+    raise PrepareError(f'--source={source} has no train/ folder, train.csv, train.npy or '
+                       'miniImageNet pickles (mini-imagenet-cache-train.pkl or '
+                       'miniImageNet_category_split_train_phase_train.pickle)')
   for split, classes in splits.items():
     write_mimgnet_split(classes, os.path.join(out_dir, f'{split}.npy'))
   _write_json(os.path.join(out_dir, 'splits.json'),
@@ -306,7 +334,7 @@ def main(argv):
       prepare_omniglot(args.source, out_dir, args.raw_dir, args.n_train_characters)
     else:
       prepare_mimgnet(args.source, out_dir, args.split_dir)
-  except (PrepareError, download.DownloadError) as e:
+  except (PrepareError, download.DownloadError, mimgnet_pickles.PickleError) as e:
     for folder in created:  # leave no empty folders behind that look like a dataset
       if os.path.isdir(folder) and not os.listdir(folder):
         os.rmdir(folder)
