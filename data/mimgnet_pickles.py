@@ -32,13 +32,14 @@ class PickleError(RuntimeError):
 class _ArraysOnly(pickle.Unpickler):
   def find_class(self, module, name):
     if (module, name) not in _ALLOWED:
-      raise pickle.UnpicklingError(f'it asks for {module}.{name}, which a miniImageNet pickle '
+      raise pickle.UnpicklingError(f'it asks for {module}.{name}, which a dataset pickle '
                                    'never holds')
     return super().find_class(module, name)
 
 
-def load(path: str):
-  """The object in pickle `path` (NumPy arrays, dicts, lists only; Python 2 pickles too)."""
+def load(path: str, what: str = 'miniImageNet'):
+  """The object in pickle `path` (NumPy arrays, dicts, lists only; Python 2 pickles too);
+  `what` names the file's kind in errors."""
   with open(path, 'rb') as f:
     head = f.read(512).lstrip().lower()
     if head.startswith((b'<!doctype html', b'<html', b'<head', b'<?xml')):
@@ -49,11 +50,11 @@ def load(path: str):
       return _ArraysOnly(f, encoding='latin1').load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError) as e:
-      raise PickleError(f'{path} is not a readable miniImageNet pickle ({e}); download it '
+      raise PickleError(f'{path} is not a readable {what} pickle ({e}); download it '
                         'again') from None
 
 
-def _key(obj, *names):
+def entry(obj, *names):
   for name in names:  # Python 2 pickles may hold byte-string keys
     for key in (name, name.encode()):
       if key in obj:
@@ -63,19 +64,19 @@ def _key(obj, *names):
 
 def classes_from_cache(obj) -> dict:
   """{wnid: uint8 [n, 84, 84, 3]} of a cache pickle's object."""
-  images = np.asarray(_key(obj, 'image_data'))
-  return {_text(wnid): images[np.asarray(rows)]
-          for wnid, rows in sorted(_key(obj, 'class_dict').items(), key=lambda kv: _text(kv[0]))}
+  images = np.asarray(entry(obj, 'image_data'))
+  return {text(wnid): images[np.asarray(rows)]
+          for wnid, rows in sorted(entry(obj, 'class_dict').items(), key=lambda kv: text(kv[0]))}
 
 
 def classes_from_category(obj) -> dict:
   """{class name: uint8 [n, 84, 84, 3]} of a category-split pickle's object."""
-  images, labels = np.asarray(_key(obj, 'data')), np.asarray(_key(obj, 'labels'))
-  names = {label: _text(name) for name, label in _key(obj, 'catname2label').items()}
+  images, labels = np.asarray(entry(obj, 'data')), np.asarray(entry(obj, 'labels'))
+  names = {label: text(name) for name, label in entry(obj, 'catname2label').items()}
   return {names[label]: images[labels == label] for label in sorted(names, key=names.get)}
 
 
-def _text(value):
+def text(value):
   return value.decode('latin1') if isinstance(value, bytes) else str(value)
 
 

@@ -31,9 +31,11 @@ from tqdm import tqdm
 try:  # imported as data.prepare
   from data import download
   from data import mimgnet_pickles
+  from data import tiered
 except ImportError:  # run as python data/prepare.py: data/ is on sys.path
   import download
   import mimgnet_pickles
+  import tiered
 from metadrop_tf import manifest  # pylint: disable=g-import-not-at-top
 
 OMNIGLOT_SIZE = 28
@@ -299,6 +301,17 @@ def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
   return arrays
 
 
+def prepare_tiered(source, out_dir):
+  if source is None:
+    raise PrepareError('tiered-ImageNet has no official download: pass --source=FOLDER with '
+                       '<split>_images.npz or <split>_images_png.pkl + <split>_labels.pkl, or '
+                       '<split>/<class>/ image folders')
+  names = tiered.prepare(source, out_dir)
+  _write_json(os.path.join(out_dir, 'splits.json'), names)
+  manifest.write(out_dir, [f'{split}{suffix}.npy' for split in names
+                           for suffix in ('', '_offsets')])
+
+
 def _write_json(path, value):
   with open(path + '.tmp', 'w') as f:
     json.dump(value, f, indent=1)
@@ -312,7 +325,7 @@ def is_prepared(out_dir):
 
 def main(argv):
   parser = argparse.ArgumentParser(description='Prepare Omniglot / miniImageNet shards.')
-  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet'])
+  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet', 'tiered'])
   parser.add_argument('--out_dir', default=None, help='default: data/<dataset>')
   parser.add_argument('--source', default=None, help='local raw files (skips the download)')
   parser.add_argument('--raw_dir', default=os.path.join('data', 'raw'),
@@ -332,9 +345,12 @@ def main(argv):
   try:
     if args.dataset == 'omniglot':
       prepare_omniglot(args.source, out_dir, args.raw_dir, args.n_train_characters)
+    elif args.dataset == 'tiered':
+      prepare_tiered(args.source, out_dir)
     else:
       prepare_mimgnet(args.source, out_dir, args.split_dir)
-  except (PrepareError, download.DownloadError, mimgnet_pickles.PickleError) as e:
+  except (PrepareError, download.DownloadError, mimgnet_pickles.PickleError,
+          tiered.TieredError) as e:
     for folder in created:  # leave no empty folders behind that look like a dataset
       if os.path.isdir(folder) and not os.listdir(folder):
         os.rmdir(folder)

@@ -21,6 +21,8 @@ DATASETS = {
     'omniglot': DatasetInfo((28, 28, 1), 64, 20, {'train': 4800, 'test': 1692}),
     'mimgnet': DatasetInfo((84, 84, 3), 32, 600,
                            {'train': 64, 'val': 16, 'test': 20}),
+    # Classes of 732 to 1300 images: instances is the smallest class (data.RaggedShard).
+    'tiered': DatasetInfo((84, 84, 3), 32, 732, {'train': 351, 'val': 97, 'test': 160}),
 }
 PRECISIONS = ('float32', 'bfloat16')
 NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.layers.SAMPLERS

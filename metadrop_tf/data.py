@@ -46,6 +46,50 @@ class Episode(NamedTuple):
     return self.query_x.shape[1] // self.way
 
 
+class RaggedShard:
+  """A split whose classes hold different numbers of images (tiered-ImageNet): images
+  [N, H, W, C] grouped class by class (memory-mapped), offsets [classes + 1] int64.
+
+  Indexing mirrors a uniform [classes, instances, H, W, C] shard where episodes need it:
+  shard[c] is class c's images; shard[[c, d]] stacks classes truncated to the smaller one;
+  shard[c, rest] indexes class c's images with rest. shape is (classes, the smallest class's
+  count, H, W, C): what every task can rely on.
+  """
+
+  def __init__(self, images, offsets):
+    self.images, self.offsets = images, np.asarray(offsets, np.int64)
+    self.counts = np.diff(self.offsets)
+    self.dtype = images.dtype
+
+  @property
+  def shape(self):
+    return (len(self.counts), int(self.counts.min())) + tuple(self.images.shape[1:])
+
+  @property
+  def ndim(self):
+    return len(self.shape)
+
+  def __len__(self):
+    return len(self.counts)
+
+  def __getitem__(self, index):
+    if isinstance(index, tuple):
+      return self[index[0]][index[1:]]
+    if isinstance(index, (int, np.integer)):
+      return self.images[self.offsets[index]:self.offsets[index + 1]]
+    classes = np.asarray(index)
+    shortest = int(self.counts[classes].min())
+    return np.stack([self[int(c)][:shortest] for c in classes])
+
+  def gather(self, classes, instances):
+    """Images [len(classes), K, H, W, C]: instances[i] (K indices) of class classes[i]."""
+    rows = self.offsets[np.asarray(classes)][:, None] + np.asarray(instances)
+    order = np.argsort(rows, axis=None)  # read the memory map in file order
+    flat = np.empty((rows.size,) + tuple(self.images.shape[1:]), self.images.dtype)
+    flat[order] = self.images[rows.reshape(-1)[order]]
+    return flat.reshape(rows.shape + tuple(self.images.shape[1:]))
+
+
 def prepare_hint(config_or_dataset, data_dir):
   dataset = getattr(config_or_dataset, 'dataset', config_or_dataset)
   return f'prepare it with: python data/prepare.py --dataset={dataset} --out_dir={data_dir}'
@@ -58,6 +102,9 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
   (size and sha256); a damaged, truncated or half-copied shard is a DataError naming the file.
   """
   npy, npz = (os.path.join(data_dir, f'{split}.{ext}') for ext in ('npy', 'npz'))
+  offsets_path = os.path.join(data_dir, f'{split}_offsets.npy')
+  if os.path.exists(npy) and os.path.exists(offsets_path):
+    return _load_ragged(npy, offsets_path, image_shape, dataset, data_dir)
   path = npy if os.path.exists(npy) else npz
   if not os.path.exists(path):
     raise DataError(f'no {split} shard in {data_dir} (looked for {split}.npy and '
@@ -84,6 +131,29 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
     raise DataError(f'{path} holds {images.dtype} {images.shape}; expected uint8 '
                     f'[classes, instances, {", ".join(map(str, image_shape))}]')
   return images
+
+
+def _load_ragged(path, offsets_path, image_shape, dataset, data_dir):
+  """A RaggedShard from <split>.npy [N, H, W, C] and <split>_offsets.npy, both checked."""
+  for file_path in (path, offsets_path):
+    damage = manifest.check(file_path)
+    if damage:
+      raise DataError(f'{damage}; copy it again or {prepare_hint(dataset, data_dir)} '
+                      '--overwrite')
+  try:
+    images = np.load(path, mmap_mode='r')
+    offsets = np.load(offsets_path)
+  except (OSError, ValueError, EOFError) as e:
+    raise DataError(f'{path} or its offsets are damaged or truncated '
+                    f'({errors.first_line(e, 120)}); copy them again or '
+                    f'{prepare_hint(dataset, data_dir)} --overwrite') from None
+  if images.dtype != np.uint8 or images.shape[1:] != tuple(image_shape):
+    raise DataError(f'{path} holds {images.dtype} {images.shape}; expected uint8 '
+                    f'[images, {", ".join(map(str, image_shape))}]')
+  if (offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0
+      or offsets[-1] != len(images) or np.any(np.diff(offsets) <= 0)):
+    raise DataError(f'{offsets_path} is not increasing class offsets from 0 to {len(images)}')
+  return RaggedShard(images, offsets)
 
 
 def load_splits(config, splits=('train', 'test')):
@@ -131,9 +201,11 @@ class EpisodeSampler:
     """(classes [N], instances [N, K+Q]): N distinct classes, K+Q distinct instances each."""
     rng = np.random.default_rng([self.seed, self.split_id, index])
     n_classes, n_instances = self.images.shape[:2]
+    counts = getattr(self.images, 'counts', None)  # a RaggedShard: each class's own count
     classes = rng.choice(n_classes, self.way, replace=False)
-    instances = np.stack([rng.choice(n_instances, self.shot + self.query, replace=False)
-                          for _ in range(self.way)])
+    instances = np.stack([
+        rng.choice(n_instances if counts is None else counts[c], self.shot + self.query,
+                   replace=False) for c in classes])
     return classes, instances
 
   def task(self, index):
@@ -141,7 +213,10 @@ class EpisodeSampler:
     classes, instances = self.task_indices(index)
     order = np.argsort(classes)  # read classes in storage order: faster on a memory map
     picked = np.empty((self.way, self.shot + self.query) + self.images.shape[2:], np.uint8)
-    picked[order] = self.images[classes[order][:, None], instances[order]]
+    if isinstance(self.images, RaggedShard):
+      picked[order] = self.images.gather(classes[order], instances[order])
+    else:
+      picked[order] = self.images[classes[order][:, None], instances[order]]
     shape = self.images.shape[2:]
     return (picked[:, :self.shot].reshape((-1,) + shape),
             picked[:, self.shot:].reshape((-1,) + shape))

@@ -20,7 +20,7 @@ MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_sam
                      'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads'})
 
 _HELP = {
-    'dataset': 'omniglot or mimgnet.',
+    'dataset': 'omniglot, mimgnet or tiered (tiered-ImageNet).',
     'data_dir': 'Folder with train/test shards (default data/<dataset>).',
     'way': 'N, classes per task.',
     'shot': 'K, support images per class.',
