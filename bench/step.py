@@ -105,7 +105,8 @@ def profile(step, first, per):
   return op_profile.summarize(by_type, PROFILED_ITERS * per)
 
 
-def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
+def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
+             gradient_checkpointing=False):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -121,7 +122,10 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
   dataset, way, shot, inner_lr, meta_lr = ROWS[row]
   config = config_lib.Config(dataset=dataset, way=way, shot=shot, inner_lr=inner_lr,
                              meta_lr=meta_lr, maml=method == 'maml',
-                             precision=precision, pre_adapt_freq=pre_adapt_freq).validate()
+                             precision=precision, pre_adapt_freq=pre_adapt_freq,
+                             gradient_checkpointing=gradient_checkpointing).validate()
+  if n_steps:
+    config = config.replace(n_steps=n_steps)
   threads.configure(config, training=not test)
   metabatch = eval_lib.episodes_per_call(config) if test else config.metabatch
   rng = np.random.default_rng(0)
@@ -148,7 +152,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False):
     times.append((time.perf_counter() - start) / (metabatch if test else 1))
   gflop = analytic_gflop(config, test)
   median = float(np.median(times))
-  result = {'case': name, 'precision': precision, 'median_s': round(median, 3),
+  result = {'case': name, 'precision': precision, 'n_steps': config.n_steps,
+            'gradient_checkpointing': gradient_checkpointing, 'median_s': round(median, 3),
             'mean_s': round(float(np.mean(times)), 3),
             'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
             'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -171,6 +176,9 @@ def main():
                       help='training cases: pre-adaptation metrics every this many iterations')
   parser.add_argument('--profile', action='store_true',
                       help='also report op time by category and op type (op_s, top_ops)')
+  parser.add_argument('--n_steps', type=int, default=0, help='inner steps (0: the case\'s)')
+  parser.add_argument('--gradient_checkpointing', action='store_true',
+                      help='recompute inner steps in the backward (peak_rss_mb vs time)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -178,15 +186,19 @@ def main():
   if args.in_process:
     for name in cases:
       print(json.dumps(run_case(name, args.iters, args.precision, args.pre_adapt_freq,
-                                args.peak, args.profile)),
+                                args.peak, args.profile, args.n_steps,
+                                args.gradient_checkpointing)),
             flush=True)
     return
   peak = matmul_peak_gflops(args.precision)  # before any case: cases may change the threads
   for name in cases:
     subprocess.run([sys.executable, __file__, '--in_process', f'--case={name}',
                     f'--iters={args.iters}', f'--precision={args.precision}',
-                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}']
-                   + (['--profile'] if args.profile else []), check=True)
+                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}',
+                    f'--n_steps={args.n_steps}']
+                   + (['--profile'] if args.profile else [])
+                   + (['--gradient_checkpointing'] if args.gradient_checkpointing else []),
+                   check=True)
 
 
 if __name__ == '__main__':

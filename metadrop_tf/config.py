@@ -38,6 +38,7 @@ ADDED_KEYS = {
     'msl_iters': 0, 'first_order_iters': 0, 'meta_optimizer': 'adam', 'meta_momentum': 0.9,
     'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
+    'gradient_checkpointing': False,
 }
 # metadrop_tf.learners.REGISTRY (tests check they agree); '' means the reference's choice:
 # maml with --maml, else metadrop.
@@ -86,6 +87,7 @@ class Config:
   lslr: bool = False  # MAML++: learned per-layer, per-step inner learning rates
   msl_iters: int = 0  # MAML++: multi-step loss, annealed to the last step, for this many its
   first_order_iters: int = 0  # MAML++: first order for this many iterations, then second
+  gradient_checkpointing: bool = False  # recompute inner steps in the outer backward
   meta_optimizer: str = 'adam'
   meta_momentum: float = 0.9  # of --meta_optimizer=sgd
   adam_epsilon: float = 1e-8  # the reference's (TF1 Adam)

@@ -14,7 +14,8 @@ FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.Config()
 
 # Settings a resumed or evaluated run may change without contradicting its saved config.
-MUTABLE = frozenset({'data_dir', 'n_train_iters', 'n_test_iters', 'n_test_mc_samp',
+MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing', 'n_test_iters',
+                     'n_test_mc_samp',
                      'test_metabatch', 'save_freq', 'keep_checkpoints', 'log_freq',
                      'pre_adapt_freq', 'eval_freq', 'eval_split', 'eval_batches', 'eval_mc_samp',
                      'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads'})
@@ -55,6 +56,9 @@ _HELP = {
     'first_order_iters': 'MAML++ derivative-order annealing: first order for this many '
                          'iterations, then second order; 0: off.',
     'meta_optimizer': 'Outer optimizer: adam or sgd (with --meta_momentum).',
+    'gradient_checkpointing': "Recompute each inner step's activations in the backward pass "
+                              'instead of keeping them: memory of one inner step instead of '
+                              'all, for more time. Results are the same.',
     'meta_momentum': 'Momentum of --meta_optimizer=sgd.',
     'adam_epsilon': 'Epsilon of the outer Adam (the reference: 1e-8; runs made before this flag '
                     'used 1e-7).',

@@ -375,3 +375,35 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
   for name, value in network.theta.items():  # halfway to the adapted weights
     np.testing.assert_allclose(value.numpy(), before[name] + 0.5 * (target[name] - before[name]),
                                rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('name, options', [('metadrop', {}), ('maml', {}),
+                                           ('metasgd', {'meta_dropout': True}),
+                                           ('maml', {'lslr': True})])
+def test_gradient_checkpointing_gives_the_same_meta_gradient(name, options):
+  """tf.recompute_grad is built on custom_gradient: its second order is tested, not assumed."""
+  episode = helpers.random_episode(metabatch=2)
+  plain = helpers.tiny_learner(name, **options)
+  recomputed = helpers.tiny_learner(name, checkpointing=True, **options)
+  expected = _gradients(plain, episode, plain.meta_variables())
+  got = _gradients(recomputed, episode, recomputed.meta_variables())
+  assert len(got) == len(expected)
+  for e, g in zip(expected, got):
+    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+  _check_against_finite_differences(recomputed, helpers.random_episode(metabatch=1),
+                                    recomputed.network.theta['conv1_kernel'])
+  if plain.noisy:
+    _check_against_finite_differences(recomputed, helpers.random_episode(metabatch=1),
+                                      recomputed.network.phi['conv0_kernel'])
+
+
+def test_gradient_checkpointing_in_a_traced_step():
+  episode = helpers.random_episode(metabatch=2)
+  grads = []
+  for checkpointing in (False, True):
+    learner = helpers.tiny_learner('metadrop', checkpointing=checkpointing)
+    traced = tf.function(lambda learner=learner: _gradients(learner, episode,
+                                                            learner.meta_variables()))
+    grads.append(traced())
+  for e, g in zip(*grads):
+    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)

@@ -64,12 +64,14 @@ class GradientLearner(base.Learner):
     lslr: learned per-parameter, per-step inner rates (MAML++).
     msl_iters: > 0: the meta-objective is the multi-step loss for iterations < msl_iters.
     first_order_iters: first order for iterations < this, then second order.
+    checkpointing: recompute each inner step's activations in the outer backward instead of
+      keeping them (gradient checkpointing: memory of one step, not of S; not with momentum).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
                adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,
                weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
-               msl_iters: int = 0, first_order_iters: int = 0):
+               msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False):
     super().__init__(network, n_steps)
     self.inner_lr = float(inner_lr)
     self.first_order = first_order
@@ -84,6 +86,10 @@ class GradientLearner(base.Learner):
       raise ValueError('--zero_head needs the head adapted (it starts every task at zero); '
                        f'--adapt_params selects {self.adapted}')
     self.msl_iters, self.first_order_iters = msl_iters, first_order_iters
+    if checkpointing and momentum:
+      raise ValueError('--gradient_checkpointing does not carry --inner_momentum buffers '
+                       'across steps; use one of them')
+    self.checkpointing = checkpointing
     if lslr:
       self.own = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
                            dtype=network.dtype, prefix='lslr')
@@ -95,7 +101,8 @@ class GradientLearner(base.Learner):
                    adapted=network.select(config.adapt_params), momentum=config.inner_momentum,
                    weight_decay=config.inner_weight_decay, zero_head=config.zero_head,
                    lslr=config.lslr, msl_iters=config.msl_iters,
-                   first_order_iters=config.first_order_iters)
+                   first_order_iters=config.first_order_iters,
+                   checkpointing=config.gradient_checkpointing)
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -179,11 +186,48 @@ class GradientLearner(base.Learner):
     states = [self.initial_state(support_y.shape[-1]) if start is None else start]
     velocity = {}
     for step in range(self.n_steps):
-      state, velocity = self.inner_step(states[-1], velocity, phi, support_x, y,
-                                        meta_learner.fold_seed(seed, step), mc_samples, step,
-                                        first_order)
+      step_seed = meta_learner.fold_seed(seed, step)
+      if self.checkpointing:
+        state = self._recomputed_step(states[-1], phi, support_x, y, step_seed, mc_samples,
+                                      step, first_order)
+      else:
+        state, velocity = self.inner_step(states[-1], velocity, phi, support_x, y, step_seed,
+                                          mc_samples, step, first_order)
       states.append(state)
     return states
+
+  def _recomputed_step(self, state, phi, x, y, seed, mc_samples, step, first_order):
+    """inner_step whose activations are not kept for the outer backward but recomputed there
+    (gradient checkpointing; the noise is stateless, so the recomputation is exact).
+
+    Written with tf.custom_gradient: tf.recompute_grad runs its function with every tape
+    stopped, so the inner step's own gradient (its tape) would be None. state and phi are
+    explicit inputs so the meta-gradient reaches them; variables read inside (beta, learned
+    rates) come back through custom_gradient's `variables`.
+    """
+    names, phi_names = list(state), list(phi)
+    n_state = len(names)
+
+    def forward(tensors):
+      current = dict(zip(names, tensors[:n_state]))
+      noise = dict(zip(phi_names, tensors[n_state:]))
+      new, _ = self.inner_step(current, {}, noise, x, y, seed, mc_samples, step, first_order)
+      return [new[name] for name in names]
+
+    @tf.custom_gradient
+    def recomputed(*tensors):
+      def grad_fn(*upstream, variables=None):
+        variables = list(variables or [])
+        with tf.GradientTape() as tape:
+          tape.watch(tensors)
+          outputs = forward(tensors)
+        grads = tape.gradient(outputs, list(tensors) + variables, output_gradients=upstream,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return grads[:len(tensors)], grads[len(tensors):]
+      return forward(tensors), grad_fn
+
+    outputs = recomputed(*[state[n] for n in names], *[phi[n] for n in phi_names])
+    return dict(zip(names, outputs))
 
   def step_weights(self, iteration) -> tf.Tensor:
     """[S] weights of the query losses after steps 1..S (MAML++ multi-step loss): 1/S each
