@@ -79,6 +79,29 @@ def matmul_peak_gflops(precision):
   return 2 * 4096 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
+def reset_peak_rss():
+  """Resets the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); False if not."""
+  try:
+    with open('/proc/self/clear_refs', 'w') as f:
+      f.write('5')
+    return True
+  except OSError:
+    return False
+
+
+def peak_rss_mb(field='VmHWM'):
+  """VmHWM (peak since the last reset_peak_rss) or VmRSS (now) of /proc/self/status in MB,
+  or None."""
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith(field + ':'):
+          return round(int(line.split()[1]) / 1024)
+  except OSError:
+    pass
+  return None
+
+
 def cpu_model():
   """The CPU's model name (Linux), so a result line says which machine it came from."""
   try:
@@ -145,6 +168,10 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   start = time.perf_counter()
   step(0)
   trace_s = time.perf_counter() - start
+  step(0)  # a second call at full size, then count only the steps' own memory from here
+  after_trace_mb = peak_rss_mb()
+  steady = reset_peak_rss()
+  resting_mb = peak_rss_mb('VmRSS')
   times = []
   for i in range(1, iters + 1):
     start = time.perf_counter()
@@ -157,6 +184,11 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
             'mean_s': round(float(np.mean(times)), 3),
             'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
             'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            'peak_rss_after_trace_mb': after_trace_mb,
+            # Peak RSS of the timed steps alone (the traced graph and first-call buffers
+            # excluded): what a step's activations cost.
+            'steady_peak_rss_mb': peak_rss_mb() if steady else None,
+            'step_rss_mb': peak_rss_mb() - resting_mb if steady and resting_mb else None,
             'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
             'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
             'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),

@@ -25,16 +25,18 @@ done
 python - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-print('| learner | flags | test accuracy (%) | episodes x MC | train it/s |')
+OPTIONS = ('learner', 'meta_dropout', 'lslr', 'msl_iters', 'first_order_iters')
+print('| run | options | test accuracy (%) | episodes x MC | train it/s |')
 print('| --- | --- | --- | --- | --- |')
 for name in ('maml', 'fomaml', 'metadrop', 'metasgd', 'metasgd_metadrop', 'anil', 'mamlpp'):
   path = os.path.join(out, name, 'eval_test.json')
   if not os.path.exists(path):
     continue
   r = json.load(open(path))
-  flags = open(os.path.join(out, name, 'flags.cfg')).read()
-  speeds = [float(l.split('|')[2].split()[0]) for l in open(os.path.join(out, name, 'train.log'))
-            if '| train | step' not in l and 'it/s' in l]
-  print(f"| {name} | | {r['accuracy']:.2f} +- {r['ci95']:.2f} | {r['n_episodes']} x "
-        f"{r['mc_samples']} | {sum(speeds) / max(len(speeds), 1):.2f} |")
+  config = json.load(open(os.path.join(out, name, 'config.json')))
+  options = ' '.join(f'--{k}={config[k]}' for k in OPTIONS if config[k] not in ('', False, 0))
+  speeds = [float(line.split('|')[2].split()[0]) for line in
+            open(os.path.join(out, name, 'train.log')) if ' it/s ' in line]
+  print(f"| {name} | `{options}` | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
+        f"{r['n_episodes']} x {r['mc_samples']} | {sum(speeds) / max(len(speeds), 1):.2f} |")
 PY
