@@ -56,9 +56,9 @@ _HELP = {
     'first_order_iters': 'MAML++ derivative-order annealing: first order for this many '
                          'iterations, then second order; 0: off.',
     'meta_optimizer': 'Outer optimizer: adam or sgd (with --meta_momentum).',
-    'gradient_checkpointing': "Recompute each inner step's activations in the backward pass "
-                              'instead of keeping them: memory of one inner step instead of '
-                              'all, for more time. Results are the same.',
+    'gradient_checkpointing': "Experimental: recompute each inner step in the backward pass "
+                              'instead of keeping its activations. Results are the same; the '
+                              'memory saving is not achieved yet (README).',
     'meta_momentum': 'Momentum of --meta_optimizer=sgd.',
     'adam_epsilon': 'Epsilon of the outer Adam (the reference: 1e-8; runs made before this flag '
                     'used 1e-7).',
