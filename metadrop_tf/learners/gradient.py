@@ -218,10 +218,14 @@ class GradientLearner(base.Learner):
     def recomputed(*tensors):
       def grad_fn(*upstream, variables=None):
         variables = list(variables or [])
+        # Without this dependency a traced step runs the recomputation as soon as its inputs
+        # exist, i.e. in the forward pass, and keeps its activations until the backward.
+        with tf.control_dependencies(upstream):
+          inputs = [tf.identity(t) for t in tensors]
         with tf.GradientTape() as tape:
-          tape.watch(tensors)
-          outputs = forward(tensors)
-        grads = tape.gradient(outputs, list(tensors) + variables, output_gradients=upstream,
+          tape.watch(inputs)
+          outputs = forward(inputs)
+        grads = tape.gradient(outputs, inputs + variables, output_gradients=upstream,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return grads[:len(tensors)], grads[len(tensors):]
       return forward(tensors), grad_fn
