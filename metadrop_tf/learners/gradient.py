@@ -65,7 +65,8 @@ class GradientLearner(base.Learner):
     msl_iters: > 0: the meta-objective is the multi-step loss for iterations < msl_iters.
     first_order_iters: first order for iterations < this, then second order.
     checkpointing: recompute each inner step's activations in the outer backward instead of
-      keeping them (gradient checkpointing: memory of one step, not of S; not with momentum).
+      keeping them (gradient checkpointing: the same result in less memory, README; not with
+      momentum).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
