@@ -22,6 +22,7 @@ from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
+from metadrop_tf import learners
 from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
@@ -93,6 +94,7 @@ def train_main():
   savedir = _savedir()
   saved, mutable = _saved_config(savedir)
   config = flags_lib.config_from_flags(saved, mutable)
+  learners.check(config)
   _directory('data_dir', config.resolved_data_dir)
   threads.configure(config, training=True)
   train_lib.train(config, savedir, progress=sys.stderr.isatty())
@@ -102,6 +104,7 @@ def evaluate_main():
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  learners.check(config)
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   attack = _attack_from_flags()
   threads.configure(config, training=False)
@@ -149,6 +152,7 @@ def export_main():
   from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  learners.check(config)
   default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
   export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
   if FLAGS.mode == 'savedmodel':

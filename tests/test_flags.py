@@ -52,7 +52,7 @@ def test_every_committed_run_loads_and_restores(run):
   config = checkpoints.read_config(run)
   if not config.learner:  # made before --learner: the reference's choice
     assert config.learner_name == ('maml' if config.maml else 'metadrop')
-  assert config.learner_name in config_lib.LEARNERS
+  assert config.learner_name in learners.REGISTRY
   learner = learners.build(config)
   path = checkpoints.restore(checkpoints.make_checkpoint(learner), run)
   assert os.path.basename(path).startswith('ckpt-')

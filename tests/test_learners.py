@@ -98,8 +98,11 @@ def test_meta_gradient_matches_finite_differences(name, options, group, variable
                                     _variable(learner, group, variable), iteration)
 
 
-def test_registry_matches_the_config_names():
-  assert sorted(learners.REGISTRY) == sorted(config_lib.LEARNERS)
+def test_every_module_of_the_package_registers_its_method():
+  assert sorted(learners.REGISTRY) == ['anil', 'fomaml', 'maml', 'metadrop', 'metasgd']
+  with pytest.raises(config_lib.ConfigError, match=r"--learner='reptile' is unknown; choose "
+                     r"one of \['anil', 'fomaml'"):
+    learners.build(helpers.tiny_config(learner='reptile'))
 
 
 @pytest.mark.parametrize('name, groups', [

@@ -1,9 +1,13 @@
 """Learners: one module per method, registered by name (`--learner=NAME`).
 
   learners.build(config) -> the Learner a Config describes, around its network.
-  @learners.register('name') on a Learner subclass with `from_config(network, config)` adds a
-  method; see base.py for the interface and README "Adding a learner".
+  @learners.register('name') on a Learner subclass with `from_config(network, config)`, in a
+  module of this package (imported automatically), adds a method; see base.py for the
+  interface and README "Adding a learner".
 """
+
+import importlib
+import pkgutil
 
 from metadrop_tf import config as config_lib
 from metadrop_tf import model as model_lib
@@ -22,8 +26,17 @@ def register(name: str):
   return decorate
 
 
+def check(config) -> None:
+  """ConfigError unless config.learner_name is registered (before any data is loaded)."""
+  if config.learner_name not in REGISTRY:
+    raise config_lib.ConfigError(f'--learner={config.learner_name!r} is unknown; choose one '
+                                 f'of {sorted(REGISTRY)}')
+
+
 def build(config, dtype='float32', network=None):
-  """The learner of config.learner_name around `network` (default: the config's network)."""
+  """The learner of config.learner_name around `network` (default: the config's network);
+  ConfigError for an unknown learner or a bad --adapt_params."""
+  check(config)
   network = network or model_lib.build_model(config, dtype)
   try:
     return REGISTRY[config.learner_name].from_config(network, config)
@@ -31,8 +44,11 @@ def build(config, dtype='float32', network=None):
     raise config_lib.ConfigError(str(e)) from None
 
 
-# The methods register themselves on import.
-from metadrop_tf.learners import anil  # noqa: E402,F401
-from metadrop_tf.learners import maml  # noqa: E402,F401
-from metadrop_tf.learners import metadrop  # noqa: E402,F401
-from metadrop_tf.learners import metasgd  # noqa: E402,F401
+def _import_methods():
+  """Imports every module of this package, so each method registers itself: adding a learner
+  is writing its module."""
+  for info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f'{__name__}.{info.name}')
+
+
+_import_methods()
