@@ -161,7 +161,7 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   setting starts afresh).
   """
   n_episodes = n_episodes or config.n_test_iters
-  mc_samples = (mc_samples or config.n_test_mc_samp) if config.noisy else 1
+  mc_samples = mc_samples if mc_samples and config.noisy else config.test_mc_samples
   images = data.load_splits(config, (split,))[split]
   learner = learners.build(config)
   ckpt = checkpoints.make_checkpoint(learner)
