@@ -1,7 +1,8 @@
 """Seconds per meta-training / meta-test step at the Table 1 shapes (not a test).
 
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
-                       [--pre_adapt_freq=10] [--profile]
+                       [--pre_adapt_freq=10] [--profile] [--strategy=mirrored|multi_worker]
+                       [--replicas=2] [--threads=N]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -11,6 +12,12 @@ adapts as many episodes per call as evaluate.py does (`episodes_per_call`, from 
 estimate of eval_lib) and reports seconds per episode. Prints one JSON line per case; with
 --profile it also says where the time goes: two more iterations run under tf.profiler, and
 `op_s` / `top_ops` give their op time per iteration (per episode) by category and op type.
+
+--strategy=mirrored splits the CPU into --replicas logical devices in one process;
+--strategy=multi_worker starts --replicas worker processes on loopback ports (TF_CONFIG), each
+with --threads intra-op threads (default: cores / replicas), and the chief reports. Both add
+`allreduce_bytes` (the meta-gradient summed across replicas per step) and `allreduce_s` (the
+time of that all-reduce alone, measured on the same strategy).
 """
 
 import argparse
@@ -18,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,13 +136,33 @@ def profile(step, first, per):
   return op_profile.summarize(by_type, PROFILED_ITERS * per)
 
 
+def allreduce_seconds(strategy, variables, iters):
+  """Median seconds of one all-reduce (sum) of tensors shaped like `variables` across the
+  replicas of `strategy`, as the training step does it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
+  values = [tf.ones(v.shape, v.dtype) for v in variables]
+  reduce = tf.function(lambda: distribute.local(
+      strategy, strategy.run(lambda: distribute.all_reduce_sum(values))))
+  tf.nest.map_structure(lambda t: t.numpy(), reduce())
+  times = []
+  for _ in range(max(iters, 20)):
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), reduce())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
-             gradient_checkpointing=False):
+             gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import data  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
@@ -146,24 +174,31 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   config = config_lib.Config(dataset=dataset, way=way, shot=shot, inner_lr=inner_lr,
                              meta_lr=meta_lr, maml=method == 'maml',
                              precision=precision, pre_adapt_freq=pre_adapt_freq,
-                             gradient_checkpointing=gradient_checkpointing).validate()
+                             gradient_checkpointing=gradient_checkpointing,
+                             strategy=strategy_name, intra_op_threads=threads_,
+                             cpu_devices=replicas if strategy_name == 'mirrored' else 0
+                             ).validate()
   if n_steps:
     config = config.replace(n_steps=n_steps)
   threads.configure(config, training=not test)
-  metabatch = eval_lib.episodes_per_call(config) if test else config.metabatch
+  distribute.configure_devices(config)
+  strategy = distribute.make_strategy(config)
+  replicas = distribute.num_replicas(strategy)
+  metabatch = eval_lib.episodes_per_call(config) * replicas if test else config.metabatch
   rng = np.random.default_rng(0)
   images = lambda n: tf.constant(rng.random((metabatch, n) + config.image_shape, np.float32))
   episode = data.Episode(images(way * shot), data.one_hot_labels(metabatch, way, shot),
                          images(way * config.query),
                          data.one_hot_labels(metabatch, way, config.query))
-  learner = learners.build(config)
+  with strategy.scope():
+    learner = learners.build(config)
+    optimizer = None if test else train_lib.make_optimizer(learner, config)
   if test:
-    eval_step = eval_lib.make_eval_step(learner, config.test_mc_samples, 0)
+    eval_step = eval_lib.make_eval_step(learner, config.test_mc_samples, 0, strategy=strategy)
     step = lambda i: tf.nest.map_structure(lambda t: t.numpy(),
                                            eval_step(episode, tf.constant(i, tf.int64)))
   else:
-    outer_step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config),
-                                           config)
+    outer_step = train_lib.make_outer_step(learner, optimizer, config, strategy)
     step = lambda i: train_lib.run_outer_step(outer_step, episode, i, config)
   start = time.perf_counter()
   step(0)
@@ -192,10 +227,29 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
             'gflop': round(gflop, 1), 'gflops': round(gflop / median, 1),
             'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
             'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
-            'cores': os.cpu_count()}
+            'cores': os.cpu_count(), 'strategy': distribute.strategy_name(config),
+            'replicas': replicas, 'intra_op_threads': threads.op_threads(config, not test)[0]}
+  if replicas > 1 and not test:
+    variables = learner.meta_variables()
+    result['allreduce_bytes'] = sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
+                                    for v in variables)
+    result['allreduce_s'] = round(allreduce_seconds(strategy, variables, iters), 4)
+  if not distribute.is_chief(strategy):
+    return None
   if with_profile:
     result.update(profile(step, iters + 1, metabatch if test else 1))
   return result
+
+
+def free_ports(n):
+  """n TCP ports free on localhost now (for a loopback TF_CONFIG)."""
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
 
 
 def main():
@@ -211,26 +265,47 @@ def main():
   parser.add_argument('--n_steps', type=int, default=0, help='inner steps (0: the case\'s)')
   parser.add_argument('--gradient_checkpointing', action='store_true',
                       help='recompute inner steps in the backward (peak_rss_mb vs time)')
+  parser.add_argument('--strategy', default='one_device',
+                      choices=['one_device', 'mirrored', 'multi_worker'])
+  parser.add_argument('--replicas', type=int, default=2,
+                      help='mirrored: logical CPU devices; multi_worker: worker processes')
+  parser.add_argument('--threads', type=int, default=0,
+                      help='intra-op threads per process (0: auto; multi_worker: cores / '
+                      'replicas)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
   cases = args.case or CASES
   if args.in_process:
     for name in cases:
-      print(json.dumps(run_case(name, args.iters, args.precision, args.pre_adapt_freq,
-                                args.peak, args.profile, args.n_steps,
-                                args.gradient_checkpointing)),
-            flush=True)
+      result = run_case(name, args.iters, args.precision, args.pre_adapt_freq, args.peak,
+                        args.profile, args.n_steps, args.gradient_checkpointing,
+                        args.strategy, args.replicas, args.threads)
+      if result is not None:
+        print(json.dumps(result), flush=True)
     return
   peak = matmul_peak_gflops(args.precision)  # before any case: cases may change the threads
+  threads_ = args.threads
+  if args.strategy == 'multi_worker' and not threads_:
+    threads_ = max(1, len(os.sched_getaffinity(0)) // args.replicas)
   for name in cases:
-    subprocess.run([sys.executable, __file__, '--in_process', f'--case={name}',
-                    f'--iters={args.iters}', f'--precision={args.precision}',
-                    f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}',
-                    f'--n_steps={args.n_steps}']
-                   + (['--profile'] if args.profile else [])
-                   + (['--gradient_checkpointing'] if args.gradient_checkpointing else []),
-                   check=True)
+    argv = [sys.executable, __file__, '--in_process', f'--case={name}',
+            f'--iters={args.iters}', f'--precision={args.precision}',
+            f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}',
+            f'--n_steps={args.n_steps}', f'--strategy={args.strategy}',
+            f'--replicas={args.replicas}', f'--threads={threads_}']
+    argv += (['--profile'] if args.profile else []) + (
+        ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
+    if args.strategy != 'multi_worker':
+      subprocess.run(argv, check=True)
+      continue
+    ports = free_ports(args.replicas)
+    cluster = {'worker': [f'localhost:{p}' for p in ports]}
+    workers = [subprocess.Popen(argv, env=dict(os.environ, TF_CONFIG=json.dumps(
+        {'cluster': cluster, 'task': {'type': 'worker', 'index': i}})))
+               for i in range(args.replicas)]
+    if any(w.wait() for w in workers):
+      sys.exit(f'a worker of case {name} failed')
 
 
 if __name__ == '__main__':

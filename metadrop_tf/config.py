@@ -38,10 +38,11 @@ ADDED_KEYS = {
     'msl_iters': 0, 'first_order_iters': 0, 'meta_optimizer': 'adam', 'meta_momentum': 0.9,
     'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
-    'gradient_checkpointing': False,
+    'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
 }
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.distribute
 
 
 class ConfigError(errors.UserError, ValueError):
@@ -98,6 +99,8 @@ class Config:
   noise_sampler: str = 'box_muller'
   intra_op_threads: int = 0  # 0: auto (metadrop_tf.threads)
   inter_op_threads: int = 0  # 0: TF's default
+  strategy: str = 'auto'  # tf.distribute strategy (metadrop_tf.distribute); results do not
+  cpu_devices: int = 0  # depend on it. cpu_devices > 1: split the CPU into that many devices
   seed: int = 0
   val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split
   save_freq: int = 1000
@@ -188,13 +191,14 @@ class Config:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: off)')
     if self.lr_step_iters < 1:
       raise ConfigError(f'--lr_step_iters={self.lr_step_iters} must be a positive integer')
-    for name, choices in (('meta_optimizer', META_OPTIMIZERS), ('lr_schedule', LR_SCHEDULES)):
+    for name, choices in (('meta_optimizer', META_OPTIMIZERS), ('lr_schedule', LR_SCHEDULES),
+                          ('strategy', STRATEGIES)):
       if getattr(self, name) not in choices:
         raise ConfigError(f'--{name}={getattr(self, name)!r} must be one of {list(choices)}')
     if self.lslr and self.learner_name == 'metasgd':
       raise ConfigError('--lslr (per-step rates) and --learner=metasgd (per-element rates) are '
                         'two kinds of learned rates; choose one')
-    for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch'):
+    for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch', 'cpu_devices'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
     if self.channels < 0:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from metadrop_tf import attacks
 from metadrop_tf import checkpoints
 from metadrop_tf import data
+from metadrop_tf import distribute
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
@@ -22,6 +23,9 @@ from metadrop_tf import model as model_lib
 EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
 ATTACK_STREAM = 7000  # random starts of the attack at eps index j: fold_seed(task seed, 7000 + j)
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
+# Settings evaluation results do not depend on: changing them continues a partial evaluation.
+IRRELEVANT_KEYS = ('n_test_iters', 'test_metabatch', 'strategy', 'cpu_devices',
+                   'intra_op_threads', 'inter_op_threads')
 
 
 def episodes_per_call(config, memory_bytes=None):
@@ -58,20 +62,31 @@ def attacked_accuracies(attack):
   return extra
 
 
-def make_eval_step(learner, mc_samples, seed, attack=None):
+def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
   """tf.function (episode, index of its first task) -> dict of per-task [B] 'acc', 'loss', ...
   (and with an attacks.Attack, the accuracy under it at each eps: attack_key(norm, eps)).
 
-  Task i's noise depends only on i, so results do not depend on the meta-batch size.
+  Task i's noise depends only on i, so results do not depend on the meta-batch size, nor on
+  the replicas of a tf.distribute `strategy` (default: the current one): each adapts its
+  share of the B tasks and the results are gathered in task order.
   No outer tape: meta-test needs only the inner loop's first-order gradients.
   """
+  strategy = strategy or tf.distribute.get_strategy()
   base_seed = tf.constant([seed, EVAL_STREAM], tf.int32)
   extra = attacked_accuracies(attack) if attack else None
 
+  def replica_step(episode, first_task):
+    share, first = distribute.replica_share(episode)
+    seeds = meta_learner.task_seeds(base_seed, first_task + tf.cast(first, tf.int64),
+                                    share.support_x.shape[0])
+    return learner.per_task_outputs(share, seeds, mc_samples, extra=extra)
+
   @tf.function
   def step(episode, first_task):
-    seeds = meta_learner.task_seeds(base_seed, first_task, episode.support_x.shape[0])
-    return learner.per_task_outputs(episode, seeds, mc_samples, extra=extra)
+    outputs = strategy.run(replica_step, (episode, first_task))
+    if distribute.num_replicas(strategy) == 1:
+      return outputs
+    return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
   return step
 
 
@@ -97,26 +112,31 @@ def _load_partial(path, key):
 
 def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
              progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None,
-             attack=None):
+             attack=None, strategy=None):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
   `log_interval_s` seconds, so an hour-long evaluation under nohup shows it is alive.
   partial: (path, key): after every call the per-task outputs so far are saved to path with
   key (what they depend on); a later call with the same key continues after them.
+  strategy: a tf.distribute strategy (default: the current one); metabatch episodes per call
+  are split among its replicas; only the chief saves `partial` and logs.
 
   Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...}.
   The stream depends only on (config.seed, split), so every call sees the same tasks.
   """
   metabatch = metabatch or config.metabatch
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = distribute.is_chief(strategy)
+  progress = progress and chief
   sampler = data.EpisodeSampler(images, config.way, config.shot, config.query, config.seed,
                                 split)
   n_batches = math.ceil(n_episodes / metabatch)
-  step = eval_step or make_eval_step(learner, mc_samples, config.seed, attack)
+  step = eval_step or make_eval_step(learner, mc_samples, config.seed, attack, strategy)
   outputs = _load_partial(*partial) if partial else {}
   first = min(len(outputs.get('acc', [])) // metabatch, n_batches)  # meta-batches done
   outputs = {k: v[:first * metabatch] for k, v in outputs.items()}
-  if first:
+  if first and chief:
     logging.info('eval %s | continuing after the %d episodes saved in %s', split,
                  first * metabatch, partial[0])
   stream = data.make_dataset(sampler, metabatch, first, n_batches - first)
@@ -126,9 +146,9 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
                                        leave=False), start=first):
     for key, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
       outputs.setdefault(key, []).extend(value.numpy().tolist())
-    if partial:
+    if partial and chief:
       _write_json(partial[0], {'key': partial[1], 'outputs': outputs})
-    if not progress and time.time() - last_log >= log_interval_s:
+    if not progress and chief and time.time() - last_log >= log_interval_s:
       last_log, done = time.time(), min(len(outputs['acc']), n_episodes)
       logging.info('eval %s | %d/%d episodes | accuracy so far %.2f %% | %.2f s per episode',
                    split, done, n_episodes, 100 * np.mean(outputs['acc'][:done]),
@@ -152,33 +172,38 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
 
 
 def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
-        progress=True, attack=None):
+        progress=True, attack=None, strategy=None):
   """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json
   (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 
   Interrupted, it leaves <workdir>/eval_<split>[_pgd_<norm>].partial.json; the same command
-  continues from there (any --n_test_iters; a different checkpoint, MC count, attack or
-  setting starts afresh).
+  continues from there (any --n_test_iters, strategy or worker count; a different checkpoint,
+  MC count, attack or setting starts afresh). Under a tf.distribute `strategy` every replica
+  adapts its share of each call's episodes; only the chief writes files.
   """
+  strategy = strategy or tf.distribute.get_strategy()
   n_episodes = n_episodes or config.n_test_iters
   mc_samples = mc_samples if mc_samples and config.noisy else config.test_mc_samples
   images = data.load_splits(config, (split,))[split]
-  learner = learners.build(config)
-  ckpt = checkpoints.make_checkpoint(learner)
+  with strategy.scope():
+    learner = learners.build(config)
+    ckpt = checkpoints.make_checkpoint(learner)
   path = checkpoints.restore(ckpt, workdir, checkpoint)
   key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split,
              **({'attack': dict(attack._asdict(), eps=list(attack.eps))} if attack else {}))
-  for irrelevant in ('n_test_iters', 'test_metabatch'):  # results do not depend on them
+  for irrelevant in IRRELEVANT_KEYS:  # results do not depend on them
     del key[irrelevant]
   name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
   partial_path = os.path.join(workdir, f'{name}.partial.json')
+  per_call = episodes_per_call(config) * distribute.num_replicas(strategy)
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
-                    metabatch=episodes_per_call(config), progress=progress,
-                    partial=(partial_path, key), attack=attack)
+                    metabatch=per_call, progress=progress, partial=(partial_path, key),
+                    attack=attack, strategy=strategy)
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()))
   out = os.path.join(workdir, f'{name}.json')
-  _write_json(out, result)
-  if os.path.exists(partial_path):
-    os.remove(partial_path)
+  if distribute.is_chief(strategy):
+    _write_json(out, result)
+    if os.path.exists(partial_path):
+      os.remove(partial_path)
   result['path'] = out
   return result

@@ -18,7 +18,11 @@ MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing', 'n_t
                      'n_test_mc_samp',
                      'test_metabatch', 'save_freq', 'keep_checkpoints', 'log_freq',
                      'pre_adapt_freq', 'eval_freq', 'eval_split', 'eval_batches', 'eval_mc_samp',
-                     'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads'})
+                     'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads',
+                     'strategy', 'cpu_devices'})
+
+# Where this invocation runs, not what the run computes: taken from the flags on every resume.
+PER_INVOCATION = frozenset({'strategy', 'cpu_devices'})
 
 _HELP = {
     'dataset': 'omniglot, mimgnet or tiered (tiered-ImageNet).',
@@ -75,6 +79,13 @@ _HELP = {
     'intra_op_threads': 'Threads per op; 0: auto (1 in training when the meta-batch has at '
                         'least as many tasks as cores, else one per core).',
     'inter_op_threads': 'Ops run side by side; 0: one per core.',
+    'strategy': 'tf.distribute strategy: auto (multi_worker when TF_CONFIG names a cluster, '
+                'else mirrored over the GPUs or --cpu_devices, else one_device), one_device, '
+                'mirrored (the devices of this host) or multi_worker (one process per worker, '
+                'TF_CONFIG). The meta-batch is split among the replicas; results do not '
+                'depend on it (README "Scaling out").',
+    'cpu_devices': 'Split the CPU into this many logical devices, the replicas of '
+                   '--strategy=mirrored on a host without GPUs (testing; 0: one device).',
     'seed': 'Seed of initialization, episodes and noise.',
     'val_characters': 'Omniglot: characters held out of meta-train as a val split (0: none).',
     'save_freq': 'Checkpoint every this many iterations.',
@@ -109,7 +120,8 @@ def config_from_flags(saved=None, mutable=MUTABLE):
 
   Without `saved`: every flag. With the run's saved Config: it, overridden by the flags given
   explicitly; overriding a setting outside `mutable` (None: no limit) with a different value
-  is an error.
+  is an error. PER_INVOCATION settings (where this process runs) always come from the flags:
+  a run trained on two workers resumes in one process without saying so.
   """
   if saved is None:
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
@@ -119,7 +131,9 @@ def config_from_flags(saved=None, mutable=MUTABLE):
     mutable = mutable | {'way'}
   for field in dataclasses.fields(config_lib.Config):
     flag = FLAGS[field.name]
-    if flag.present and flag.value != getattr(saved, field.name):
+    if field.name in PER_INVOCATION and flag.value != getattr(saved, field.name):
+      changes[field.name] = flag.value
+    elif flag.present and flag.value != getattr(saved, field.name):
       if mutable is not None and field.name not in mutable:
         raise config_lib.ConfigError(
             f'--{field.name}={flag.value} contradicts the saved run '

@@ -20,6 +20,7 @@ from absl import logging
 from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
+from metadrop_tf import distribute
 from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import learners
@@ -89,6 +90,13 @@ def _saved_config(savedir):
   return saved, None  # None: everything
 
 
+def _strategy(config, training):
+  """Thread pools, logical devices and the tf.distribute strategy, before any TF op runs."""
+  threads.configure(config, training=training)
+  distribute.configure_devices(config)
+  return distribute.make_strategy(config)
+
+
 def train_main():
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
@@ -96,8 +104,8 @@ def train_main():
   config = flags_lib.config_from_flags(saved, mutable)
   learners.check(config)
   _directory('data_dir', config.resolved_data_dir)
-  threads.configure(config, training=True)
-  train_lib.train(config, savedir, progress=sys.stderr.isatty())
+  strategy = _strategy(config, training=True)
+  train_lib.train(config, savedir, progress=sys.stderr.isatty(), strategy=strategy)
 
 
 def evaluate_main():
@@ -107,9 +115,11 @@ def evaluate_main():
   learners.check(config)
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   attack = _attack_from_flags()
-  threads.configure(config, training=False)
+  strategy = _strategy(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
-                        progress=sys.stderr.isatty(), attack=attack)
+                        progress=sys.stderr.isatty(), attack=attack, strategy=strategy)
+  if not distribute.is_chief(strategy):
+    return
   logging.info('wrote %s', result['path'])
   head = (f"{config.dataset} {config.way}-way {config.shot}-shot "
           f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "

@@ -4,6 +4,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -14,6 +15,7 @@ from tqdm import tqdm
 
 from metadrop_tf import checkpoints
 from metadrop_tf import data
+from metadrop_tf import distribute
 from metadrop_tf import errors
 from metadrop_tf import eval_lib
 from metadrop_tf import learners
@@ -51,30 +53,57 @@ def make_optimizer(learner, config):
   return optimizer
 
 
-def make_outer_step(learner, optimizer, config):
+def make_meta_gradients(learner, config, strategy=None):
+  """(episode meta-batch, iteration, with_pre) -> (dict of mean 'loss', 'acc', 'loss_pre',
+  'acc_pre'; the meta-gradient of meta_variables()), in cross-replica context (call it inside
+  a tf.function).
+
+  Under a tf.distribute `strategy` (default: the current one) every replica takes its share
+  of the meta-batch's tasks (distribute.replica_share) and the shares' outputs and gradients
+  are all-reduced (summed) in one collective: the result is the single-device mean over the
+  meta-batch. The pre-adaptation query metrics are computed only where the bool tensor
+  with_pre is true, NaN elsewhere.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  base_seed = tf.constant([config.seed, TRAIN_STREAM], tf.int32)
+
+  def replica_step(episode, iteration, with_pre):
+    total = episode.support_x.shape[0]
+    share, first = distribute.replica_share(episode)
+    pre = tf.cond(with_pre, lambda: learner.mean_pre_adaptation_outputs(share, total),
+                  lambda: {'loss_pre': tf.constant(float('nan'), learner.dtype),
+                           'acc_pre': tf.constant(float('nan'))})
+    seed = meta_learner.fold_seed(base_seed, iteration)
+    out, grads = learner.meta_gradients(share, seed, iteration, first_task=first,
+                                        total_tasks=total)
+    return distribute.all_reduce_sum(({**out, **pre}, grads))
+
+  def meta_gradients(episode, iteration, with_pre):
+    return distribute.local(strategy, strategy.run(replica_step, (episode, iteration, with_pre)))
+  return meta_gradients
+
+
+def make_outer_step(learner, optimizer, config, strategy=None):
   """tf.function (episode meta-batch, iteration, with_pre) -> dict of mean 'loss', 'acc',
   'loss_pre', 'acc_pre', and 'grad_norm' (global norm of the meta-gradient before clipping;
   NaN or inf if any element is).
 
-  The learner's meta_gradients (e.g. adaptation of each task and the gradient of the mean query
-  loss), every element clipped to [-grad_clip, grad_clip], applied by the optimizer. The
+  The meta-gradient of make_meta_gradients (e.g. adaptation of each task and the gradient of
+  the mean query loss; all-reduced over the replicas of `strategy`), every element clipped to
+  [-grad_clip, grad_clip] after the reduction, applied once by the optimizer. The
   pre-adaptation query metrics (a forward of every query set, ~15% of the step) are computed
-  only where the bool tensor with_pre is true, NaN elsewhere. Traced once per episode shape.
+  only where with_pre is true. Traced once per episode shape.
   """
   variables = learner.meta_variables()
-  base_seed = tf.constant([config.seed, TRAIN_STREAM], tf.int32)
+  meta_gradients = make_meta_gradients(learner, config, strategy)
 
   @tf.function
   def step(episode, iteration, with_pre):
-    pre = tf.cond(with_pre, lambda: learner.mean_pre_adaptation_outputs(episode),
-                  lambda: {'loss_pre': tf.constant(float('nan'), learner.dtype),
-                           'acc_pre': tf.constant(float('nan'))})
-    seed = meta_learner.fold_seed(base_seed, iteration)
-    out, grads = learner.meta_gradients(episode, seed, iteration)
+    out, grads = meta_gradients(episode, iteration, with_pre)
     grad_norm = tf.linalg.global_norm(grads)
     grads = [tf.clip_by_value(g, -config.grad_clip, config.grad_clip) for g in grads]
     optimizer.apply_gradients(zip(grads, variables))
-    return {**out, **pre, 'grad_norm': grad_norm}
+    return {**out, 'grad_norm': grad_norm}
   return step
 
 
@@ -221,7 +250,27 @@ class StopRequests:
       signal.signal(s, handler)
 
 
-def train(config, workdir, progress=True):
+class _WorkerReport:
+  """The Reporter of a worker that is not the chief: writes nothing (the chief writes the run
+  directory), logs its own warnings to absl only."""
+
+  def add(self, outputs):
+    del outputs
+
+  def train_window(self, step, extra):
+    del step, extra
+
+  def evaluation(self, step, split, result):
+    del step, split, result
+
+  def log(self, fmt, *args):
+    logging.info(fmt, *args)
+
+  def close(self):
+    pass
+
+
+def train(config, workdir, progress=True, strategy=None):
   """Trains (or resumes) the run in `workdir` up to config.n_train_iters; returns final step.
 
   Writes <workdir>/config.json and flags.cfg once the data loaded and the checkpoint (if any)
@@ -230,33 +279,59 @@ def train(config, workdir, progress=True):
   overwritten). Checkpoints every save_freq iterations, at the end, and when interrupted
   (Ctrl-C, SIGTERM: after the running iteration), so rerunning the command resumes. A
   non-finite loss or meta-gradient raises DivergedError without saving that step.
+
+  strategy: a tf.distribute strategy (default: the current one) whose replicas share every
+  meta-batch. With several workers every worker runs this with the same arguments; only the
+  chief writes the run directory, and a SIGTERM to any worker stops all of them after the
+  same iteration with a checkpoint (TF's PreemptionCheckpointHandler).
   """
+  strategy = strategy or tf.distribute.get_strategy()
+  distribute.check_divides(config.metabatch, 'metabatch', strategy)
+  chief = distribute.is_chief(strategy)
   splits = data.load_splits(config, ('train', config.eval_split))
-  learner = learners.build(config)
-  optimizer = make_optimizer(learner, config)
-  ckpt = checkpoints.make_checkpoint(learner, optimizer)
+  with strategy.scope():
+    learner = learners.build(config)
+    optimizer = make_optimizer(learner, config)
+    ckpt = checkpoints.make_checkpoint(learner, optimizer)
   warnings = []
   restored, skipped = checkpoints.restore_newest(
       ckpt, workdir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
-  if skipped:
+  if skipped and chief:
     aside = checkpoints.set_aside(workdir, skipped)
     warnings.append(f'moved the unrestorable checkpoints to {aside}')
-  checkpoints.write_config(workdir, config)
-  manager = checkpoints.make_manager(ckpt, workdir, config.keep_checkpoints)
+  writer = distribute.CheckpointWriter(strategy, workdir)
+  if chief:
+    checkpoints.write_config(workdir, config)
+  manager = checkpoints.make_manager(ckpt, writer.directory, config.keep_checkpoints)
   step = int(ckpt.step.numpy())
-  report = Reporter(workdir, config, step, progress)
+  report = Reporter(workdir, config, step, progress) if chief else _WorkerReport()
   for warning in warnings:
     report.log('warning: %s', warning)
-  report.log('%s at iteration %d of %d in %s%s', 'resumed' if restored else 'started', step,
-             config.n_train_iters, workdir, f' from {restored}' if restored else '')
+  replicas = distribute.num_replicas(strategy)
+  report.log('%s at iteration %d of %d in %s%s%s', 'resumed' if restored else 'started', step,
+             config.n_train_iters, workdir, f' from {restored}' if restored else '',
+             f' on {replicas} replicas' if replicas > 1 else '')
   sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
                                 config.seed, 'train')
   episodes = iter(data.make_dataset(sampler, config.metabatch, start=step))
-  outer_step = make_outer_step(learner, optimizer, config)
-  eval_step = eval_lib.make_eval_step(learner, config.eval_mc_samp, config.seed)
+  outer_step = make_outer_step(learner, optimizer, config, strategy)
+  eval_step = eval_lib.make_eval_step(learner, config.eval_mc_samp, config.seed,
+                                      strategy=strategy)
   due = lambda freq: step % freq == 0 or step == config.n_train_iters
+
+  def checkpoint():
+    path = save(manager, int(ckpt.step.numpy()))
+    writer.cleanup()
+    return path
+
+  def preempted():
+    report.log('preempted: saved iteration %d to %s on every worker; rerun the same commands '
+               'to resume', int(ckpt.step.numpy()), os.path.join(workdir, checkpoints.CKPT_DIR))
+    raise KeyboardInterrupt
+
   try:
-    with StopRequests() as stop:
+    with StopRequests() as stop, tempfile.TemporaryDirectory(prefix='metadrop_') as scratch:
+      preemption = distribute.preemption_handler(strategy, checkpoint, preempted, scratch)
       while step < config.n_train_iters and not stop.requested:
         episode = next(episodes)
         outputs = run_outer_step(outer_step, episode, step, config)
@@ -264,20 +339,23 @@ def train(config, workdir, progress=True):
         report.add(outputs)
         step += 1
         ckpt.step.assign(step)
-        if due(config.log_freq):
-          report.train_window(step, {'meta_lr': float(optimizer.learning_rate),
+        if due(config.log_freq) and chief:
+          meta_lr = float(tf.convert_to_tensor(optimizer.learning_rate))
+          report.train_window(step, {'meta_lr': meta_lr,
                                      **noise_summaries(learner.network, episode.query_x[0])})
         if due(config.eval_freq):
           report.evaluation(step, config.eval_split, eval_lib.evaluate(
               learner, splits[config.eval_split], config, config.eval_split,
               config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
-              eval_step=eval_step))
+              eval_step=eval_step, strategy=strategy))
         if due(config.save_freq):
-          save(manager, step)
+          checkpoint()
+        if preemption is not None and step < config.n_train_iters:
+          preemption.save_checkpoint_if_preempted()
       if stop.requested and step < config.n_train_iters:
-        save(manager, step)
+        checkpoint()
         report.log('interrupted: saved iteration %d to %s; rerun the command to resume', step,
-                   manager.directory)
+                   os.path.join(workdir, checkpoints.CKPT_DIR))
         raise KeyboardInterrupt
   finally:
     report.close()

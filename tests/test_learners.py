@@ -356,7 +356,8 @@ class _Reptile(gradient.GradientLearner):
   """A learner with another outer update (Reptile: theta_0 - theta_S as the 'gradient'),
   written without touching the training loop."""
 
-  def meta_gradients(self, episode, seed, iteration=None):
+  def meta_gradients(self, episode, seed, iteration=None, first_task=0, total_tasks=None):
+    del first_task, total_tasks  # one task per meta-batch, never distributed here
     state = self.adapt(episode.support_x[0], episode.support_y[0], seed)[-1]
     grads = [self.network.theta[n] - state[n] if n in state else tf.zeros_like(v)
              for n, v in zip(list(self.network.theta) + list(self.network.beta),

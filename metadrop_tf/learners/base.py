@@ -119,24 +119,48 @@ class Learner:
       per_task.append(outputs)
     return meta_learner.stacked(per_task)
 
-  def meta_objective(self, episode, seed, iteration=None, mc_samples=1) -> dict:
+  def meta_objective(self, episode, seed, iteration=None, mc_samples=1, first_task=0,
+                     total_tasks=None) -> dict:
     """Mean task_outputs over the meta-batch (task b seeded by fold_seed(seed, b); training
-    uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and 'acc'."""
-    seeds = meta_learner.task_seeds(seed, 0, episode.support_x.shape[0])
+    uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and 'acc'.
+
+    A replica's share (metadrop_tf.distribute): `episode` holds tasks first_task (int or int64
+    tensor) onward of a meta-batch of total_tasks; the outputs are then their sum divided by
+    total_tasks, so the shares of the replicas add up to the meta-batch mean.
+    """
+    n = episode.support_x.shape[0]
+    seeds = meta_learner.task_seeds(seed, first_task, n)
     per_task = self.per_task_outputs(episode, seeds, mc_samples, with_pre=False,
                                      iteration=iteration)
-    return {k: tf.reduce_mean(v) for k, v in per_task.items()}
+    return share_of_mean(per_task, n if total_tasks is None else total_tasks)
 
-  def meta_gradients(self, episode, seed, iteration=None):
-    """(meta_objective outputs, gradients of meta_variables()); override for another outer
-    update (e.g. one that is not the gradient of a query loss)."""
+  def meta_gradients(self, episode, seed, iteration=None, first_task=0, total_tasks=None):
+    """(meta_objective outputs, gradients of meta_variables()) of the tasks in `episode`, a
+    share of a meta-batch as in meta_objective (summed over the shares: the meta-batch's).
+    Override for another outer update (e.g. one that is not the gradient of a query loss),
+    keeping that sum rule so it distributes."""
     variables = self.meta_variables()
     with tf.GradientTape() as tape:
-      outputs = self.meta_objective(episode, seed, iteration)
+      outputs = self.meta_objective(episode, seed, iteration, first_task=first_task,
+                                    total_tasks=total_tasks)
     return outputs, tape.gradient(outputs['loss'], variables)
 
-  def mean_pre_adaptation_outputs(self, episode) -> dict:
-    """pre_adaptation_outputs averaged over the tasks of a meta-batch: dict of scalars."""
+  def mean_pre_adaptation_outputs(self, episode, total_tasks=None) -> dict:
+    """pre_adaptation_outputs averaged over the tasks of a meta-batch (or of a share of one,
+    as meta_objective): dict of scalars."""
     per_task = [self.pre_adaptation_outputs(episode.query_x[b], episode.query_y[b])
                 for b in range(episode.query_x.shape[0])]
-    return {k: tf.reduce_mean(v) for k, v in meta_learner.stacked(per_task).items()}
+    total = episode.query_x.shape[0] if total_tasks is None else total_tasks
+    return share_of_mean(meta_learner.stacked(per_task), total)
+
+
+def share_of_mean(per_task: dict, total_tasks: int) -> dict:
+  """dict of [n] per-task values -> their sum / total_tasks (the mean when n == total_tasks,
+  computed as tf.reduce_mean, which the committed runs used)."""
+  out = {}
+  for key, values in per_task.items():
+    if values.shape[0] == total_tasks:
+      out[key] = tf.reduce_mean(values)
+    else:
+      out[key] = tf.reduce_sum(values) / tf.cast(total_tasks, values.dtype)
+  return out
