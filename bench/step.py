@@ -2,7 +2,7 @@
 
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
                        [--pre_adapt_freq=10] [--profile] [--strategy=mirrored|multi_worker]
-                       [--replicas=2] [--threads=N]
+                       [--replicas=2] [--threads=N] [--backbone=resnet12 --resnet_widths=...]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -46,12 +46,19 @@ PROFILED_ITERS = 2
 
 
 def conv_gflop_per_image(config):
-  """Forward conv FLOPs of one image (theta and phi convolutions for metadrop)."""
-  (size, _, c_in), c = config.image_shape, config.n_channels
-  c_out = 2 * c if config.noisy else c
+  """Forward conv FLOPs of one image (theta and phi convolutions for metadrop). ResNet-12:
+  three 3x3 convs (doubled by phi with noise) and a 1x1 shortcut per stage at its input size."""
+  (size, _, c_in) = config.image_shape
+  noise = 2 if config.noisy else 1
   total = 0
+  if config.backbone == 'resnet12':
+    for w in config.widths:
+      total += 2 * size * size * (noise * 9 * (c_in * w + 2 * w * w) + c_in * w)
+      c_in, size = w, size // 2
+    return total / 1e9
+  c = config.n_channels
   for _ in range(4):
-    total += 2 * size * size * 9 * c_in * c_out
+    total += 2 * size * size * 9 * c_in * noise * c
     c_in, size = c, size // 2
   return total / 1e9
 
@@ -156,7 +163,8 @@ def allreduce_seconds(strategy, variables, iters):
 
 
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
-             gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0):
+             gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
+             backbone='conv4', resnet_widths='64,160,320,640'):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -175,6 +183,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
                              meta_lr=meta_lr, maml=method == 'maml',
                              precision=precision, pre_adapt_freq=pre_adapt_freq,
                              gradient_checkpointing=gradient_checkpointing,
+                             backbone=backbone, resnet_widths=resnet_widths,
                              strategy=strategy_name, intra_op_threads=threads_,
                              cpu_devices=replicas if strategy_name == 'mirrored' else 0
                              ).validate()
@@ -214,7 +223,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
     times.append((time.perf_counter() - start) / (metabatch if test else 1))
   gflop = analytic_gflop(config, test)
   median = float(np.median(times))
-  result = {'case': name, 'precision': precision, 'n_steps': config.n_steps,
+  result = {'case': name, 'backbone': backbone, 'precision': precision,
+            'n_steps': config.n_steps,
             'gradient_checkpointing': gradient_checkpointing, 'median_s': round(median, 3),
             'mean_s': round(float(np.mean(times)), 3),
             'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
@@ -272,6 +282,8 @@ def main():
   parser.add_argument('--threads', type=int, default=0,
                       help='intra-op threads per process (0: auto; multi_worker: cores / '
                       'replicas)')
+  parser.add_argument('--backbone', default='conv4', choices=['conv4', 'resnet12'])
+  parser.add_argument('--resnet_widths', default='64,160,320,640')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -280,7 +292,8 @@ def main():
     for name in cases:
       result = run_case(name, args.iters, args.precision, args.pre_adapt_freq, args.peak,
                         args.profile, args.n_steps, args.gradient_checkpointing,
-                        args.strategy, args.replicas, args.threads)
+                        args.strategy, args.replicas, args.threads, args.backbone,
+                        args.resnet_widths)
       if result is not None:
         print(json.dumps(result), flush=True)
     return
@@ -293,7 +306,8 @@ def main():
             f'--iters={args.iters}', f'--precision={args.precision}',
             f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}',
             f'--n_steps={args.n_steps}', f'--strategy={args.strategy}',
-            f'--replicas={args.replicas}', f'--threads={threads_}']
+            f'--replicas={args.replicas}', f'--threads={threads_}',
+            f'--backbone={args.backbone}', f'--resnet_widths={args.resnet_widths}']
     argv += (['--profile'] if args.profile else []) + (
         ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
     if args.strategy != 'multi_worker':

@@ -39,9 +39,11 @@ ADDED_KEYS = {
     'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
+    'backbone': 'conv4', 'resnet_widths': '64,160,320,640',
 }
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
+BACKBONES = ('conv4', 'resnet12')  # model.py, resnet.py
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.distribute
 
 
@@ -93,7 +95,9 @@ class Config:
   lr_step_iters: int = 10000  # step schedule: multiply by lr_step_gamma every this many
   lr_step_gamma: float = 0.5
   grad_clip: float = 3.0
-  channels: int = 0  # 0 means the dataset's reference width (64 Omniglot, 32 miniImageNet)
+  backbone: str = 'conv4'  # the reference's conv-4, or resnet12
+  channels: int = 0  # conv-4 width; 0 means the dataset's reference (64 Omniglot, 32 mImgNet)
+  resnet_widths: str = '64,160,320,640'  # the four stage widths of resnet12
   bn_mode: str = 'transductive'
   precision: str = 'float32'
   noise_sampler: str = 'box_muller'
@@ -129,6 +133,11 @@ class Config:
   @property
   def resolved_data_dir(self) -> str:
     return self.data_dir or os.path.join('data', self.dataset)
+
+  @property
+  def widths(self) -> tuple:
+    """resnet_widths as a tuple of ints (validate() checks the text)."""
+    return tuple(int(w) for w in self.resnet_widths.split(','))
 
   @property
   def learner_name(self) -> str:
@@ -201,6 +210,15 @@ class Config:
     for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch', 'cpu_devices'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
+    if self.backbone not in BACKBONES:
+      raise ConfigError(f'--backbone={self.backbone!r} must be one of {list(BACKBONES)}')
+    parts = self.resnet_widths.split(',')
+    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+      raise ConfigError(f'--resnet_widths={self.resnet_widths!r} must be four positive '
+                        'integers separated by commas, e.g. 64,160,320,640')
+    if self.channels and self.backbone != 'conv4':
+      raise ConfigError('--channels is the width of conv-4; --backbone=resnet12 takes '
+                        '--resnet_widths')
     if self.channels < 0:
       raise ConfigError(f'--channels={self.channels} must be >= 0 (0: dataset default)')
     if self.way < 2:

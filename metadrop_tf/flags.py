@@ -71,7 +71,11 @@ _HELP = {
     'lr_step_iters': 'Iterations between the drops of --lr_schedule=step.',
     'lr_step_gamma': 'Factor of each drop of --lr_schedule=step.',
     'grad_clip': 'Clip every meta-gradient element to [-grad_clip, grad_clip].',
-    'channels': 'Conv width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
+    'backbone': 'Network: conv4 (the reference) or resnet12 (four residual stages, global '
+                'average pooling; Meta Dropout noise on every 3x3 conv).',
+    'channels': 'conv4 width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
+    'resnet_widths': 'The four stage widths of --backbone=resnet12 (64,128,256,512 is the '
+                     'lighter option).',
     'bn_mode': 'Batch norm statistics: transductive (the reference: statistics of each batch).',
     'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
     'noise_sampler': 'N(0, 1) draws of the noise: box_muller (vectorized, 1.7x faster on CPU) '

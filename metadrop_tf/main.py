@@ -90,15 +90,33 @@ def _saved_config(savedir):
   return saved, None  # None: everything
 
 
+def _describe():
+  """--describe: the network of the flags, its parameters counted; trains nothing."""
+  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  config = flags_lib.config_from_flags()
+  learners.check(config)
+  network = model_lib.build_model(config)
+  widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
+  print(f'{config.backbone} (widths {widths}), {config.dataset} {config.image_shape} '
+        f'{config.way}-way, {config.method}')
+  print(model_lib.describe(network))
+
+
 def _strategy(config, training):
   """Thread pools, logical devices and the tf.distribute strategy, before any TF op runs."""
   threads.configure(config, training=training)
   distribute.configure_devices(config)
-  return distribute.make_strategy(config)
+  strategy = distribute.make_strategy(config)
+  # A multi-worker strategy starts TF's coordination service, whose preemption notifier takes
+  # over SIGTERM in C++: take it back (training then hands it to TF's preemption handler).
+  signal.signal(signal.SIGTERM, _interrupt)
+  return strategy
 
 
 def train_main():
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  if FLAGS.describe:
+    return _describe()
   savedir = _savedir()
   saved, mutable = _saved_config(savedir)
   config = flags_lib.config_from_flags(saved, mutable)
@@ -200,6 +218,11 @@ def _define(kind, name, default, help_text, **kwargs):
     getattr(flags, f'DEFINE_{kind}')(name, default, help_text, **kwargs)
 
 
+def define_train_flags():
+  _define('bool', 'describe', False, 'Print the network of these flags and its parameter '
+          'counts per group and variable, then exit (no --savedir needed).')
+
+
 def define_export_flags():
   _define('enum', 'mode', 'savedmodel',
           'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump of features '
@@ -226,7 +249,7 @@ def define_evaluate_flags():
 
 
 PROGRAMS = {
-    'train': (train_main, ()),
+    'train': (train_main, (define_train_flags,)),
     'evaluate': (evaluate_main, (define_evaluate_flags,)),
     'export': (export_main, (define_export_flags,)),
 }

@@ -1,15 +1,18 @@
 """The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
 
-The first implementation of the network interface (metadrop_tf/network.py): topology only.
-Without noise (maml=True) phi is kept, unused.
+The first implementation of the network interface (metadrop_tf/network.py): topology only
+(ResNet-12 is resnet.py); build_model makes the network a Config names. Without noise
+(maml=True) phi is kept, unused.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import layers
 from metadrop_tf import network
+from metadrop_tf import resnet
 
 N_BLOCKS = 4
 KERNEL_SIZE = 3
@@ -139,18 +142,46 @@ ACTIVATIONS_PER_NOISY_IMAGE = 16
 
 def meta_test_bytes_per_episode(config) -> int:
   """Estimated peak activation bytes of one meta-test episode of this network (float32): the
-  first block's map of every support image and MC copy dominates."""
+  first block's map of every support image and MC copy dominates. ResNet-12 has three 3x3
+  convs and a shortcut at full resolution where conv-4 has one conv: counted three times
+  (an estimate, not measured)."""
   height, width, _ = config.image_shape
-  return (ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.way * config.shot
-          * height * width * config.n_channels * 4)
+  channels, factor = config.n_channels, 1
+  if config.backbone == 'resnet12':
+    channels, factor = config.widths[0], 3
+  return (factor * ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.way
+          * config.shot * height * width * channels * 4)
 
 
 def build_model(config, dtype='float32'):
-  """The network a Config describes (dataset shape, width, way, noise on or off, precision,
-  seed, sampler)."""
+  """The network a Config describes (backbone, dataset shape, width, way, noise on or off,
+  precision, seed, sampler)."""
   way = 0 if config.zero_head else config.way  # a zero head is made per task
+  if config.backbone == 'resnet12':
+    return resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
+                           dtype=dtype,
+                           compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
+                           seed=config.seed, noise_sampler=config.noise_sampler)
   return MetaDropoutNet(way, config.image_shape, config.n_channels,
                         maml=not config.noisy,
                         dtype=dtype,
                         compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
                         seed=config.seed, noise_sampler=config.noise_sampler)
+
+
+def describe(network) -> str:
+  """A table of the network's parameters: per group, then every variable with its shape."""
+  count = lambda v: int(np.prod(v.shape))
+  groups = {'theta': network.theta, 'phi': network.phi, 'beta': network.beta}
+  lines = [f'{"group":<8}{"parameters":>14}  role']
+  roles = {'theta': 'adapted by the inner loop', 'phi': "Meta Dropout's noise generator",
+           'beta': 'batch-norm offsets, meta-learned only'}
+  for name, group in groups.items():
+    lines.append(f'{name:<8}{sum(count(v) for v in group.values()):>14,}  {roles[name]}')
+  trained = sum(count(v) for v in network.meta_variables())
+  lines.append(f'{"trained":<8}{trained:>14,}  meta-trained (phi only with noise)')
+  lines.append('')
+  for name, group in groups.items():
+    for key, v in group.items():
+      lines.append(f'{name:<8}{key:<28}{str(tuple(v.shape)):>22}{count(v):>12,}')
+  return '\n'.join(lines)

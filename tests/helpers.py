@@ -115,3 +115,43 @@ def run_program(program, *args):
   except SystemExit as e:
     return e.code if isinstance(e.code, int) else (0 if e.code is None else e.code)
   return 0
+
+
+# --- finite-difference checks of meta-gradients (float64 learners; used by several modules) --
+FD_SEED = tf.constant([7, 11], tf.int32)
+FD_MC = 2  # MC samples of the support loss in these checks (training uses 1)
+
+
+def meta_loss(learner, episode, iteration=None):
+  return learner.meta_objective(episode, FD_SEED, iteration, mc_samples=FD_MC)['loss']
+
+
+def meta_gradients(learner, episode, variables, iteration=None):
+  with tf.GradientTape() as tape:
+    loss = meta_loss(learner, episode, iteration)
+  return tape.gradient(loss, variables)
+
+
+def finite_difference(learner, episode, variable, index, iteration=None, h=1e-7):
+  """Central difference. h is small because the meta-loss is only piecewise smooth: the inner
+  gradients jump where a ReLU or max-pool switches, and on a tiny net such points are ~1e-4 away."""
+  def at(delta):
+    original = variable.numpy()
+    bumped = original.copy()
+    bumped[index] += delta
+    variable.assign(bumped)
+    value = float(meta_loss(learner, episode, iteration))
+    variable.assign(original)
+    return value
+  return (at(h) - at(-h)) / (2 * h)
+
+
+def check_against_finite_differences(learner, episode, variable, iteration=None):
+  grad = meta_gradients(learner, episode, [variable], iteration)[0].numpy()
+  assert np.abs(grad).max() > 0, variable.path
+  rng = np.random.default_rng(0)
+  indices = [np.unravel_index(np.argmax(np.abs(grad)), grad.shape)]
+  indices += [tuple(rng.integers(0, s) for s in grad.shape) for _ in range(2)]
+  for index in indices:
+    numeric = finite_difference(learner, episode, variable, index, iteration)
+    np.testing.assert_allclose(grad[index], numeric, rtol=1e-5, atol=1e-9)

@@ -185,7 +185,7 @@ def test_distributed_evaluation_gives_the_single_process_episodes(two_worker_run
 
 @pytest.mark.slow
 def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
-  flags = [f'--savedir={two_worker_run}', '--strategy=multi_worker', '--n_test_iters=40',
+  flags = [f'--savedir={two_worker_run}', '--strategy=multi_worker', '--n_test_iters=1000',
            '--test_metabatch=1', '--split=train']
   partial = os.path.join(two_worker_run, 'eval_train.partial.json')
   procs = _start_workers(['evaluate.py', *flags])
@@ -198,12 +198,12 @@ def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
     p.send_signal(signal.SIGTERM)
   _wait(procs)
   done = len(json.load(open(partial))['outputs']['acc'])
-  assert 4 <= done < 40
+  assert 4 <= done < 1000
   outputs = _run_workers(['evaluate.py', *flags])
   assert f'continuing after the {done} episodes' in outputs[0]
   with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
     resumed = json.load(f)['per_episode_accuracy']
-  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}', '--n_test_iters=40',
+  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}', '--n_test_iters=1000',
                              '--split=train') == 0
   with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
     assert json.load(f)['per_episode_accuracy'] == resumed

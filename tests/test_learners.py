@@ -19,43 +19,14 @@ from metadrop_tf import meta_learner
 from metadrop_tf import train_lib
 from metadrop_tf.learners import gradient
 
-SEED = tf.constant([7, 11], tf.int32)
-MC = 2  # MC samples of the support loss in these tests (training uses 1)
+SEED = helpers.FD_SEED
+MC = helpers.FD_MC  # MC samples of the support loss in these tests (training uses 1)
 
 
-def _meta_loss(learner, episode, iteration=None):
-  return learner.meta_objective(episode, SEED, iteration, mc_samples=MC)['loss']
-
-
-def _gradients(learner, episode, variables, iteration=None):
-  with tf.GradientTape() as tape:
-    loss = _meta_loss(learner, episode, iteration)
-  return tape.gradient(loss, variables)
-
-
-def _finite_difference(learner, episode, variable, index, iteration=None, h=1e-7):
-  """Central difference. h is small because the meta-loss is only piecewise smooth: the inner
-  gradients jump where a ReLU or max-pool switches, and on a tiny net such points are ~1e-4 away."""
-  def at(delta):
-    original = variable.numpy()
-    bumped = original.copy()
-    bumped[index] += delta
-    variable.assign(bumped)
-    value = float(_meta_loss(learner, episode, iteration))
-    variable.assign(original)
-    return value
-  return (at(h) - at(-h)) / (2 * h)
-
-
-def _check_against_finite_differences(learner, episode, variable, iteration=None):
-  grad = _gradients(learner, episode, [variable], iteration)[0].numpy()
-  assert np.abs(grad).max() > 0, variable.path
-  rng = np.random.default_rng(0)
-  indices = [np.unravel_index(np.argmax(np.abs(grad)), grad.shape)]
-  indices += [tuple(rng.integers(0, s) for s in grad.shape) for _ in range(2)]
-  for index in indices:
-    numeric = _finite_difference(learner, episode, variable, index, iteration)
-    np.testing.assert_allclose(grad[index], numeric, rtol=1e-5, atol=1e-9)
+_meta_loss = helpers.meta_loss
+_gradients = helpers.meta_gradients
+_finite_difference = helpers.finite_difference
+_check_against_finite_differences = helpers.check_against_finite_differences
 
 
 def _variable(learner, group, name):

@@ -1,0 +1,158 @@
+"""ResNet-12 as used in few-shot learning, on the network interface (metadrop_tf/network.py).
+
+Four residual stages of width w_s (default 64-160-320-640; 64-128-256-512 the lighter option);
+each stage:
+
+  x -> conv3x3 a -> BN -> leaky ReLU(0.1) -> conv3x3 b -> BN -> leaky ReLU -> conv3x3 c -> BN
+  x -> conv1x1 shortcut -> BN
+  sum -> leaky ReLU -> 2x2 max-pool
+
+then global average pooling to features [n, w_3] and a dense head [w_3, N].
+
+Parameters, in the groups of the interface:
+  theta  stage<s>_conv{a,b,c}_kernel [3, 3, C_in, w_s] and stage<s>_shortcut_kernel
+         [1, 1, C_in, w_s] (no biases: batch norm follows every conv), dense_kernel / _bias
+  beta   stage<s>_bn{a,b,c,shortcut} [w_s]: batch-norm offsets, meta-learned and not adapted
+         (the conv-4 reference's treatment of batch norm: transductive statistics, offset only)
+  phi    Meta Dropout's noise generator: for each 3x3 conv a conv of the same shape plus a
+         bias, alpha = conv(x) + b, whose output multiplies that conv's output by
+         softplus(alpha + eps) before its batch norm (as conv-4 does per block: noise on every
+         3x3 conv, the finest placement; the shortcut's 1x1 conv is left noiseless, it only
+         matches widths), and the conv-4 head's logit noise (dense_kernel [w_3, 1], _bias [1]).
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from metadrop_tf import layers
+from metadrop_tf import network
+
+WIDTHS = (64, 160, 320, 640)
+LIGHT_WIDTHS = (64, 128, 256, 512)
+LEAK = 0.1
+CONVS = ('a', 'b', 'c')
+
+
+class ResNet12(network.Network):
+  """ResNet-12 with Meta Dropout's noise on every 3x3 conv (module docstring).
+
+  Args:
+    way: N, classes of the head (0: a head made per task, --zero_head).
+    image_shape: (H, W, C); H and W are pooled by 16 (then averaged away).
+    widths: the four stage widths.
+    maml: no noise; phi is created (same checkpoints either way) but never used or trained.
+    dtype, compute_dtype, seed, noise_sampler: as model.MetaDropoutNet.
+  """
+
+  def __init__(self, way, image_shape, widths=WIDTHS, maml=False, dtype='float32',
+               compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):
+    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
+    if len(widths) != 4 or min(widths) < 1:
+      raise ValueError(f'ResNet-12 needs 4 positive stage widths, got {list(widths)}')
+    self.way, self.image_shape, self.widths = way, tuple(image_shape), tuple(widths)
+    self.compute_dtype_override = compute_dtype
+    self.sampler = layers.SAMPLERS[noise_sampler]
+    self.feature_dim = self.widths[-1]
+    c_in = image_shape[-1]
+    for s, w in enumerate(self.widths):
+      for i, conv in enumerate(CONVS):
+        shape = (3, 3, c_in if i == 0 else w, w)
+        for group in ('theta', 'phi'):
+          self._weight(group, f'stage{s}_conv{conv}_kernel', shape, self._he(shape))
+        self._weight('phi', f'stage{s}_conv{conv}_bias', (w,), 'zeros')
+        self._weight('beta', f'stage{s}_bn{conv}', (w,), 'zeros')
+      shape = (1, 1, c_in, w)
+      self._weight('theta', f'stage{s}_shortcut_kernel', shape, self._he(shape))
+      self._weight('beta', f'stage{s}_bnshortcut', (w,), 'zeros')
+      c_in = w
+    for group, columns in (('theta', way), ('phi', 1)):
+      self._weight(group, 'dense_kernel', (c_in, columns),
+                   keras.initializers.RandomNormal(stddev=0.02, seed=self._next_seed()))
+      self._weight(group, 'dense_bias', (columns,), 'zeros')
+    self.built = True
+
+  def _he(self, shape):
+    """He-normal for a conv kernel of `shape` (fan-in), truncated, seeded."""
+    fan_in = shape[0] * shape[1] * shape[2]
+    return keras.initializers.TruncatedNormal(stddev=(2.0 / fan_in) ** 0.5,
+                                              seed=self._next_seed())
+
+  def _conv(self, h, kernel):
+    return layers.conv2d(h, kernel, tf.zeros([kernel.shape[-1]], h.dtype),
+                         self.compute_dtype_override)
+
+  def stage_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+                    with_noise_scales=False):
+    """Outputs of the 4 stages, [copies * n, H/2^(s+1), W/2^(s+1), w_s] each, for images x
+    [n, H, W, C]; with_noise_scales: also {conv name: softplus(alpha)} (deterministic).
+
+    sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
+    Monte-Carlo samples of every image, stacked copy by copy, each copy batch-normalized with
+    its own statistics (as conv-4).
+    """
+    theta = self.theta if theta is None else theta
+    phi = self.phi if phi is None else phi
+    beta = self.beta
+    noisy = not self.maml
+    sample = sample and noisy
+    seeds = tfp.random.split_seed(seed, n=4 * len(CONVS)) if sample else [None] * 12
+    h = tf.cast(x, self.dtype)
+    if copies > 1:
+      h = tf.tile(h, [copies, 1, 1, 1])
+    outputs, scales = [], {}
+    for s in range(4):
+      stage_in, out = h, h
+      for i, conv in enumerate(CONVS):
+        name = f'stage{s}_conv{conv}'
+        out_mu = self._conv(out, theta[f'{name}_kernel'])
+        if noisy and (sample or with_noise_scales):
+          alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
+          if with_noise_scales:
+            scales[name] = tf.nn.softplus(alpha)
+          out_mu = layers.multiplicative_noise(out_mu, alpha, sample, seeds[3 * s + i],
+                                               self.sampler)
+        out = layers.batch_norm(out_mu, beta[f'stage{s}_bn{conv}'], copies)
+        if conv != CONVS[-1]:
+          out = tf.nn.leaky_relu(out, LEAK)
+      shortcut = layers.batch_norm(self._conv(stage_in, theta[f'stage{s}_shortcut_kernel']),
+                                   beta[f'stage{s}_bnshortcut'], copies)
+      h = tf.nn.max_pool2d(tf.nn.leaky_relu(out + shortcut, LEAK), ksize=2, strides=2,
+                           padding='VALID')
+      outputs.append(h)
+    return (outputs, scales) if with_noise_scales else outputs
+
+  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """The stage outputs (what visualization plots per block, as conv-4's blocks)."""
+    return self.stage_outputs(x, theta, sample, seed, copies, phi)
+
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Globally average-pooled features [copies * n, w_3]; arguments as stage_outputs."""
+    return tf.reduce_mean(self.stage_outputs(x, theta, sample, seed, copies, phi)[-1],
+                          axis=[1, 2])
+
+  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Logits [copies * n, N] of images x [n, H, W, C]; arguments as stage_outputs."""
+    theta = self.theta if theta is None else theta
+    phi = self.phi if phi is None else phi
+    noisy = not self.maml
+    sample = sample and noisy
+    feature_seed, head_seed = tfp.random.split_seed(seed, n=2) if sample else (None, None)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi)
+    return layers.noisy_head(
+        feats, theta['dense_kernel'], theta['dense_bias'],
+        phi_kernel=phi['dense_kernel'] if noisy else None,
+        phi_bias=phi['dense_bias'] if noisy else None,
+        sample=sample, seed=head_seed, sampler=self.sampler)
+
+  def noise_scales(self, x, theta=None) -> dict:
+    """softplus(alpha) of every 3x3 conv ('stage<s>_conv<c>', [n, H_s, W_s, w_s]) and the
+    logit-noise scale ('logit_sigma', [n, 1]) of images x; empty without noise."""
+    if self.maml:
+      return {}
+    outputs, scales = self.stage_outputs(x, theta, with_noise_scales=True)
+    feats = tf.reduce_mean(outputs[-1], axis=[1, 2])
+    phi = self.phi
+    scales['logit_sigma'] = tf.nn.softplus(tf.matmul(feats, phi['dense_kernel'])
+                                           + phi['dense_bias'])
+    return scales
