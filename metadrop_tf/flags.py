@@ -76,7 +76,10 @@ _HELP = {
     'channels': 'conv4 width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
     'resnet_widths': 'The four stage widths of --backbone=resnet12 (64,128,256,512 is the '
                      'lighter option).',
-    'bn_mode': 'Batch norm statistics: transductive (the reference: statistics of each batch).',
+    'bn_mode': 'Batch norm statistics: transductive (the reference: each batch its own, query '
+               'included) or inductive (the query is normalized with the support statistics of '
+               'the adapted weights, so each query prediction depends on that image alone) or '
+               'per_step (MAML++ BNRS + BNWB: inductive, with learned offsets per inner step).',
     'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
     'noise_sampler': 'N(0, 1) draws of the noise: box_muller (vectorized, 1.7x faster on CPU) '
                      'or tfp (tfp Normal.sample); same distribution, different streams.',

@@ -73,6 +73,21 @@ def batch_norm_reference(x, offset, groups=1):
   return tf.reshape(normalized, shape) + offset
 
 
+def moments(x):
+  """Mean and (biased) variance of x [n, H, W, C] over n, H and W: [C] each, written out
+  (exact to any order: no stop-gradient as in tf.nn.moments)."""
+  mean = tf.reduce_mean(x, axis=[0, 1, 2])
+  return mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
+
+
+def normalize(x, offset, statistics):
+  """Inductive batch norm, offset only: x [n, H, W, C] normalized with given statistics
+  (mean, variance: [C] each; e.g. a support set's), so each image's output depends on that
+  image alone."""
+  mean, variance = statistics
+  return (x - mean) * tf.math.rsqrt(variance + BN_EPSILON) + offset
+
+
 def box_muller_normal(shape, seed, dtype=tf.float32):
   """Exact N(0, 1) samples of `shape` from a stateless seed (int32 [2]), by Box-Muller.
 
@@ -114,15 +129,29 @@ def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal
   return mu * tf.nn.softplus(z)
 
 
-def _normalize_and_pool(h, offset, groups):
-  """batch norm (per group) -> ReLU -> 2x2 max-pool: [n,H,W,C] -> [n,H/2,W/2,C]."""
-  h = tf.nn.relu(batch_norm(h, offset, groups))
+def norm(h, offset, groups=1, statistics=None):
+  """The batch norm of a block: batch_norm (transductive: the batch's statistics, per group)
+  or, given statistics (mean, variance), normalize (inductive)."""
+  if statistics is None:
+    return batch_norm(h, offset, groups)
+  return normalize(h, offset, statistics)
+
+
+def _normalize_and_pool(h, offset, groups, statistics=None):
+  """batch norm (per group, or with given statistics) -> ReLU -> 2x2 max-pool:
+  [n,H,W,C] -> [n,H/2,W/2,C]."""
+  h = tf.nn.relu(norm(h, offset, groups, statistics))
   return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
 
 
 def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal):
+               sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal,
+               statistics=None, return_statistics=False):
   """conv -> noise -> batch norm -> ReLU -> 2x2 max-pool: [n,H,W,Cin] -> [n,H/2,W/2,C].
+
+  statistics: (mean, variance) [C] for inductive batch norm (norm), None for the batch's.
+  return_statistics: also return the batch's (mean, variance) before the norm (moments; the
+  block then normalizes with them, one group).
 
   With phi (Meta Dropout) mu and alpha are two convolutions of the same input; without phi
   (MAML) there is no noise at all. (One convolution with the kernels concatenated, then split,
@@ -132,7 +161,10 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
   if phi_kernel is not None:
     h = multiplicative_noise(h, conv2d(x, phi_kernel, phi_bias, compute_dtype), sample, seed,
                              sampler)
-  return _normalize_and_pool(h, offset, groups)
+  if return_statistics:
+    statistics = moments(h)
+    return _normalize_and_pool(h, offset, groups, statistics), statistics
+  return _normalize_and_pool(h, offset, groups, statistics)
 
 
 def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,

@@ -65,37 +65,57 @@ class MetaDropoutNet(network.Network):
       self._weight(group, 'dense_bias', (columns,), 'zeros')
     self.built = True
 
-  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+                    statistics=None, return_statistics=False, beta=None):
     """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
     copies: M Monte-Carlo samples of every image, stacked copy by copy on the batch axis;
       batch norm keeps per-copy statistics (SPEC "Inner loop").
     theta, phi: weights as dicts of tensors (default: the variables).
+    statistics: per block (mean, variance) [C] for inductive batch norm (one copy); None: the
+      batch's statistics (transductive). return_statistics: also return the batch's statistics
+      of every block (a list; one copy). beta: batch-norm offsets as a dict of tensors (default:
+      the variables; e.g. one inner step's, --bn_mode=per_step).
     """
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    beta = self.beta
+    beta = self.beta if beta is None else beta
     sample = sample and not self.maml
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
-    h, outputs = tf.cast(x, self.dtype), []
+    h, outputs, collected = tf.cast(x, self.dtype), [], []
+    per_image = statistics is not None or return_statistics
+    if per_image and copies != 1:
+      raise ValueError('inductive batch norm statistics are of one copy (copies=1)')
     for b in range(N_BLOCKS):
       args = (h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
               None if self.maml else phi[f'conv{b}_kernel'],
               None if self.maml else phi[f'conv{b}_bias'])
       kwargs = dict(sample=sample, seed=seeds[b], compute_dtype=self.compute_dtype_override,
                     sampler=self.sampler)
-      if b == 0:
+      if return_statistics:
+        h, block_statistics = layers.conv_block(*args, return_statistics=True, **kwargs)
+        collected.append(block_statistics)
+      elif per_image:
+        h = layers.conv_block(*args, statistics=statistics[b], **kwargs)
+      elif b == 0:
         h = layers.conv_block_copies(*args, copies=copies, **kwargs)
       else:
         h = layers.conv_block(*args, groups=copies, **kwargs)
       outputs.append(h)
-    return outputs
+    return (outputs, collected) if return_statistics else outputs
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def batch_statistics(self, x, theta=None, beta=None) -> list:
+    """Per block, (mean, variance) [C] of the batch x [n, H, W, C] before its batch norm, in
+    the deterministic forward with weights theta: what inductive batch norm normalizes other
+    images with (e.g. the support's, for the query)."""
+    return self.block_outputs(x, theta, return_statistics=True, beta=beta)[1]
+
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+               statistics=None, beta=None):
     """Flattened features [copies * n, F] of images x [n, H, W, C]; arguments as block_outputs."""
-    return tf.reshape(self.block_outputs(x, theta, sample, seed, copies, phi)[-1],
-                      [-1, self.feature_dim])
+    outputs = self.block_outputs(x, theta, sample, seed, copies, phi, statistics, beta=beta)
+    return tf.reshape(outputs[-1], [-1, self.feature_dim])
 
   def head(self, features, theta=None, sample=False, seed=None, phi=None):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
@@ -108,14 +128,15 @@ class MetaDropoutNet(network.Network):
         phi_bias=phi['dense_bias'] if noisy else None,
         sample=sample and noisy, seed=seed, sampler=self.sampler)
 
-  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
+           beta=None):
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs."""
     sample = sample and not self.maml
     if sample:
       feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
     else:
       feature_seed = head_seed = None
-    feats = self.features(x, theta, sample, feature_seed, copies, phi)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta)
     return self.head(feats, theta, sample, head_seed, phi)
 
   def noise_scales(self, x, theta=None):

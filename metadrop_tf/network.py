@@ -7,8 +7,11 @@ first implementation, and a new backbone subclasses Network and writes only its 
   head_names               the theta names of the classifier head (ANIL adapts these)
   select(spec)             theta names an --adapt_params value selects
   initial_theta(), read_phi()   the groups as dicts of tensors
-  call(x, theta=, sample=, seed=, copies=, phi=)   logits [copies * n, N] from explicit fast
-                           weights (a dict of tensors; the variables when None)
+  call(x, theta=, sample=, seed=, copies=, phi=, statistics=, beta=)
+                           logits [copies * n, N] from explicit fast weights (dicts of
+                           tensors; the variables when None), batch norm with given
+                           statistics (inductive) or the batch's, and given offsets beta
+  batch_statistics(x, theta=, beta=)   per batch norm, (mean, variance) of the batch x
   features(x, theta=...)   the representation [n, F] the head reads
   noise_scales(x)          name -> deterministic noise factors (monitoring; {} without noise)
   meta_variables()         what the outer loop trains (phi only when noisy)

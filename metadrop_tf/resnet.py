@@ -83,20 +83,33 @@ class ResNet12(network.Network):
                          self.compute_dtype_override)
 
   def stage_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                    with_noise_scales=False):
+                    with_noise_scales=False, statistics=None, return_statistics=False,
+                    beta=None):
     """Outputs of the 4 stages, [copies * n, H/2^(s+1), W/2^(s+1), w_s] each, for images x
     [n, H, W, C]; with_noise_scales: also {conv name: softplus(alpha)} (deterministic).
 
     sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
     Monte-Carlo samples of every image, stacked copy by copy, each copy batch-normalized with
-    its own statistics (as conv-4).
+    its own statistics (as conv-4). statistics: (mean, variance) of each of the 16 batch norms
+    in order, for inductive batch norm (one copy); return_statistics: also return the batch's.
+    beta: batch-norm offsets as a dict of tensors (default: the variables).
     """
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    beta = self.beta
+    beta = self.beta if beta is None else beta
     noisy = not self.maml
     sample = sample and noisy
     seeds = tfp.random.split_seed(seed, n=4 * len(CONVS)) if sample else [None] * 12
+    if (statistics is not None or return_statistics) and copies != 1:
+      raise ValueError('inductive batch norm statistics are of one copy (copies=1)')
+    given, collected = iter(statistics or ()), []
+
+    def norm(h, offset):
+      if return_statistics:
+        collected.append(layers.moments(h))
+        return layers.normalize(h, offset, collected[-1])
+      return layers.norm(h, offset, copies, next(given) if statistics is not None else None)
+
     h = tf.cast(x, self.dtype)
     if copies > 1:
       h = tf.tile(h, [copies, 1, 1, 1])
@@ -112,33 +125,46 @@ class ResNet12(network.Network):
             scales[name] = tf.nn.softplus(alpha)
           out_mu = layers.multiplicative_noise(out_mu, alpha, sample, seeds[3 * s + i],
                                                self.sampler)
-        out = layers.batch_norm(out_mu, beta[f'stage{s}_bn{conv}'], copies)
+        elif noisy:  # the deterministic forward keeps the noise's mean factor softplus(alpha)
+          alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
+          out_mu = layers.multiplicative_noise(out_mu, alpha, False)
+        out = norm(out_mu, beta[f'stage{s}_bn{conv}'])
         if conv != CONVS[-1]:
           out = tf.nn.leaky_relu(out, LEAK)
-      shortcut = layers.batch_norm(self._conv(stage_in, theta[f'stage{s}_shortcut_kernel']),
-                                   beta[f'stage{s}_bnshortcut'], copies)
+      shortcut = norm(self._conv(stage_in, theta[f'stage{s}_shortcut_kernel']),
+                      beta[f'stage{s}_bnshortcut'])
       h = tf.nn.max_pool2d(tf.nn.leaky_relu(out + shortcut, LEAK), ksize=2, strides=2,
                            padding='VALID')
       outputs.append(h)
+    if return_statistics:
+      return outputs, collected
     return (outputs, scales) if with_noise_scales else outputs
+
+  def batch_statistics(self, x, theta=None, beta=None) -> list:
+    """(mean, variance) of the batch x before each of the 16 batch norms, in the deterministic
+    forward with weights theta (what inductive batch norm normalizes other images with)."""
+    return self.stage_outputs(x, theta, return_statistics=True, beta=beta)[1]
 
   def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
     """The stage outputs (what visualization plots per block, as conv-4's blocks)."""
     return self.stage_outputs(x, theta, sample, seed, copies, phi)
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+               statistics=None, beta=None):
     """Globally average-pooled features [copies * n, w_3]; arguments as stage_outputs."""
-    return tf.reduce_mean(self.stage_outputs(x, theta, sample, seed, copies, phi)[-1],
-                          axis=[1, 2])
+    outputs = self.stage_outputs(x, theta, sample, seed, copies, phi, statistics=statistics,
+                                 beta=beta)
+    return tf.reduce_mean(outputs[-1], axis=[1, 2])
 
-  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
+           beta=None):
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as stage_outputs."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
     noisy = not self.maml
     sample = sample and noisy
     feature_seed, head_seed = tfp.random.split_seed(seed, n=2) if sample else (None, None)
-    feats = self.features(x, theta, sample, feature_seed, copies, phi)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta)
     return layers.noisy_head(
         feats, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,

@@ -214,3 +214,16 @@ def test_savedmodel_of_every_kind_of_learner_matches_it(tmp_path, changes):
   got = served(support_x=support, support_labels=labels, query_x=query)['probabilities']
   eager = export_lib.AdaptAndPredict(learner, config).serve_labels(support, labels, query)
   np.testing.assert_allclose(got, eager['probabilities'], rtol=1e-5, atol=1e-6)
+
+
+def test_inductive_savedmodel_serves_one_query_image_as_in_a_batch(tmp_path):
+  config, workdir, learner = _trained_run(tmp_path, False, bn_mode='inductive')
+  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  served = tf.saved_model.load(export_dir).signatures['serving_default']
+  support = tf.constant(np.random.default_rng(0).random((3, 28, 28, 1)), tf.float32)
+  query = tf.constant(np.random.default_rng(1).random((4, 28, 28, 1)), tf.float32)
+  labels = tf.constant([0, 1, 2], tf.int64)
+  batch = served(support_x=support, support_labels=labels, query_x=query)['probabilities']
+  for i in range(4):
+    one = served(support_x=support, support_labels=labels, query_x=query[i:i + 1])
+    np.testing.assert_allclose(one['probabilities'][0], batch[i], rtol=1e-5, atol=1e-6)

@@ -32,9 +32,12 @@ _check_against_finite_differences = helpers.check_against_finite_differences
 def _variable(learner, group, name):
   if group == 'own':
     return getattr(learner.own, name)
+  if group in ('rates', 'offsets'):  # a learner with both kinds of own variables
+    return getattr(getattr(learner, group), name)
   return getattr(learner.network, group)[name]
 
 
+PER_STEP = {'inductive': True, 'per_step_offsets': True}  # --bn_mode=per_step
 FD_CASES = [
     # (learner, options, group, variable name, iteration)
     ('metadrop', {}, 'theta', 'conv1_kernel', None),
@@ -56,6 +59,14 @@ FD_CASES = [
     ('maml', {'first_order_iters': 5}, 'theta', 'conv1_kernel', 5),
     ('maml', {'momentum': 0.6, 'weight_decay': 0.05}, 'theta', 'conv2_kernel', None),
     ('maml', {'zero_head': True}, 'theta', 'conv3_kernel', None),
+    ('metadrop', {'inductive': True}, 'theta', 'conv1_kernel', None),
+    ('metadrop', {'inductive': True}, 'phi', 'conv0_kernel', None),
+    ('maml', {'inductive': True}, 'beta', 'bn2', None),
+    ('maml', {'inductive': True, 'msl_iters': 4}, 'theta', 'conv3_kernel', 1),
+    ('maml', PER_STEP, 'offsets', 'bnstep_bn1', None),
+    ('metadrop', PER_STEP, 'theta', 'conv1_kernel', None),
+    ('maml', dict(PER_STEP, lslr=True), 'rates', 'lslr_conv0_kernel', None),
+    ('maml', dict(PER_STEP, lslr=True, msl_iters=4), 'offsets', 'bnstep_bn3', 1),
 ]
 
 
@@ -354,7 +365,8 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
 
 @pytest.mark.parametrize('name, options', [('metadrop', {}), ('maml', {}),
                                            ('metasgd', {'meta_dropout': True}),
-                                           ('maml', {'lslr': True})])
+                                           ('maml', {'lslr': True}),
+                                           ('maml', dict(PER_STEP, lslr=True))])
 def test_gradient_checkpointing_gives_the_same_meta_gradient(name, options):
   """tf.recompute_grad is built on custom_gradient: its second order is tested, not assumed."""
   episode = helpers.random_episode(metabatch=2)
@@ -382,3 +394,56 @@ def test_gradient_checkpointing_in_a_traced_step():
     grads.append(traced())
   for e, g in zip(*grads):
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+
+
+# --- batch-norm modes ----------------------------------------------------------------------
+def _predictions_alone_and_in_batches(learner):
+  """Logits of query image 0 predicted alone, with the other images of its class, and with
+  the whole mixed query set, after adaptation on the support."""
+  episode = helpers.random_episode(metabatch=1, way=3, shot=2, query=3)
+  state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
+  query = episode.query_x[0]  # class by class: images 0, 1, 2 are class 0
+  return (learner.predict(state, query[:1])[0], learner.predict(state, query[:3])[0],
+          learner.predict(state, query)[0])
+
+
+@pytest.mark.parametrize('name, options', [('maml', {'inductive': True}),
+                                           ('metadrop', {'inductive': True}),
+                                           ('metadrop', PER_STEP)])
+def test_inductive_query_predictions_do_not_depend_on_the_other_query_images(name, options):
+  alone, with_class, mixed = _predictions_alone_and_in_batches(
+      helpers.tiny_learner(name, **options))
+  np.testing.assert_allclose(with_class, alone, rtol=1e-12, atol=1e-14)
+  np.testing.assert_allclose(mixed, alone, rtol=1e-12, atol=1e-14)
+
+
+def test_transductive_query_predictions_depend_on_the_batch():
+  """The reference's mode normalizes the query with its own statistics: the test above could
+  fail."""
+  alone, with_class, mixed = _predictions_alone_and_in_batches(helpers.tiny_learner('maml'))
+  assert not np.allclose(with_class, mixed)
+
+
+def test_inductive_statistics_are_the_supports_under_the_adapted_weights():
+  learner = helpers.tiny_learner('maml', inductive=True)
+  episode = helpers.random_episode(metabatch=1, shot=2)
+  states = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
+  assert gradient.STATISTICS not in states[0] and gradient.STATISTICS in states[-1]
+  # Normalizing the support with its own statistics is transductive batch norm on it.
+  support = episode.support_x[0]
+  np.testing.assert_allclose(learner.predict(states[-1], support),
+                             learner.network(support, theta=states[-1]), rtol=1e-10, atol=1e-12)
+
+
+def test_per_step_offsets_are_used_step_by_step():
+  learner = helpers.tiny_learner('maml', **PER_STEP)
+  assert not any(id(v) in {id(b) for b in learner.network.beta.values()}
+                 for v in learner.meta_variables())  # the network's offsets are unused
+  assert learner.offsets.bnstep_bn0.shape == (3,) + tuple(learner.network.beta['bn0'].shape)
+  episode = helpers.random_episode(metabatch=1)
+  before = learner.meta_objective(episode, SEED)['loss']
+  learner.offsets.bnstep_bn2.assign(learner.offsets.bnstep_bn2 + tf.constant(
+      [[0.0, 0.0], [0.0, 0.0], [0.5, -0.5]], tf.float64))  # only the last step's
+  states = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
+  np.testing.assert_array_equal(states[-1][gradient.OFFSETS]['bn2'], [0.5, -0.5])
+  assert float(learner.meta_objective(episode, SEED)['loss']) != float(before)

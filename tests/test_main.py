@@ -20,6 +20,8 @@ LEARNER_FLAGS = [
     ['--maml', '--adapt_params=conv3,dense', '--lr_schedule=step', '--lr_step_iters=1'],
     ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4'],
     ['--learner=maml', '--backbone=resnet12', '--resnet_widths=2,2,2,2'],
+    ['--learner=metadrop', '--bn_mode=inductive'],
+    ['--learner=maml', '--lslr', '--bn_mode=per_step'],
 ]
 
 

@@ -118,3 +118,26 @@ def test_channels_with_resnet12_is_one_line():
     helpers.tiny_config(backbone='resnet12', channels=4)
   with pytest.raises(Exception, match='--resnet_widths=.* must be four positive integers'):
     helpers.tiny_config(backbone='resnet12', channels=0, resnet_widths='64,128')
+
+
+def test_deterministic_forward_keeps_the_noise_mean_factor():
+  net = _tiny()
+  x = helpers.random_episode().query_x[0]
+  before = net(x).numpy()
+  net.phi['stage1_convb_bias'].assign_add(tf.fill([3], tf.constant(0.5, tf.float64)))
+  assert not np.allclose(net(x), before)  # softplus(alpha) multiplies the conv's output
+
+
+def test_inductive_batch_norm_meta_gradient_and_independence():
+  # Two support images per class: with one, the query's activations, normalized by the
+  # statistics of 3 support images, grow through the 16 norms of this random net (logits
+  # ~1e219, README "Batch-norm modes").
+  network = _tiny()
+  learner = learners.REGISTRY['metadrop'](network, 2, 0.2, inductive=True)
+  episode = helpers.random_episode(metabatch=1, shot=2, query=3)
+  helpers.check_against_finite_differences(learner, episode,
+                                           network.theta['stage2_conva_kernel'])
+  state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
+  query = episode.query_x[0]
+  alone = learner.predict(state, query[:1])[0]
+  np.testing.assert_allclose(learner.predict(state, query)[0], alone, rtol=1e-12, atol=1e-14)

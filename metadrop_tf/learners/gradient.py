@@ -13,6 +13,12 @@ Every gradient-based learner is a GradientLearner with other options or rates:
   head                       meta-learned, or zero at the start of every task (--zero_head)
   noise                      Meta Dropout's: the network samples its noise generator phi
                              whenever it was built noisy (--learner=metadrop, --meta_dropout)
+  batch norm                 transductive (the reference: every batch its own statistics), or
+                             inductive (--bn_mode=inductive): the adapted state carries the
+                             support's statistics under its weights, and predictions normalize
+                             with them, so a query image's output depends on it alone;
+                             per_step (MAML++ BNRS + BNWB): inductive, with learned offsets
+                             per inner step (state s, after s steps, uses offsets s)
 """
 
 from typing import Optional
@@ -25,6 +31,8 @@ from metadrop_tf import meta_learner
 from metadrop_tf.learners import base
 
 MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
+STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics (inductive)
+OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
 
 
 class StepRates(keras.Model):
@@ -47,6 +55,18 @@ class StepRates(keras.Model):
             for name in self.names}
 
 
+class LearnerVariables(keras.Model):
+  """The learner's own variables when it has several kinds: learned rates (or None) and
+  per-step batch-norm offsets."""
+
+  def __init__(self, rates, offsets):
+    super().__init__()
+    if rates is not None:
+      self.rates = rates
+    self.offsets = offsets
+    self.built = True
+
+
 class GradientLearner(base.Learner):
   """Adapts theta by S steps of SGD on the (noisy, MC-averaged) support loss.
 
@@ -67,13 +87,22 @@ class GradientLearner(base.Learner):
     checkpointing: recompute each inner step's activations in the outer backward instead of
       keeping them (gradient checkpointing: the same result in less memory, README; not with
       momentum).
+    inductive: inductive batch norm (module docstring): adapted states carry the support's
+      batch-norm statistics under their weights (network.batch_statistics), and predict
+      normalizes with them. The inner loop's support batches are normalized with their own
+      statistics in both modes.
+    per_step_offsets: MAML++'s per-step batch-norm offsets ([S + 1, C] per norm, learned, in
+      `own`, starting at zero; the network's beta is then unused); with inductive, per_step.
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
                adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,
                weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
-               msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False):
+               msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False,
+               inductive: bool = False, per_step_offsets: bool = False):
     super().__init__(network, n_steps)
+    self.inductive = inductive
+    self.per_step_offsets = per_step_offsets
     self.inner_lr = float(inner_lr)
     self.first_order = first_order
     names = list(network.theta)
@@ -91,9 +120,22 @@ class GradientLearner(base.Learner):
       raise ValueError('--gradient_checkpointing does not carry --inner_momentum buffers '
                        'across steps; use one of them')
     self.checkpointing = checkpointing
+    self.rates = self.offsets = None
     if lslr:
-      self.own = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
-                           dtype=network.dtype, prefix='lslr')
+      self.rates = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
+                             dtype=network.dtype, prefix='lslr')
+    if per_step_offsets:
+      self.offsets = StepRates({name: (n_steps + 1,) + tuple(v.shape)
+                                for name, v in network.beta.items()}, 0.0,
+                               dtype=network.dtype, prefix='bnstep')
+    self.own = self.own_variables()
+
+  def own_variables(self):
+    """The one object checkpoints save as 'learner': the rates alone (as runs made before
+    per-step offsets saved them), the offsets, or both; None without either."""
+    if self.offsets is None:
+      return self.rates
+    return LearnerVariables(self.rates, self.offsets)
 
   @classmethod
   def from_config(cls, network, config, **kwargs):
@@ -103,7 +145,9 @@ class GradientLearner(base.Learner):
                    weight_decay=config.inner_weight_decay, zero_head=config.zero_head,
                    lslr=config.lslr, msl_iters=config.msl_iters,
                    first_order_iters=config.first_order_iters,
-                   checkpointing=config.gradient_checkpointing)
+                   checkpointing=config.gradient_checkpointing,
+                   inductive=config.bn_mode in ('inductive', 'per_step'),
+                   per_step_offsets=config.bn_mode == 'per_step')
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -113,9 +157,11 @@ class GradientLearner(base.Learner):
 
   def meta_variables(self) -> list:
     """As Learner's, less the head's variables with zero_head (never used then)."""
-    head = {id(v) for name, v in self.network.theta.items()
-            if self.zero_head and name in self.network.head_names}
-    return [v for v in super().meta_variables() if id(v) not in head]
+    unused = {id(v) for name, v in self.network.theta.items()
+              if self.zero_head and name in self.network.head_names}
+    if self.per_step_offsets:  # the per-step offsets replace the network's
+      unused |= {id(v) for v in self.network.beta.values()}
+    return [v for v in super().meta_variables() if id(v) not in unused]
 
   def initial_state(self, way: Optional[int] = None) -> dict:
     """The meta-learned theta; with zero_head, its head zero with `way` columns."""
@@ -127,14 +173,29 @@ class GradientLearner(base.Learner):
     return state
 
   def predict(self, state, x):
-    return self.network(x, theta=state)
+    """Logits [n, N] of x [n, H, W, C]; normalized with the state's support statistics when it
+    has them (inductive), else with x's own (transductive)."""
+    return self.network(x, theta=state, statistics=state.get(STATISTICS),
+                        beta=state.get(OFFSETS))
+
+  def with_statistics(self, state, support_x):
+    """state plus its support statistics under its weights (inductive batch norm)."""
+    statistics = self.network.batch_statistics(support_x, state, beta=state.get(OFFSETS))
+    return {**state, STATISTICS: statistics}
+
+  def with_offsets(self, state, step):
+    """state with the batch-norm offsets of inner step `step` (per_step; else state)."""
+    if self.offsets is None:
+      return state
+    return {**state, OFFSETS: {name: values[step]
+                               for name, values in self.offsets.rates().items()}}
 
   def inner_rates(self, state: dict, step: int) -> dict:
     """Step size of each adapted parameter at inner step `step`: a scalar or a tensor that
     broadcasts to the parameter."""
     del state
-    if self.own is not None:
-      return {name: rates[step] for name, rates in self.own.rates().items()}
+    if self.rates is not None:
+      return {name: rates[step] for name, rates in self.rates.rates().items()}
     rate = tf.constant(self.inner_lr, self.dtype)
     return {name: rate for name in self.adapted}
 
@@ -156,7 +217,7 @@ class GradientLearner(base.Learner):
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(adapted)
       logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
-                            phi=phi)
+                            phi=phi, beta=state.get(OFFSETS))
       loss = meta_learner.cross_entropy(logits, y)
     grads = tape.gradient(loss, adapted)
     if isinstance(first_order, bool):
@@ -173,6 +234,7 @@ class GradientLearner(base.Learner):
       velocity = grads
     rates = self.inner_rates(state, step)
     new = dict(state)
+    new.pop(OFFSETS, None)  # adapt gives the next state the next step's
     for name in self.adapted:
       new[name] = state[name] - rates[name] * grads[name]
     return new, velocity
@@ -184,7 +246,8 @@ class GradientLearner(base.Learner):
     y = tf.tile(support_y, [mc_samples, 1])
     phi = self.network.read_phi()
     first_order = self._first_order_now(iteration)
-    states = [self.initial_state(support_y.shape[-1]) if start is None else start]
+    states = [self.with_offsets(
+        self.initial_state(support_y.shape[-1]) if start is None else start, 0)]
     velocity = {}
     for step in range(self.n_steps):
       step_seed = meta_learner.fold_seed(seed, step)
@@ -194,7 +257,9 @@ class GradientLearner(base.Learner):
       else:
         state, velocity = self.inner_step(states[-1], velocity, phi, support_x, y, step_seed,
                                           mc_samples, step, first_order)
-      states.append(state)
+      states.append(self.with_offsets(state, step + 1))
+    if self.inductive:
+      states[-1] = self.with_statistics(states[-1], support_x)
     return states
 
   def _recomputed_step(self, state, phi, x, y, seed, mc_samples, step, first_order):
@@ -206,11 +271,12 @@ class GradientLearner(base.Learner):
     explicit inputs so the meta-gradient reaches them; variables read inside (beta, learned
     rates) come back through custom_gradient's `variables`.
     """
-    names, phi_names = list(state), list(phi)
+    names, phi_names = [n for n in state if n != OFFSETS], list(phi)
     n_state = len(names)
 
     def forward(tensors):
-      current = dict(zip(names, tensors[:n_state]))
+      # Per-step offsets are read here, inside, so custom_gradient returns their gradient.
+      current = self.with_offsets(dict(zip(names, tensors[:n_state])), step)
       noise = dict(zip(phi_names, tensors[n_state:]))
       new, _ = self.inner_step(current, {}, noise, x, y, seed, mc_samples, step, first_order)
       return [new[name] for name in names]
@@ -260,6 +326,8 @@ class GradientLearner(base.Learner):
     if weights is None and self.msl_iters and iteration is not None:
       weights = self.step_weights(iteration)
     if weights is not None:
+      if self.inductive:
+        states[1:-1] = [self.with_statistics(s, support_x) for s in states[1:-1]]
       losses = [meta_learner.cross_entropy(self.predict(s, query_x), query_y)
                 for s in states[1:-1]] + [out['loss']]
       out['loss'] = tf.reduce_sum(tf.cast(weights, self.dtype) * tf.stack(losses))

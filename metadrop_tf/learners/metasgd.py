@@ -18,15 +18,16 @@ class MetaSGD(gradient.GradientLearner):
     shapes = {name: tuple(network.theta[name].shape) for name in self.adapted}
     if self.zero_head:  # the head's width is the task's way: one rate per row, every class
       shapes.update({name: shapes[name][:-1] + (1,) for name in network.head_names})
-    self.own = gradient.StepRates(shapes, inner_lr, dtype=network.dtype,
-                                  trainable=learn_rates)
+    self.rates = gradient.StepRates(shapes, inner_lr, dtype=network.dtype,
+                                    trainable=learn_rates)
+    self.own = self.own_variables()
 
   def inner_rates(self, state, step):
     """The learned rates (every step); a state whose parameter is cut (e.g. a head of fewer
     columns in the visualization) takes the matching leading slice (a zero head's [.., 1]
     rates broadcast over the task's classes)."""
     del step
-    rates = self.own.rates()
+    rates = self.rates.rates()
     for name, rate in rates.items():
       shape = state[name].shape
       if rate.shape != shape:
