@@ -39,7 +39,7 @@ ADDED_KEYS = {
     'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
-    'backbone': 'conv4', 'resnet_widths': '64,160,320,640',
+    'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
 }
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
@@ -107,6 +107,7 @@ class Config:
   cpu_devices: int = 0  # depend on it. cpu_devices > 1: split the CPU into that many devices
   seed: int = 0
   val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split
+  augment: bool = False  # training images: shifts (Omniglot) or crop, flip, jitter (RGB)
   save_freq: int = 1000
   keep_checkpoints: int = 5
   log_freq: int = 50

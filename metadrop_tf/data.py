@@ -227,13 +227,61 @@ class EpisodeSampler:
     return np.stack([t[0] for t in tasks]), np.stack([t[1] for t in tasks])
 
 
-def make_dataset(sampler, metabatch, start=0, count=None):
+AUGMENT_STREAM = 3  # seeds of augmentation: fold_in([seed, 3], meta-batch index)
+SHIFT_PIXELS = 2  # Omniglot (grayscale): random shifts of up to this many pixels
+CROP_PADDING = 8  # natural images: random crop of the image padded by this many pixels
+JITTER = 0.2  # natural images: brightness +- JITTER, contrast and saturation x (1 +- JITTER)
+
+
+def augment(images, seed):
+  """Random augmentation of float images [M, H, W, C] in [0, 1], each image its own draw from
+  the stateless seed (int32 [2]): grayscale images are shifted by up to SHIFT_PIXELS (zero
+  padding, then a random crop); RGB images are randomly cropped from a CROP_PADDING-padded
+  copy, flipped left-right, and colour-jittered (brightness, contrast, saturation), then
+  clipped to [0, 1]. Omniglot's rotations are classes of the reference split, so it is never
+  flipped or rotated. Shards without a channel axis ([M, H, W], Omniglot's) keep that shape.
+  """
+  if images.shape.rank == 3:
+    return augment(images[..., None], seed)[..., 0]
+  shape = images.shape[1:]
+  rgb = shape[-1] == 3
+  pad = CROP_PADDING if rgb else SHIFT_PIXELS
+  seeds = tf.random.experimental.stateless_split(seed, tf.shape(images)[0] * 5)
+  seeds = tf.reshape(seeds, [-1, 5, 2])
+  padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+
+  def one(args):
+    image, s = args
+    out = tf.image.stateless_random_crop(image, shape, s[0])
+    if rgb:
+      out = tf.image.stateless_random_flip_left_right(out, s[1])
+      out = tf.image.stateless_random_brightness(out, JITTER, s[2])
+      out = tf.image.stateless_random_contrast(out, 1 - JITTER, 1 + JITTER, s[3])
+      out = tf.image.stateless_random_saturation(out, 1 - JITTER, 1 + JITTER, s[4])
+      out = tf.clip_by_value(out, 0.0, 1.0)
+    return out
+
+  return tf.map_fn(one, (padded, seeds), fn_output_signature=tf.TensorSpec(shape, images.dtype))
+
+
+def make_dataset(sampler, metabatch, start=0, count=None, augment_seed=None):
   """tf.data stream of Episode meta-batches start, start+1, ... (count of them, or forever).
 
   Sampling runs in parallel numpy calls; the order stays deterministic; output is prefetched.
+  augment_seed: an int seed to augment every image (augment(); training with --augment):
+  meta-batch i's draws depend only on (augment_seed, i).
   """
   image_shape = sampler.images.shape[2:]
   way, shot, query = sampler.way, sampler.shot, sampler.query
+
+  def augmented(images, index, part):
+    if augment_seed is None:
+      return images
+    seed = tf.random.experimental.stateless_fold_in(
+        tf.random.experimental.stateless_fold_in(
+            tf.constant([augment_seed, AUGMENT_STREAM], tf.int64), index), part)
+    flat = tf.reshape(images, (-1,) + image_shape)
+    return tf.reshape(augment(flat, seed), images.shape)
 
   def draw(index):
     support, query_images = tf.numpy_function(
@@ -241,8 +289,9 @@ def make_dataset(sampler, metabatch, start=0, count=None):
         stateful=False)
     support.set_shape((metabatch, way * shot) + image_shape)
     query_images.set_shape((metabatch, way * query) + image_shape)
-    return Episode(to_float(support), one_hot_labels(metabatch, way, shot),
-                   to_float(query_images), one_hot_labels(metabatch, way, query))
+    return Episode(augmented(to_float(support), index, 0), one_hot_labels(metabatch, way, shot),
+                   augmented(to_float(query_images), index, 1),
+                   one_hot_labels(metabatch, way, query))
 
   stop = start + count if count is not None else np.iinfo(np.int64).max
   indices = tf.data.Dataset.range(start, stop)

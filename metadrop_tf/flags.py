@@ -94,6 +94,9 @@ _HELP = {
     'cpu_devices': 'Split the CPU into this many logical devices, the replicas of '
                    '--strategy=mirrored on a host without GPUs (testing; 0: one device).',
     'seed': 'Seed of initialization, episodes and noise.',
+    'augment': 'Augment the training images (meta-test never): random shifts of up to 2 pixels '
+               'for Omniglot; random crop (8-pixel padding), horizontal flip and colour jitter '
+               'for RGB datasets. Deterministic by --seed and iteration.',
     'val_characters': 'Omniglot: characters held out of meta-train as a val split (0: none).',
     'save_freq': 'Checkpoint every this many iterations.',
     'keep_checkpoints': 'Checkpoints kept.',

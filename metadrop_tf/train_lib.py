@@ -313,7 +313,8 @@ def train(config, workdir, progress=True, strategy=None):
              f' on {replicas} replicas' if replicas > 1 else '')
   sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
                                 config.seed, 'train')
-  episodes = iter(data.make_dataset(sampler, config.metabatch, start=step))
+  episodes = iter(data.make_dataset(sampler, config.metabatch, start=step,
+                                    augment_seed=config.seed if config.augment else None))
   outer_step = make_outer_step(learner, optimizer, config, strategy)
   eval_step = eval_lib.make_eval_step(learner, config.eval_mc_samp, config.seed,
                                       strategy=strategy)

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import helpers
 from metadrop_tf import data
@@ -154,3 +155,58 @@ def test_a_file_as_data_dir_is_named(tmp_path):
   (tmp_path / 'file').write_text('x')
   with pytest.raises(data.DataError, match='is a file, not a folder of shards'):
     data.load_splits(helpers.tiny_config(str(tmp_path / 'file')))
+
+
+# --- augmentation (--augment) ----------------------------------------------------------------
+def _episodes(images, augment_seed, index=0, way=3):
+  sampler = data.EpisodeSampler(images, way, 1, 2, seed=0)
+  return next(iter(data.make_dataset(sampler, 2, start=index, count=1,
+                                     augment_seed=augment_seed)))
+
+
+@pytest.mark.parametrize('channels', [None, 3])
+def test_augmentation_is_deterministic_by_seed_and_index_and_keeps_pixels_in_range(
+    tmp_path, channels):
+  if channels:
+    images = np.random.default_rng(0).integers(0, 256, (12, 6, 28, 28, 3), dtype=np.uint8)
+  else:
+    images = helpers.write_tiny_shards(str(tmp_path))['train']
+  plain = _episodes(images, None)
+  first, again = _episodes(images, 5), _episodes(images, 5)
+  np.testing.assert_array_equal(first.support_x, again.support_x)
+  np.testing.assert_array_equal(first.query_x, again.query_x)
+  assert not np.array_equal(first.support_x, plain.support_x)
+  assert not np.array_equal(_episodes(images, 6).support_x, first.support_x)
+  assert first.support_x.shape == plain.support_x.shape
+  for x in (first.support_x, first.query_x):
+    assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+  np.testing.assert_array_equal(first.support_y, plain.support_y)
+
+
+def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
+  images = helpers.write_tiny_shards(str(tmp_path))['train']
+  plain = _episodes(images, None).support_x.numpy().reshape((-1, 28, 28))
+  shifted = _episodes(images, 5).support_x.numpy().reshape((-1, 28, 28))
+  pad = data.SHIFT_PIXELS
+  moved = 0
+  for original, got in zip(plain, shifted):
+    padded = np.pad(original, pad)
+    offsets = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+               if np.array_equal(padded[dy:dy + 28, dx:dx + 28], got)]
+    assert offsets, 'not a shift of the original image'
+    moved += (pad, pad) not in offsets
+  assert moved > 0
+
+
+def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
+  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  seen = []
+  original = data.make_dataset
+  monkeypatch.setattr(data, 'make_dataset', lambda *a, **k: seen.append(k.get(
+      'augment_seed')) or original(*a, **k))
+  for augment in (False, True):
+    config, workdir = helpers.saved_run(tmp_path / str(augment), checkpoints_at=(),
+                                        augment=augment, n_train_iters=1, eval_freq=100)
+    train_lib.train(config, workdir, progress=False)
+  # Per run: the training stream, then the evaluation at the end (never augmented).
+  assert seen == [None, None, 0, None]
