@@ -355,7 +355,18 @@ def main(argv):
       if os.path.isdir(folder) and not os.listdir(folder):
         os.rmdir(folder)
     sys.exit(f'error: {e}')
+  write_channel_statistics(args.dataset, out_dir)
   print(f'wrote {args.dataset} shards to {out_dir}')
+
+
+def write_channel_statistics(dataset, out_dir):
+  """<out_dir>/channel_stats.json: per-channel mean and std of the train shard (--normalize)."""
+  from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import data  # pylint: disable=g-import-not-at-top
+  info = config_lib.DATASETS[dataset]
+  train = data.load_split(out_dir, 'train', info.image_shape, dataset)
+  mean, std = data.compute_channel_statistics(train)
+  _write_json(os.path.join(out_dir, data.CHANNEL_STATS_FILE), {'mean': mean, 'std': std})
 
 
 if __name__ == '__main__':

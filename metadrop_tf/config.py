@@ -40,6 +40,7 @@ ADDED_KEYS = {
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
+    'normalize': False,
 }
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
@@ -108,6 +109,7 @@ class Config:
   seed: int = 0
   val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split
   augment: bool = False  # training images: shifts (Omniglot) or crop, flip, jitter (RGB)
+  normalize: bool = False  # per-channel input normalization by the training split's stats
   save_freq: int = 1000
   keep_checkpoints: int = 5
   log_freq: int = 50

@@ -6,6 +6,7 @@ stored as `<split>.npy` (memory-mapped, for miniImageNet's 813 MB train shard) o
 so a resumed run or a repeated evaluation sees exactly the same tasks.
 """
 
+import json
 import os
 from typing import NamedTuple
 import zipfile
@@ -176,6 +177,51 @@ def load_splits(config, splits=('train', 'test')):
   for split, images in out.items():
     check_episode_fits(images, config.way, config.shot, config.query, split)
   return out
+
+
+CHANNEL_STATS_FILE = 'channel_stats.json'
+
+
+def compute_channel_statistics(images, chunk=256):
+  """Per-channel mean and standard deviation of uint8 images ([classes, instances, H, W(, C)]
+  or a RaggedShard) in [0, 1] units, streamed over `chunk` classes at a time (a memory-mapped
+  shard is never loaded whole): two lists of C floats (one for a shard without channels)."""
+  flat = images.images if isinstance(images, RaggedShard) else images
+  rows = len(flat)
+  channels = flat.shape[-1] if flat.ndim in (4, 5) and flat.shape[-1] in (1, 3) else 1
+  total = np.zeros(channels)
+  squares = np.zeros(channels)
+  count = 0
+  for start in range(0, rows, chunk):
+    block = np.asarray(flat[start:start + chunk], np.float64).reshape(-1, channels) / 255.0
+    total += block.sum(axis=0)
+    squares += np.square(block).sum(axis=0)
+    count += len(block)
+  mean = total / count
+  return mean.tolist(), np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)).tolist()
+
+
+def channel_statistics(config, train_images):
+  """(mean, std) per channel of the training split: read from <data_dir>/channel_stats.json
+  (written by data/prepare.py), else computed (compute_channel_statistics) and written there
+  when the folder is writable. With Omniglot's --val_characters the held-out classes are
+  excluded (the file then is not used: it describes the whole train shard)."""
+  path = os.path.join(config.resolved_data_dir, CHANNEL_STATS_FILE)
+  if os.path.exists(path) and not config.val_characters:
+    try:
+      with open(path) as f:
+        stats = json.load(f)
+      return stats['mean'], stats['std']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise DataError(f'{path} cannot be read ({e}); delete it and it is computed again') from None
+  mean, std = compute_channel_statistics(train_images)
+  if not config.val_characters:
+    try:
+      with open(path, 'w') as f:
+        json.dump({'mean': mean, 'std': std}, f)
+    except OSError:
+      pass  # a read-only data folder: computed again next time
+  return mean, std
 
 
 def check_episode_fits(images, way, shot, query, split):

@@ -97,6 +97,9 @@ _HELP = {
     'augment': 'Augment the training images (meta-test never): random shifts of up to 2 pixels '
                'for Omniglot; random crop (8-pixel padding), horizontal flip and colour jitter '
                'for RGB datasets. Deterministic by --seed and iteration.',
+    'normalize': 'Normalize each input channel by the mean and std of the training split '
+                 '(<data_dir>/channel_stats.json, written by data/prepare.py or computed once); '
+                 'the network holds them, so serving and attacks still take pixels in [0, 1].',
     'val_characters': 'Omniglot: characters held out of meta-train as a val split (0: none).',
     'save_freq': 'Checkpoint every this many iterations.',
     'keep_checkpoints': 'Checkpoints kept.',

@@ -83,7 +83,7 @@ class MetaDropoutNet(network.Network):
     beta = self.beta if beta is None else beta
     sample = sample and not self.maml
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
-    h, outputs, collected = tf.cast(x, self.dtype), [], []
+    h, outputs, collected = self.prepare_input(x), [], []
     per_image = statistics is not None or return_statistics
     if per_image and copies != 1:
       raise ValueError('inductive batch norm statistics are of one copy (copies=1)')
@@ -147,7 +147,7 @@ class MetaDropoutNet(network.Network):
       return {}
     phi = self.phi
     outputs = self.block_outputs(x, theta)
-    inputs = [tf.cast(x, self.dtype)] + outputs[:-1]
+    inputs = [self.prepare_input(x)] + outputs[:-1]
     scales = [tf.nn.softplus(layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias']))
               for b, h in enumerate(inputs)]
     feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
@@ -178,16 +178,18 @@ def build_model(config, dtype='float32'):
   """The network a Config describes (backbone, dataset shape, width, way, noise on or off,
   precision, seed, sampler)."""
   way = 0 if config.zero_head else config.way  # a zero head is made per task
+  compute_dtype = 'bfloat16' if config.precision == 'bfloat16' else None
   if config.backbone == 'resnet12':
-    return resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
-                           dtype=dtype,
-                           compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
-                           seed=config.seed, noise_sampler=config.noise_sampler)
-  return MetaDropoutNet(way, config.image_shape, config.n_channels,
-                        maml=not config.noisy,
-                        dtype=dtype,
-                        compute_dtype='bfloat16' if config.precision == 'bfloat16' else None,
-                        seed=config.seed, noise_sampler=config.noise_sampler)
+    network = resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
+                              dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
+                              noise_sampler=config.noise_sampler)
+  else:
+    network = MetaDropoutNet(way, config.image_shape, config.n_channels, maml=not config.noisy,
+                             dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
+                             noise_sampler=config.noise_sampler)
+  if config.normalize:  # the statistics come from the data (train) or the checkpoint
+    network.normalize_inputs(config.image_shape[-1])
+  return network
 
 
 def describe(network) -> str:

@@ -46,6 +46,26 @@ class Network(keras.Model):
     """Whether sampling forwards draw Meta Dropout's noise."""
     return not self.maml
 
+  def normalize_inputs(self, channels: int) -> None:
+    """Creates the per-channel input normalization (non-trainable `input_mean`, `input_std`,
+    [channels]; set them with set_input_statistics): the forward then subtracts the mean and
+    divides by the std as its first op, so data, attacks and serving stay in pixels in [0, 1]."""
+    for name, value in (('input_mean', 'zeros'), ('input_std', 'ones')):
+      setattr(self, name, self.add_weight(shape=(channels,), initializer=value, name=name,
+                                          dtype=self.dtype, trainable=False))
+
+  def set_input_statistics(self, mean, std) -> None:
+    self.input_mean.assign(tf.constant(mean, self.dtype))
+    self.input_std.assign(tf.constant(std, self.dtype))
+
+  def prepare_input(self, x):
+    """x as the network's dtype, normalized per channel when normalize_inputs was called.
+    Images without a channel axis take one."""
+    x = tf.cast(x, self.dtype)
+    if not hasattr(self, 'input_mean'):
+      return x
+    return (x - self.input_mean) / self.input_std
+
   def _next_seed(self):
     self._seed += 1
     return self._seed

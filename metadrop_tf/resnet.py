@@ -110,7 +110,7 @@ class ResNet12(network.Network):
         return layers.normalize(h, offset, collected[-1])
       return layers.norm(h, offset, copies, next(given) if statistics is not None else None)
 
-    h = tf.cast(x, self.dtype)
+    h = self.prepare_input(x)
     if copies > 1:
       h = tf.tile(h, [copies, 1, 1, 1])
     outputs, scales = [], {}

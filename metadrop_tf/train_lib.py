@@ -296,6 +296,8 @@ def train(config, workdir, progress=True, strategy=None):
   warnings = []
   restored, skipped = checkpoints.restore_newest(
       ckpt, workdir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
+  if config.normalize and not restored:  # a new run: the training split's statistics
+    learner.network.set_input_statistics(*data.channel_statistics(config, splits['train']))
   if skipped and chief:
     aside = checkpoints.set_aside(workdir, skipped)
     warnings.append(f'moved the unrestorable checkpoints to {aside}')

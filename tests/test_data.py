@@ -1,5 +1,6 @@
 """Tests of shard loading, the episode sampler's invariants and the tf.data pipeline."""
 
+import json
 import os
 
 import numpy as np
@@ -210,3 +211,44 @@ def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
     train_lib.train(config, workdir, progress=False)
   # Per run: the training stream, then the evaluation at the end (never augmented).
   assert seen == [None, None, 0, None]
+
+
+# --- per-channel normalization (--normalize) ---------------------------------------------------
+def test_channel_statistics_are_the_training_splits_streamed():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (7, 3, 5, 5, 3), dtype=np.uint8)
+  mean, std = data.compute_channel_statistics(images, chunk=2)
+  pixels = images.reshape(-1, 3) / 255.0
+  np.testing.assert_allclose(mean, pixels.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(std, pixels.std(axis=0), rtol=1e-10)
+  ragged = data.RaggedShard(images.reshape(21, 5, 5, 3), [0, 4, 9, 21])
+  np.testing.assert_allclose(data.compute_channel_statistics(ragged, chunk=5)[0], mean,
+                             rtol=1e-12)
+
+
+def test_normalized_network_sees_standardized_pixels():
+  plain, normalized = helpers.tiny_model(), helpers.tiny_model()
+  normalized.normalize_inputs(1)
+  normalized.set_input_statistics([0.4], [0.2])
+  x = helpers.random_episode().query_x[0]
+  np.testing.assert_allclose(normalized(x), plain((x - 0.4) / 0.2), rtol=1e-12)
+  assert not normalized.input_mean.trainable
+  assert all(v is not normalized.input_mean for v in normalized.meta_variables())
+
+
+def test_a_normalized_run_takes_the_statistics_from_the_data_and_keeps_them(tmp_path):
+  from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  config, workdir = helpers.saved_run(tmp_path, checkpoints_at=(), normalize=True,
+                                      n_train_iters=1, eval_freq=100)
+  train_lib.train(config, workdir, progress=False)
+  train = data.load_splits(config, ('train',))['train']
+  mean, std = data.compute_channel_statistics(train)
+  with open(os.path.join(config.data_dir, data.CHANNEL_STATS_FILE)) as f:
+    assert json.load(f) == {'mean': mean, 'std': std}
+  restored = learners.build(config)
+  assert float(restored.network.input_std[0]) == 1.0
+  checkpoints.restore(checkpoints.make_checkpoint(restored), workdir)
+  np.testing.assert_allclose(restored.network.input_mean.numpy(), mean, rtol=1e-6)
+  np.testing.assert_allclose(restored.network.input_std.numpy(), std, rtol=1e-6)

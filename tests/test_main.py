@@ -22,6 +22,7 @@ LEARNER_FLAGS = [
     ['--learner=maml', '--backbone=resnet12', '--resnet_widths=2,2,2,2'],
     ['--learner=metadrop', '--bn_mode=inductive'],
     ['--learner=maml', '--lslr', '--bn_mode=per_step'],
+    ['--learner=metadrop', '--normalize', '--augment'],
 ]
 
 

@@ -96,6 +96,11 @@ def test_prepare_downloads_when_no_source(tmp_path, monkeypatch):
   assert sorted(listed) == ['test.npz', 'train.npz']
   assert listed['train.npz'] == {'bytes': os.path.getsize(os.path.join(out, 'train.npz')),
                                  'sha256': download.file_digest(os.path.join(out, 'train.npz'))}
+  # --normalize's statistics of the train shard, stored with the shards.
+  stats = json.load(open(os.path.join(out, 'channel_stats.json')))
+  train = data_lib.load_split(out, 'train', (28, 28, 1)) / 255.0
+  np.testing.assert_allclose(stats['mean'], [train.mean()], rtol=1e-9)
+  np.testing.assert_allclose(stats['std'], [train.std()], rtol=1e-9)
 
 
 def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch, capsys):
