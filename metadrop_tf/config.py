@@ -26,7 +26,7 @@ DATASETS = {
 }
 PRECISIONS = ('float32', 'bfloat16')
 NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.layers.SAMPLERS
-BN_MODES = ('transductive', 'inductive', 'per_step')
+BN_MODES = ('transductive', 'inductive', 'per_step', 'running')
 EVAL_SPLITS = ('train', 'val', 'test')
 
 

@@ -79,7 +79,9 @@ _HELP = {
     'bn_mode': 'Batch norm statistics: transductive (the reference: each batch its own, query '
                'included) or inductive (the query is normalized with the support statistics of '
                'the adapted weights, so each query prediction depends on that image alone) or '
-               'per_step (MAML++ BNRS + BNWB: inductive, with learned offsets per inner step).',
+               'per_step (MAML++ BNRS + BNWB: inductive, with learned offsets per inner step) or '
+               'running (the query normalized with running averages of support statistics '
+               'tracked during meta-training, as PyTorch-MAML).',
     'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
     'noise_sampler': 'N(0, 1) draws of the noise: box_muller (vectorized, 1.7x faster on CPU) '
                      'or tfp (tfp Normal.sample); same distribution, different streams.',

@@ -189,6 +189,8 @@ def build_model(config, dtype='float32'):
                              noise_sampler=config.noise_sampler)
   if config.normalize:  # the statistics come from the data (train) or the checkpoint
     network.normalize_inputs(config.image_shape[-1])
+  if config.bn_mode == 'running':
+    network.track_running_statistics()
   return network
 
 

@@ -66,6 +66,28 @@ class Network(keras.Model):
       return x
     return (x - self.input_mean) / self.input_std
 
+  def track_running_statistics(self) -> None:
+    """Creates running averages of the batch statistics of every batch norm (non-trainable,
+    one mean and one variance per offset in beta, in beta's order: the order of
+    batch_statistics), for --bn_mode=running."""
+    for name, offset in self.beta.items():
+      for kind, value in (('mean', 'zeros'), ('var', 'ones')):
+        setattr(self, f'running_{kind}_{name}', self.add_weight(
+            shape=offset.shape, initializer=value, name=f'running_{kind}_{name}',
+            dtype=self.dtype, trainable=False))
+
+  def running_statistics(self) -> list:
+    """[(mean, variance)] of every batch norm, as tensors (track_running_statistics)."""
+    return [(tf.convert_to_tensor(getattr(self, f'running_mean_{name}')),
+             tf.convert_to_tensor(getattr(self, f'running_var_{name}'))) for name in self.beta]
+
+  def update_running_statistics(self, statistics, momentum: float) -> None:
+    """running <- (1 - momentum) * running + momentum * statistics, for each batch norm."""
+    for name, (mean, variance) in zip(self.beta, statistics):
+      for kind, value in (('mean', mean), ('var', variance)):
+        variable = getattr(self, f'running_{kind}_{name}')
+        variable.assign((1 - momentum) * variable + momentum * value)
+
   def _next_seed(self):
     self._seed += 1
     return self._seed

@@ -447,3 +447,26 @@ def test_per_step_offsets_are_used_step_by_step():
   states = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
   np.testing.assert_array_equal(states[-1][gradient.OFFSETS]['bn2'], [0.5, -0.5])
   assert float(learner.meta_objective(episode, SEED)['loss']) != float(before)
+
+
+def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
+  network = helpers.tiny_model(maml=True)
+  network.track_running_statistics()
+  learner = learners.REGISTRY['maml'](network, 2, 0.2, running=True)
+  config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
+  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  episode = helpers.random_episode(metabatch=2)
+  expected = [network.batch_statistics(episode.support_x[b]) for b in range(2)]
+  step(episode, tf.constant(0, tf.int64), tf.constant(False))
+  m = gradient.RUNNING_MOMENTUM
+  for (mean, var), first, second in zip(network.running_statistics(), *expected):
+    np.testing.assert_allclose(mean, m * (first[0] + second[0]) / 2, rtol=1e-10)
+    np.testing.assert_allclose(var, (1 - m) + m * (first[1] + second[1]) / 2, rtol=1e-10)
+  alone, with_class, mixed = _predictions_alone_and_in_batches(learner)
+  np.testing.assert_allclose(mixed, alone, rtol=1e-12, atol=1e-14)
+  state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
+  for (mean, var), (r_mean, r_var) in zip(state[gradient.STATISTICS],
+                                          network.running_statistics()):
+    np.testing.assert_array_equal(mean, r_mean)
+  helpers.check_against_finite_differences(learner, helpers.random_episode(metabatch=1),
+                                           network.theta['conv1_kernel'])

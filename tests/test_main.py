@@ -23,6 +23,7 @@ LEARNER_FLAGS = [
     ['--learner=metadrop', '--bn_mode=inductive'],
     ['--learner=maml', '--lslr', '--bn_mode=per_step'],
     ['--learner=metadrop', '--normalize', '--augment'],
+    ['--learner=maml', '--bn_mode=running'],
 ]
 
 

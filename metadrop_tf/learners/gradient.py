@@ -18,7 +18,9 @@ Every gradient-based learner is a GradientLearner with other options or rates:
                              support's statistics under its weights, and predictions normalize
                              with them, so a query image's output depends on it alone;
                              per_step (MAML++ BNRS + BNWB): inductive, with learned offsets
-                             per inner step (state s, after s steps, uses offsets s)
+                             per inner step (state s, after s steps, uses offsets s); running:
+                             the query normalized with running averages of support statistics
+                             tracked during meta-training (PyTorch-MAML's non-episodic norm)
 """
 
 from typing import Optional
@@ -31,6 +33,7 @@ from metadrop_tf import meta_learner
 from metadrop_tf.learners import base
 
 MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
+RUNNING_MOMENTUM = 0.1  # --bn_mode=running: weight of each meta-batch in the averages
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics (inductive)
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
 
@@ -93,15 +96,19 @@ class GradientLearner(base.Learner):
       statistics in both modes.
     per_step_offsets: MAML++'s per-step batch-norm offsets ([S + 1, C] per norm, learned, in
       `own`, starting at zero; the network's beta is then unused); with inductive, per_step.
+    running: predictions normalize with the network's running statistics (it must track
+      them: track_running_statistics), which training updates (running_statistics_share).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
                adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,
                weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
                msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False,
-               inductive: bool = False, per_step_offsets: bool = False):
+               inductive: bool = False, per_step_offsets: bool = False,
+               running: bool = False):
     super().__init__(network, n_steps)
     self.inductive = inductive
+    self.running = running
     self.per_step_offsets = per_step_offsets
     self.inner_lr = float(inner_lr)
     self.first_order = first_order
@@ -147,7 +154,8 @@ class GradientLearner(base.Learner):
                    first_order_iters=config.first_order_iters,
                    checkpointing=config.gradient_checkpointing,
                    inductive=config.bn_mode in ('inductive', 'per_step'),
-                   per_step_offsets=config.bn_mode == 'per_step')
+                   per_step_offsets=config.bn_mode == 'per_step',
+                   running=config.bn_mode == 'running')
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -179,9 +187,24 @@ class GradientLearner(base.Learner):
                         beta=state.get(OFFSETS))
 
   def with_statistics(self, state, support_x):
-    """state plus its support statistics under its weights (inductive batch norm)."""
+    """state plus its support statistics under its weights (inductive batch norm), or the
+    network's running statistics (running)."""
+    if self.running:
+      return {**state, STATISTICS: self.network.running_statistics()}
     statistics = self.network.batch_statistics(support_x, state, beta=state.get(OFFSETS))
     return {**state, STATISTICS: statistics}
+
+  def running_statistics_share(self, episode, total_tasks):
+    """With running statistics: the support's batch statistics under the meta-learned
+    weights (what PyTorch-MAML's first inner forward records), summed over the tasks of
+    `episode` and divided by total_tasks (replica shares add up to the meta-batch mean);
+    None otherwise."""
+    if not self.running:
+      return None
+    per_task = [self.network.batch_statistics(episode.support_x[b])
+                for b in range(episode.support_x.shape[0])]
+    return tf.nest.map_structure(lambda *t: tf.stop_gradient(tf.add_n(t) / total_tasks),
+                                 *per_task)
 
   def with_offsets(self, state, step):
     """state with the batch-norm offsets of inner step `step` (per_step; else state)."""
@@ -258,7 +281,7 @@ class GradientLearner(base.Learner):
         state, velocity = self.inner_step(states[-1], velocity, phi, support_x, y, step_seed,
                                           mc_samples, step, first_order)
       states.append(self.with_offsets(state, step + 1))
-    if self.inductive:
+    if self.inductive or self.running:
       states[-1] = self.with_statistics(states[-1], support_x)
     return states
 
@@ -326,7 +349,7 @@ class GradientLearner(base.Learner):
     if weights is None and self.msl_iters and iteration is not None:
       weights = self.step_weights(iteration)
     if weights is not None:
-      if self.inductive:
+      if self.inductive or self.running:
         states[1:-1] = [self.with_statistics(s, support_x) for s in states[1:-1]]
       losses = [meta_learner.cross_entropy(self.predict(s, query_x), query_y)
                 for s in states[1:-1]] + [out['loss']]
