@@ -46,8 +46,12 @@ def write_tiny_shards(directory, classes=(12, 8), instances=6, size=28, channels
   for split, n in zip(('train', 'test'), classes):
     shape = (n, instances, size, size) + ((channels,) if channels else ())
     images = rng.integers(0, 256, shape, dtype=np.uint8)
-    images[:, :, 0, 0] = np.arange(n, dtype=np.uint8)[:, None] + (100 if split == 'test' else 0)
-    images[:, :, 0, 1] = np.arange(instances, dtype=np.uint8)[None, :]
+    marks = (slice(None), slice(None), 0)  # pixel row 0 (every channel, if any)
+    images[marks + (0,)] = (np.arange(n, dtype=np.uint8)[:, None]
+                            + (100 if split == 'test' else 0)).reshape(
+                                (n, 1) + (1,) * (images.ndim - 4))
+    images[marks + (1,)] = np.arange(instances, dtype=np.uint8).reshape(
+        (1, instances) + (1,) * (images.ndim - 4))
     path = os.path.join(directory, f'{split}.{fmt}')
     if fmt == 'npz':
       np.savez_compressed(path, images=images)

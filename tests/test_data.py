@@ -168,10 +168,7 @@ def _episodes(images, augment_seed, index=0, way=3):
 @pytest.mark.parametrize('channels', [None, 3])
 def test_augmentation_is_deterministic_by_seed_and_index_and_keeps_pixels_in_range(
     tmp_path, channels):
-  if channels:
-    images = np.random.default_rng(0).integers(0, 256, (12, 6, 28, 28, 3), dtype=np.uint8)
-  else:
-    images = helpers.write_tiny_shards(str(tmp_path))['train']
+  images = helpers.write_tiny_shards(str(tmp_path), channels=channels)['train']
   plain = _episodes(images, None)
   first, again = _episodes(images, 5), _episodes(images, 5)
   np.testing.assert_array_equal(first.support_x, again.support_x)
