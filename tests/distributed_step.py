@@ -1,5 +1,6 @@
-"""One float64 meta-gradient and one SGD update of tiny MAML and Meta Dropout learners under a
-tf.distribute strategy, for tests/test_distribute.py.
+"""One float64 meta-gradient and one SGD update of tiny MAML and Meta Dropout learners (and the
+running batch-norm statistics of --bn_mode=running) under a tf.distribute strategy, for
+tests/test_distribute.py.
 
 In the test process, compute(tf.distribute.get_strategy()) is the single-device reference. As
 a program (a fresh process, so the devices can still be chosen):
@@ -15,14 +16,15 @@ import tensorflow as tf
 
 METABATCH = 4
 ITERATION = 3
-GRAD_CLIP = 2e-3  # small enough that the clip changes some elements of these gradients
-LEARNERS = ('maml', 'metadrop')
+GRAD_CLIP = 1e-3  # small enough that the clip changes some elements of these gradients
+LEARNERS = ('maml', 'metadrop', 'maml_running')  # maml_running: --bn_mode=running
 
 
 def compute(strategy) -> dict:
   """name -> array: 'maml/grad/i', 'maml/after/i' (meta-variable i after one update),
   'maml/loss', ... for each of LEARNERS."""
   import helpers  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(metabatch=METABATCH, meta_optimizer='sgd', meta_momentum=0.0,
                                meta_lr=0.5, grad_clip=GRAD_CLIP)
@@ -31,7 +33,12 @@ def compute(strategy) -> dict:
   out = {}
   for name in LEARNERS:
     with strategy.scope():
-      learner = helpers.tiny_learner(name)
+      if name == 'maml_running':
+        network = helpers.tiny_model(maml=True)
+        network.track_running_statistics()
+        learner = learners.REGISTRY['maml'](network, 2, 0.2, running=True)
+      else:
+        learner = helpers.tiny_learner(name)
       optimizer = train_lib.make_optimizer(learner, config)
     meta_gradients = tf.function(train_lib.make_meta_gradients(learner, config, strategy))
     outputs, grads = meta_gradients(episode, iteration, with_pre)
@@ -42,6 +49,9 @@ def compute(strategy) -> dict:
     for i, (grad, variable) in enumerate(zip(grads, learner.meta_variables())):
       out[f'{name}/grad/{i}'] = grad.numpy()
       out[f'{name}/after/{i}'] = tf.convert_to_tensor(variable).numpy()
+    if learner.running:  # the running statistics the step averaged in
+      for i, (mean, var) in enumerate(learner.network.running_statistics()):
+        out[f'{name}/running_mean/{i}'], out[f'{name}/running_var/{i}'] = mean.numpy(), var.numpy()
   return out
 
 

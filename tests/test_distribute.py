@@ -96,6 +96,7 @@ def _check_step(got, expected):
     for key in [k for k in expected if k.startswith(f'{name}/')]:
       rtol = 1e-6 if expected[key].dtype == np.float32 else 1e-11  # accuracy is float32
       np.testing.assert_allclose(got[key], expected[key], rtol=rtol, atol=1e-14, err_msg=key)
+  assert any(k.startswith('maml_running/running_mean/') for k in expected)
 
 
 @pytest.mark.slow
