@@ -122,12 +122,13 @@ def run_program(program, *args):
 
 
 # --- finite-difference checks of meta-gradients (float64 learners; used by several modules) --
-FD_SEED = tf.constant([7, 11], tf.int32)
+FD_SEED = (7, 11)  # a tuple: a tensor here would start the TF runtime on import (test_threads)
 FD_MC = 2  # MC samples of the support loss in these checks (training uses 1)
 
 
 def meta_loss(learner, episode, iteration=None):
-  return learner.meta_objective(episode, FD_SEED, iteration, mc_samples=FD_MC)['loss']
+  seed = tf.constant(FD_SEED, tf.int32)
+  return learner.meta_objective(episode, seed, iteration, mc_samples=FD_MC)['loss']
 
 
 def meta_gradients(learner, episode, variables, iteration=None):

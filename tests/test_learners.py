@@ -19,7 +19,7 @@ from metadrop_tf import meta_learner
 from metadrop_tf import train_lib
 from metadrop_tf.learners import gradient
 
-SEED = helpers.FD_SEED
+SEED = tf.constant(helpers.FD_SEED, tf.int32)
 MC = helpers.FD_MC  # MC samples of the support loss in these tests (training uses 1)
 
 
