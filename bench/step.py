@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -251,17 +250,6 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   return result
 
 
-def free_ports(n):
-  """n TCP ports free on localhost now (for a loopback TF_CONFIG)."""
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--case', action='append', choices=CASES,
@@ -313,11 +301,9 @@ def main():
     if args.strategy != 'multi_worker':
       subprocess.run(argv, check=True)
       continue
-    ports = free_ports(args.replicas)
-    cluster = {'worker': [f'localhost:{p}' for p in ports]}
-    workers = [subprocess.Popen(argv, env=dict(os.environ, TF_CONFIG=json.dumps(
-        {'cluster': cluster, 'task': {'type': 'worker', 'index': i}})))
-               for i in range(args.replicas)]
+    from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
+    workers = [subprocess.Popen(argv, env=dict(os.environ, TF_CONFIG=tf_config))
+               for tf_config in distribute.loopback_tf_configs(args.replicas)]
     if any(w.wait() for w in workers):
       sys.exit(f'a worker of case {name} failed')
 

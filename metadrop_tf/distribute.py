@@ -23,6 +23,7 @@ Strategies (--strategy):
 import json
 import os
 import shutil
+import socket
 import tempfile
 
 import tensorflow as tf
@@ -194,3 +195,16 @@ def preemption_handler(strategy, save_fn, exit_fn, scratch_dir):
   termination = tf.distribute.experimental.TerminationConfig(exit_fn=exit_fn, save_fn=save_fn)
   return tf.distribute.experimental.PreemptionCheckpointHandler(
       resolver, tf.train.Checkpoint(), os.path.join(scratch_dir, 'preemption'), termination)
+
+
+def loopback_tf_configs(workers: int) -> list:
+  """TF_CONFIG values (JSON text) of a cluster of `workers` processes on this host, one per
+  worker, on localhost ports free now (tests and bench/step.py start such clusters)."""
+  sockets = [socket.socket() for _ in range(workers)]
+  for s in sockets:
+    s.bind(('localhost', 0))
+  cluster = {'worker': [f'localhost:{s.getsockname()[1]}' for s in sockets]}
+  for s in sockets:
+    s.close()
+  return [json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}})
+          for i in range(workers)]

@@ -5,7 +5,6 @@ worker stops both with a checkpoint from which they resume to the uninterrupted 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,22 +32,10 @@ def _env(**extra):
   return env
 
 
-def _free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(('localhost', 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def _start_workers(argv, n=2, cwd=None):
   """n processes of argv, one per worker of a loopback cluster (TF_CONFIG); their Popens."""
-  cluster = {'worker': [f'localhost:{p}' for p in _free_ports(n)]}
   procs = []
-  for i in range(n):
-    tf_config = json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}})
+  for tf_config in distribute.loopback_tf_configs(n):
     procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd or helpers.REPO,
                                   env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
