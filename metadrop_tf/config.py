@@ -11,10 +11,13 @@ from metadrop_tf import errors
 
 class DatasetInfo(NamedTuple):
   """Static facts of a dataset (SPEC "Data" and "Networks")."""
-  image_shape: tuple  # (H, W, C)
-  channels: int  # conv channels of the reference network
-  instances: int  # images per class
+  image_shape: tuple  # (H, W, C); a generated dataset's input shape (sinusoid: (1,))
+  channels: int  # conv channels of the reference network (sinusoid: hidden units)
+  instances: int  # images per class (a generated dataset: no limit)
   classes: dict  # split -> number of classes in the reference shards
+  objective: str = 'classification'  # metadrop_tf.objectives: classification or regression
+  generated: bool = False  # tasks are generated (metadrop_tf.sinusoid), no shards to load
+  backbone: str = 'conv4'  # the network --backbone defaults to for this dataset
 
 
 DATASETS = {
@@ -23,7 +26,12 @@ DATASETS = {
                            {'train': 64, 'val': 16, 'test': 20}),
     # Classes of 732 to 1300 images: instances is the smallest class (data.RaggedShard).
     'tiered': DatasetInfo((84, 84, 3), 32, 732, {'train': 351, 'val': 97, 'test': 160}),
+    # Finn et al. (2017): y = A sin(x - p) on x in [-5, 5]; an MLP of 2 x 40 hidden units.
+    'sinusoid': DatasetInfo((1,), 40, 10 ** 6, {'train': 1, 'val': 1, 'test': 1},
+                            objective='regression', generated=True, backbone='mlp'),
 }
+# Flags whose default depends on --dataset when not given explicitly (metadrop_tf.flags).
+DATASET_DEFAULTS = {'sinusoid': {'way': 1, 'backbone': 'mlp'}}
 PRECISIONS = ('float32', 'bfloat16')
 NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.layers.SAMPLERS
 BN_MODES = ('transductive', 'inductive', 'per_step', 'running')
@@ -44,7 +52,7 @@ ADDED_KEYS = {
 }
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
-BACKBONES = ('conv4', 'resnet12')  # model.py, resnet.py
+BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.distribute
 
 
@@ -215,16 +223,22 @@ class Config:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
     if self.backbone not in BACKBONES:
       raise ConfigError(f'--backbone={self.backbone!r} must be one of {list(BACKBONES)}')
+    if (self.backbone == 'mlp') != (self.info.backbone == 'mlp'):
+      kind = 'numbers' if self.backbone == 'mlp' else 'images'
+      raise ConfigError(f'--backbone={self.backbone} does not fit --dataset={self.dataset} '
+                        f'(its inputs are not {kind}); use --backbone={self.info.backbone}')
+    if self.info.objective == 'regression':
+      self._validate_regression()
     parts = self.resnet_widths.split(',')
     if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
       raise ConfigError(f'--resnet_widths={self.resnet_widths!r} must be four positive '
                         'integers separated by commas, e.g. 64,160,320,640')
-    if self.channels and self.backbone != 'conv4':
+    if self.channels and self.backbone == 'resnet12':
       raise ConfigError('--channels is the width of conv-4; --backbone=resnet12 takes '
                         '--resnet_widths')
     if self.channels < 0:
       raise ConfigError(f'--channels={self.channels} must be >= 0 (0: dataset default)')
-    if self.way < 2:
+    if self.way < 2 and self.info.objective == 'classification':
       raise ConfigError(f'--way={self.way} must be at least 2')
     if self.shot + self.query > self.info.instances:
       raise ConfigError(
@@ -248,6 +262,18 @@ class Config:
         raise ConfigError(f'--way={self.way} exceeds the {n_classes} classes of the '
                           f'{self.dataset} {split} split')
     return self
+
+  def _validate_regression(self) -> None:
+    """The settings a regression dataset (sinusoid) cannot take."""
+    if self.way != 1:
+      raise ConfigError(f'--way={self.way}: {self.dataset} is regression with one output; '
+                        'pass --way=1')
+    for name in ('augment', 'normalize', 'zero_head', 'val_characters'):
+      if getattr(self, name):
+        raise ConfigError(f'--{name} applies to image datasets, not --dataset={self.dataset}')
+    if self.bn_mode != 'transductive':
+      raise ConfigError(f'--bn_mode={self.bn_mode}: the {self.backbone} network has no batch '
+                        'norm; leave --bn_mode at transductive')
 
   def replace(self, **changes) -> 'Config':
     return dataclasses.replace(self, **changes)

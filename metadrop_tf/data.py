@@ -16,8 +16,9 @@ import tensorflow as tf
 
 from metadrop_tf import errors
 from metadrop_tf import manifest
+from metadrop_tf import sinusoid
 
-SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2}
+SPLIT_IDS = sinusoid.SPLIT_IDS  # the split's stream of tasks: train 0, val 1, test 2
 
 
 class DataError(errors.UserError, ValueError):
@@ -28,6 +29,8 @@ class Episode(NamedTuple):
   """A meta-batch of B tasks, N-way K-shot with Q queries, ordered class by class.
 
   Images are float32 in [0, 1]; labels are one-hot by the class's position in the task.
+  A regression task (sinusoid) has inputs [B, K, 1] / [B, Q, 1] and targets of the same
+  shapes in place of images and labels (`way` is then 1).
   """
   support_x: tf.Tensor  # [B, N*K, H, W, C]
   support_y: tf.Tensor  # [B, N*K, N]
@@ -158,7 +161,10 @@ def _load_ragged(path, offsets_path, image_shape, dataset, data_dir):
 
 
 def load_splits(config, splits=('train', 'test')):
-  """Dict split -> images for a Config; Omniglot's val split is held out of train on request."""
+  """Dict split -> images for a Config; Omniglot's val split is held out of train on request.
+  A generated dataset (sinusoid) has no images: every split maps to None (make_sampler)."""
+  if config.info.generated:
+    return {s: None for s in splits}
   data_dir = config.resolved_data_dir
   if os.path.exists(data_dir) and not os.path.isdir(data_dir):
     raise DataError(f'--data_dir={data_dir} is a file, not a folder of shards')
@@ -273,6 +279,14 @@ class EpisodeSampler:
     return np.stack([t[0] for t in tasks]), np.stack([t[1] for t in tasks])
 
 
+def make_sampler(config, split, images=None):
+  """The task sampler of a Config's split: EpisodeSampler over `images` (load_splits), or
+  the generated dataset's (sinusoid.SinusoidSampler)."""
+  if config.info.generated:
+    return sinusoid.SinusoidSampler(config.shot, config.query, config.seed, split)
+  return EpisodeSampler(images, config.way, config.shot, config.query, config.seed, split)
+
+
 AUGMENT_STREAM = 3  # seeds of augmentation: fold_in([seed, 3], meta-batch index)
 SHIFT_PIXELS = 2  # Omniglot (grayscale): random shifts of up to this many pixels
 CROP_PADDING = 8  # natural images: random crop of the image padded by this many pixels
@@ -315,8 +329,11 @@ def make_dataset(sampler, metabatch, start=0, count=None, augment_seed=None):
 
   Sampling runs in parallel numpy calls; the order stays deterministic; output is prefetched.
   augment_seed: an int seed to augment every image (augment(); training with --augment):
-  meta-batch i's draws depend only on (augment_seed, i).
+  meta-batch i's draws depend only on (augment_seed, i). A generated sampler (sinusoid)
+  gives its float inputs and targets as they are.
   """
+  if getattr(sampler, 'generated', False):
+    return _generated_dataset(sampler, metabatch, start, count)
   image_shape = sampler.images.shape[2:]
   way, shot, query = sampler.way, sampler.shot, sampler.query
 
@@ -342,6 +359,25 @@ def make_dataset(sampler, metabatch, start=0, count=None, augment_seed=None):
   stop = start + count if count is not None else np.iinfo(np.int64).max
   indices = tf.data.Dataset.range(start, stop)
   return (indices.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+def _generated_dataset(sampler, metabatch, start, count):
+  """make_dataset of a sampler whose meta_batch gives the four float32 arrays of an Episode
+  ([B, K, D_in], [B, K, D_out], [B, Q, D_in], [B, Q, D_out]; sinusoid: D = 1)."""
+  shapes = [(metabatch, n, 1) for n in (sampler.shot, sampler.shot, sampler.query,
+                                        sampler.query)]
+
+  def draw(index):
+    parts = tf.numpy_function(lambda i: sampler.meta_batch(int(i), metabatch), [index],
+                              [tf.float32] * 4, stateful=False)
+    for part, shape in zip(parts, shapes):
+      part.set_shape(shape)
+    return Episode(*parts)
+
+  stop = start + count if count is not None else np.iinfo(np.int64).max
+  return (tf.data.Dataset.range(start, stop)
+          .map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
 
 

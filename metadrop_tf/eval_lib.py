@@ -122,19 +122,21 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   strategy: a tf.distribute strategy (default: the current one); metabatch episodes per call
   are split among its replicas; only the chief saves `partial` and logs.
 
-  Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...}.
+  Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...};
+  for regression 'mse', 'ci95', 'per_episode_mse', ... (learner.objective names them).
   The stream depends only on (config.seed, split), so every call sees the same tasks.
   """
   metabatch = metabatch or config.metabatch
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.is_chief(strategy)
   progress = progress and chief
-  sampler = data.EpisodeSampler(images, config.way, config.shot, config.query, config.seed,
-                                split)
+  sampler = data.make_sampler(config, split, images)
   n_batches = math.ceil(n_episodes / metabatch)
   step = eval_step or make_eval_step(learner, mc_samples, config.seed, attack, strategy)
   outputs = _load_partial(*partial) if partial else {}
-  first = min(len(outputs.get('acc', [])) // metabatch, n_batches)  # meta-batches done
+  objective = learner.objective
+  key = objective.key  # 'acc' (classification) or 'mse' (regression)
+  first = min(len(outputs.get(key, [])) // metabatch, n_batches)  # meta-batches done
   outputs = {k: v[:first * metabatch] for k, v in outputs.items()}
   if first and chief:
     logging.info('eval %s | continuing after the %d episodes saved in %s', split,
@@ -144,20 +146,22 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   for index, episode in enumerate(tqdm(stream, total=n_batches, initial=first,
                                        disable=not progress, desc=f'eval {split}',
                                        leave=False), start=first):
-    for key, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
-      outputs.setdefault(key, []).extend(value.numpy().tolist())
+    for name, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
+      outputs.setdefault(name, []).extend(value.numpy().tolist())
     if partial and chief:
       _write_json(partial[0], {'key': partial[1], 'outputs': outputs})
     if not progress and chief and time.time() - last_log >= log_interval_s:
-      last_log, done = time.time(), min(len(outputs['acc']), n_episodes)
-      logging.info('eval %s | %d/%d episodes | accuracy so far %.2f %% | %.2f s per episode',
-                   split, done, n_episodes, 100 * np.mean(outputs['acc'][:done]),
+      last_log, done = time.time(), min(len(outputs[key]), n_episodes)
+      logging.info('eval %s | %d/%d episodes | %s so far %s | %.2f s per episode',
+                   split, done, n_episodes, objective.result,
+                   objective.format(objective.scale * np.mean(outputs[key][:done])),
                    (last_log - start) / (index + 1 - first) / metabatch)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
-  mean, ci = metrics.mean_ci95(outputs['acc'])
-  result = {'accuracy': 100 * mean, 'ci95': 100 * ci, 'loss': float(outputs['loss'].mean()),
-            'accuracy_pre': 100 * float(outputs['acc_pre'].mean()),
-            'per_episode_accuracy': outputs['acc'].tolist(), 'n_episodes': int(n_episodes),
+  mean, ci = metrics.mean_ci95(outputs[key])
+  name, scale = objective.result, objective.scale
+  result = {name: scale * mean, 'ci95': scale * ci, 'loss': float(outputs['loss'].mean()),
+            f'{name}_pre': scale * float(outputs[objective.pre_key].mean()),
+            f'per_episode_{name}': outputs[key].tolist(), 'n_episodes': int(n_episodes),
             'mc_samples': int(mc_samples), 'split': split, 'seed': config.seed}
   if attack:
     result['attack'] = dict(attack._asdict(), eps=list(attack.eps),

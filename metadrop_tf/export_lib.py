@@ -10,23 +10,18 @@ import tensorflow as tf
 from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
+from metadrop_tf import eval_lib
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
+from metadrop_tf import sinusoid
 
 SERVE_STREAM = 2  # noise seed of serving: [seed, 2], fixed so predictions are repeatable
 VIS_EPISODES = 10
 VIS_SAMPLES = 10
 
 
-class AdaptAndPredict(tf.Module):
-  """Runs the meta-test inner loop on a support set, then predicts the query set.
-
-  Same steps, inner learning rate and MC samples as evaluation (MAML: one deterministic pass).
-  Signatures: `serving_default` takes integer support labels, `onehot` one-hot ones. Every
-  input is checked in the graph, so a client gets an InvalidArgumentError naming the input and
-  what was expected: image shape [n, H, W, C], a non-empty support and query set, finite
-  pixels in [0, 1], labels in [0, way), rows of `support_y` that are one-hot.
-  """
+class _Served(tf.Module):
+  """A learner's variables and evaluation settings, tracked for a SavedModel."""
 
   def __init__(self, learner, config):
     super().__init__()
@@ -41,6 +36,64 @@ class AdaptAndPredict(tf.Module):
     self.mc_samples = config.test_mc_samples
     self.seed = tf.constant([config.seed, SERVE_STREAM], tf.int32)
     self.image_shape = tuple(config.image_shape)
+
+  def signatures(self) -> dict:
+    raise NotImplementedError
+
+
+class AdaptAndRegress(_Served):
+  """Regression (sinusoid): adapts on support points, predicts the query points.
+
+  `serving_default`: support_x [n, D_in], support_y [n, D_out], query_x [m, D_in] (float32)
+  -> {'predictions': [m, D_out]}. Inputs are checked in the graph: an InvalidArgumentError
+  names the input (shape, empty set, NaN or inf, support inputs and targets in number).
+  """
+
+  def __init__(self, learner, config):
+    super().__init__(learner, config)
+    points = lambda name: tf.TensorSpec([None, None], tf.float32, name=name)
+    self.serve = tf.function(self._serve, input_signature=[
+        points('support_x'), points('support_y'), points('query_x')])
+
+  def signatures(self) -> dict:
+    return {'serving_default': self.serve}
+
+  def _checks(self, values, name, width):
+    return [
+        tf.debugging.assert_equal(tf.shape(values)[1], width,
+                                  message=f'{name} must be float32 [n, {width}]'),
+        tf.debugging.assert_positive(tf.shape(values)[0], message=f'{name} is empty'),
+        tf.debugging.assert_all_finite(values, message=f'{name} holds NaN or inf')]
+
+  def _serve(self, support_x, support_y, query_x):
+    (width,) = self.image_shape
+    checks = (self._checks(support_x, 'support_x', width)
+              + self._checks(support_y, 'support_y', self.way)
+              + self._checks(query_x, 'query_x', width))
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(support_x)[0], tf.shape(support_y)[0],
+        message='support inputs and targets differ in number'))
+    with tf.control_dependencies(checks):
+      support_x = tf.ensure_shape(tf.identity(support_x), [None, width])
+      support_y = tf.ensure_shape(tf.identity(support_y), [None, self.way])
+      query_x = tf.ensure_shape(tf.identity(query_x), [None, width])
+      state = self.learner.adapt(support_x, support_y, self.seed, self.mc_samples)[-1]
+      predictions = self.learner.predict(state, query_x)
+    return {'predictions': tf.cast(predictions, tf.float32)}
+
+
+class AdaptAndPredict(_Served):
+  """Runs the meta-test inner loop on a support set, then predicts the query set.
+
+  Same steps, inner learning rate and MC samples as evaluation (MAML: one deterministic pass).
+  Signatures: `serving_default` takes integer support labels, `onehot` one-hot ones. Every
+  input is checked in the graph, so a client gets an InvalidArgumentError naming the input and
+  what was expected: image shape [n, H, W, C], a non-empty support and query set, finite
+  pixels in [0, 1], labels in [0, way), rows of `support_y` that are one-hot.
+  """
+
+  def __init__(self, learner, config):
+    super().__init__(learner, config)
     # Image shapes are checked in the graph (a mismatch in the signature itself fails deep in
     # the runtime with a message no client can act on), so the specs accept any [n, h, w, c].
     images = lambda name: tf.TensorSpec([None, None, None, None], tf.float32, name=name)
@@ -50,6 +103,9 @@ class AdaptAndPredict(tf.Module):
     self.serve_onehot = tf.function(self._serve_onehot, input_signature=[
         images('support_x'), tf.TensorSpec([None, None], tf.float32, name='support_y'),
         images('query_x')])
+
+  def signatures(self) -> dict:
+    return {'serving_default': self.serve_labels, 'onehot': self.serve_onehot}
 
   def _serve_labels(self, support_x, support_labels, query_x):
     checks = [
@@ -125,13 +181,13 @@ def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=Fa
         f'--export_dir={export_dir} is not empty; pass --overwrite to replace what is there, '
         'or choose another folder')
   learner, _ = restore_learner(config, workdir, checkpoint)
-  module = AdaptAndPredict(learner, config)
+  served = AdaptAndRegress if learner.objective.name == 'regression' else AdaptAndPredict
+  module = served(learner, config)
   export_dir = os.path.normpath(export_dir)
   partial, old = export_dir + '.partial', export_dir + '.replaced'
   for leftover in (partial, old):
     shutil.rmtree(leftover, ignore_errors=True)
-  tf.saved_model.save(module, partial, signatures={
-      'serving_default': module.serve_labels, 'onehot': module.serve_onehot})
+  tf.saved_model.save(module, partial, signatures=module.signatures())
   if os.path.exists(export_dir):
     os.replace(export_dir, old)
   os.replace(partial, export_dir)
@@ -185,11 +241,48 @@ def visualization_dump(learner, config, test_images):
   return dump
 
 
+SINUSOID_TASKS = 3  # tasks of the regression figure: the first of the test stream
+SINUSOID_GRID = 200  # points of x in [-5, 5] where curves are drawn
+
+
+def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID):
+  """Curves of the first n_tasks test tasks (sinusoid) on a grid of x, E = n_tasks tasks:
+  x [G], true [E, G], support_x / support_y [E, K], predictions [E, S+1, G] after 0..S inner
+  steps (as the meta-test adapts: same seeds and MC samples), noisy [E, VIS_SAMPLES, G]:
+  sampling forwards of the initial state (empty without noise), amplitude / phase [E]."""
+  sampler = data.make_sampler(config, 'test')
+  x = np.linspace(*sinusoid.X_RANGE, grid).astype(np.float32)[:, None]
+  out = {key: [] for key in ('true', 'support_x', 'support_y', 'predictions', 'noisy',
+                             'amplitude', 'phase')}
+  n_noisy = VIS_SAMPLES if learner.noisy else 0
+  for task in range(n_tasks):
+    amplitude, phase = sampler.task_parameters(task)
+    support_x, support_y, _, _ = sampler.task(task)
+    seed = meta_learner.fold_seed(tf.constant([config.seed, eval_lib.EVAL_STREAM], tf.int32),
+                                  task)
+    states = learner.adapt(support_x, support_y, seed, config.test_mc_samples)
+    out['predictions'].append(np.stack([learner.predict(s, x).numpy()[:, 0] for s in states]))
+    initial = learner.initial_state()
+    out['noisy'].append(np.stack([
+        learner.network(x, theta=initial, sample=True,
+                        seed=meta_learner.fold_seed(seed, 1000, s)).numpy()[:, 0]
+        for s in range(n_noisy)]) if n_noisy else np.zeros([0, grid], np.float32))
+    out['true'].append(sinusoid.curve(amplitude, phase, x[:, 0]))
+    out['support_x'].append(support_x[:, 0])
+    out['support_y'].append(support_y[:, 0])
+    out['amplitude'].append(amplitude)
+    out['phase'].append(phase)
+  return dict({key: np.stack(values) for key, values in out.items()}, x=x[:, 0])
+
+
 def export_visualization(config, workdir, out_path, checkpoint=None):
-  """Writes the visualization dump of a trained run as a .npz; returns its path."""
+  """Writes the visualization dump of a trained run as a .npz (regression: regression_dump);
+  returns its path."""
   learner, step = restore_learner(config, workdir, checkpoint)
-  test_images = data.load_splits(config, ('test',))['test']
-  dump = visualization_dump(learner, config, test_images)
+  if learner.objective.name == 'regression':
+    dump = regression_dump(learner, config)
+  else:
+    dump = visualization_dump(learner, config, data.load_splits(config, ('test',))['test'])
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   np.savez_compressed(out_path, checkpoint_step=step, maml=not learner.noisy,
                       method=config.method, **dump)

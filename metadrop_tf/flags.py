@@ -25,7 +25,8 @@ MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing', 'n_t
 PER_INVOCATION = frozenset({'strategy', 'cpu_devices'})
 
 _HELP = {
-    'dataset': 'omniglot, mimgnet or tiered (tiered-ImageNet).',
+    'dataset': 'omniglot, mimgnet, tiered (tiered-ImageNet), or sinusoid (regression tasks '
+               'generated on the fly, no download; implies --way=1 --backbone=mlp).',
     'data_dir': 'Folder with train/test shards (default data/<dataset>).',
     'way': 'N, classes per task.',
     'shot': 'K, support images per class.',
@@ -72,8 +73,9 @@ _HELP = {
     'lr_step_gamma': 'Factor of each drop of --lr_schedule=step.',
     'grad_clip': 'Clip every meta-gradient element to [-grad_clip, grad_clip].',
     'backbone': 'Network: conv4 (the reference) or resnet12 (four residual stages, global '
-                'average pooling; Meta Dropout noise on every 3x3 conv).',
-    'channels': 'conv4 width; 0 means the reference width (64 Omniglot, 32 miniImageNet).',
+                'average pooling; Meta Dropout noise on every 3x3 conv); mlp for sinusoid.',
+    'channels': 'conv4 width (mlp: hidden units); 0 means the reference width (64 Omniglot, '
+                '32 miniImageNet, 40 sinusoid).',
     'resnet_widths': 'The four stage widths of --backbone=resnet12 (64,128,256,512 is the '
                      'lighter option).',
     'bn_mode': 'Batch norm statistics: transductive (the reference: each batch its own, query '
@@ -140,6 +142,9 @@ def config_from_flags(saved=None, mutable=MUTABLE):
   """
   if saved is None:
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
+    for name, value in config_lib.DATASET_DEFAULTS.get(values['dataset'], {}).items():
+      if not FLAGS[name].present:  # e.g. --dataset=sinusoid: --way=1, --backbone=mlp
+        values[name] = value
     return config_lib.Config(**values).validate()
   changes = {}
   if mutable is not None and saved.zero_head:  # the head is made per task: any way works

@@ -24,6 +24,7 @@ from metadrop_tf import distribute
 from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import learners
+from metadrop_tf import objectives
 from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
@@ -133,17 +134,27 @@ def evaluate_main():
   learners.check(config)
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   attack = _attack_from_flags()
+  objective = objectives.for_config(config)
+  if attack and objective is not objectives.CLASSIFICATION:
+    raise config_lib.ConfigError(f'--attack scores classification accuracy; {config.dataset} '
+                                 f'is {objective.name}')
   strategy = _strategy(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
                         progress=sys.stderr.isatty(), attack=attack, strategy=strategy)
   if not distribute.is_chief(strategy):
     return
   logging.info('wrote %s', result['path'])
-  head = (f"{config.dataset} {config.way}-way {config.shot}-shot "
+  task = (f'{config.shot}-shot' if objective.name == 'regression' else
+          f'{config.way}-way {config.shot}-shot')
+  head = (f"{config.dataset} {task} "
           f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "
-          f"{result['checkpoint_step']} | {result['n_episodes']} episodes, "
+          f"{result['checkpoint_step']} | {result['n_episodes']} "
+          f"{'tasks' if objective.name == 'regression' else 'episodes'}, "
           f"{result['mc_samples']} MC")
-  print(f"{head} | accuracy {result['accuracy']:.2f} +- {result['ci95']:.2f} %")
+  print(f'{head} | {objective.describe(result[objective.result], result["ci95"])}')
+  if objective.name == 'regression':
+    print(f"{head} | before adaptation | {objective.result} "
+          f"{result[objective.result + '_pre']:.4g}")
   for row in result.get('attacked', []):
     print(f"{head} | PGD {attack.norm} eps {row['eps']:g} | accuracy {row['accuracy']:.2f} +- "
           f"{row['ci95']:.2f} %")
@@ -198,6 +209,12 @@ def export_main():
     print("plots skipped: install the extra with pip install -e '.[plots]'", file=sys.stderr)
     return
   import numpy as np  # pylint: disable=g-import-not-at-top
+  if objectives.for_config(config).name == 'regression':
+    with np.load(path) as dump:
+      figure = plots.plot_regression(dict(dump), os.path.join(export_dir, 'curves.png'),
+                                     f'{config.method}, {config.shot} shots')
+    print(f'wrote {figure}')
+    return
   with np.load(path) as dump:
     paths = plots.plot_boundaries(dict(dump), os.path.join(export_dir, 'boundary'))
   learner, _ = export_lib.restore_learner(config, savedir, FLAGS.checkpoint)

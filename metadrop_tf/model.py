@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import layers
+from metadrop_tf import mlp
 from metadrop_tf import network
 from metadrop_tf import resnet
 
@@ -166,6 +167,9 @@ def meta_test_bytes_per_episode(config) -> int:
   first block's map of every support image and MC copy dominates. ResNet-12 has three 3x3
   convs and a shortcut at full resolution where conv-4 has one conv: counted three times
   (an estimate, not measured)."""
+  if config.backbone == 'mlp':  # a few hundred floats per point: never the limit
+    return ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.shot * (
+        config.n_channels * 4)
   height, width, _ = config.image_shape
   channels, factor = config.n_channels, 1
   if config.backbone == 'resnet12':
@@ -179,7 +183,11 @@ def build_model(config, dtype='float32'):
   precision, seed, sampler)."""
   way = 0 if config.zero_head else config.way  # a zero head is made per task
   compute_dtype = 'bfloat16' if config.precision == 'bfloat16' else None
-  if config.backbone == 'resnet12':
+  if config.backbone == 'mlp':
+    network = mlp.MLP(config.way, config.image_shape, (config.n_channels,) * 2,
+                      maml=not config.noisy, dtype=dtype, seed=config.seed,
+                      noise_sampler=config.noise_sampler)
+  elif config.backbone == 'resnet12':
     network = resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
                               dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
                               noise_sampler=config.noise_sampler)

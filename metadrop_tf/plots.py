@@ -1,7 +1,7 @@
 """Figures of the reference (optional extra `plots`: matplotlib, scikit-learn).
 
-Decision-boundary plots from export_lib's visualization dump, and the learned multiplicative
-noise on one input image.
+Decision-boundary plots from export_lib's visualization dump, the learned multiplicative
+noise on one input image, robustness curves, and regression curves (sinusoid).
 """
 
 import os
@@ -108,6 +108,37 @@ def plot_robustness(results: dict, path: str, title: str = '') -> str:
   ax.set_ylabel('query accuracy (%)')
   ax.set_title(title, fontsize=8)
   ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def plot_regression(dump, path, title=''):
+  """One panel per task of export_lib.regression_dump: the true curve, the support points,
+  the prediction before and after adaptation, and (Meta Dropout) noisy forwards of the
+  initial state. Returns path."""
+  n_tasks = len(dump['true'])
+  fig, axes = plt.subplots(1, n_tasks, figsize=(4 * n_tasks, 3.2), squeeze=False)
+  x = dump['x']
+  for task, ax in enumerate(axes[0]):
+    for noisy_index, curve in enumerate(dump['noisy'][task]):
+      ax.plot(x, curve, color='tab:gray', alpha=0.35, linewidth=0.8,
+              label='noisy forwards (initial)' if noisy_index == 0 else None)
+    ax.plot(x, dump['true'][task], color='black', linewidth=1.5, label='true')
+    predictions = dump['predictions'][task]
+    ax.plot(x, predictions[0], color='tab:blue', linestyle='--', label='before adaptation')
+    steps = len(predictions) - 1
+    ax.plot(x, predictions[-1], color='tab:red',
+            label=f'after {steps} step{"s" if steps != 1 else ""}')
+    ax.scatter(dump['support_x'][task], dump['support_y'][task], color='tab:green', zorder=3,
+               s=25, label='support')
+    ax.set_title(f"A = {dump['amplitude'][task]:.2f}, p = {dump['phase'][task]:.2f}",
+                 fontsize=8)
+    ax.set_xlabel('x')
+  axes[0][0].legend(fontsize=6)
+  if title:
+    fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -21,6 +21,7 @@ from metadrop_tf import eval_lib
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
+from metadrop_tf import objectives
 from metadrop_tf.learners import gradient as gradient_lib
 
 TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
@@ -56,8 +57,8 @@ def make_optimizer(learner, config):
 
 def make_meta_gradients(learner, config, strategy=None):
   """(episode meta-batch, iteration, with_pre) -> (dict of mean 'loss', 'acc', 'loss_pre',
-  'acc_pre'; the meta-gradient of meta_variables()), in cross-replica context (call it inside
-  a tf.function).
+  'acc_pre' (regression: 'mse', 'mse_pre'); the meta-gradient of meta_variables()), in
+  cross-replica context (call it inside a tf.function).
 
   Under a tf.distribute `strategy` (default: the current one) every replica takes its share
   of the meta-batch's tasks (distribute.replica_share) and the shares' outputs and gradients
@@ -73,7 +74,7 @@ def make_meta_gradients(learner, config, strategy=None):
     share, first = distribute.replica_share(episode)
     pre = tf.cond(with_pre, lambda: learner.mean_pre_adaptation_outputs(share, total),
                   lambda: {'loss_pre': tf.constant(float('nan'), learner.dtype),
-                           'acc_pre': tf.constant(float('nan'))})
+                           learner.objective.pre_key: tf.constant(float('nan'))})
     seed = meta_learner.fold_seed(base_seed, iteration)
     out, grads = learner.meta_gradients(share, seed, iteration, first_task=first,
                                         total_tasks=total)
@@ -119,15 +120,12 @@ def make_outer_step(learner, optimizer, config, strategy=None):
   return step
 
 
-PRE_KEYS = ('loss_pre', 'acc_pre')
-
-
 def run_outer_step(outer_step, episode, iteration, config):
-  """One training iteration; returns its metrics as floats, the pre-adaptation ones only on
-  every config.pre_adapt_freq-th iteration (the others do not compute them)."""
+  """One training iteration; returns its metrics as floats, the pre-adaptation ones ('..._pre')
+  only on every config.pre_adapt_freq-th iteration (the others do not compute them)."""
   with_pre = iteration % config.pre_adapt_freq == 0
   out = outer_step(episode, tf.constant(iteration, tf.int64), tf.constant(with_pre))
-  return {k: float(v) for k, v in out.items() if with_pre or k not in PRE_KEYS}
+  return {k: float(v) for k, v in out.items() if with_pre or not k.endswith('_pre')}
 
 
 def check_finite(outputs, iteration, last_saved):
@@ -187,6 +185,7 @@ class Reporter:
 
   def __init__(self, workdir, config, start, progress):
     self.log = RunLog(workdir)
+    self.objective = objectives.for_config(config)
     self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, 'tb', k))
                     for k in ('train', 'eval')}
     self.window, self.tick = metrics.WindowAverage(), time.time()
@@ -208,15 +207,19 @@ class Reporter:
     values.update(extra)
     self.tick = time.time()
     self._scalars('train', values, step)
-    self.bar.set_postfix(loss=f"{values['loss']:.3f}", acc=f"{values['acc']:.3f}")
-    self.log('train | step %d | %.3f it/s | loss %.4f acc %.4f | pre loss %.4f acc %.4f',
-             step, values['iters_per_sec'], values['loss'], values['acc'],
-             values.get('loss_pre', float('nan')), values.get('acc_pre', float('nan')))
+    key, pre_key = self.objective.key, self.objective.pre_key
+    self.bar.set_postfix(loss=f"{values['loss']:.3f}", **{key: f'{values[key]:.3f}'})
+    self.log(f'train | step %d | %.3f it/s | loss %.4f {key} %.4f | pre loss %.4f {key} %.4f',
+             step, values['iters_per_sec'], values['loss'], values[key],
+             values.get('loss_pre', float('nan')), values.get(pre_key, float('nan')))
 
   def evaluation(self, step, split, result):
-    self._scalars('eval', {'acc': result['accuracy'] / 100, 'loss': result['loss']}, step)
-    self.log('eval %s | step %d | loss %.4f acc %.2f +- %.2f %%', split, step, result['loss'],
-             result['accuracy'], result['ci95'])
+    objective = self.objective
+    value = result[objective.result]
+    self._scalars('eval', {objective.key: value / objective.scale, 'loss': result['loss']},
+                  step)
+    self.log('eval %s | step %d | loss %.4f %s', split, step, result['loss'],
+             objective.describe(value, result['ci95']).replace('accuracy', 'acc'))
 
   def _scalars(self, writer, values, step):
     with self.writers[writer].as_default(step=step):
@@ -325,8 +328,7 @@ def train(config, workdir, progress=True, strategy=None):
   report.log('%s at iteration %d of %d in %s%s%s', 'resumed' if restored else 'started', step,
              config.n_train_iters, workdir, f' from {restored}' if restored else '',
              f' on {replicas} replicas' if replicas > 1 else '')
-  sampler = data.EpisodeSampler(splits['train'], config.way, config.shot, config.query,
-                                config.seed, 'train')
+  sampler = data.make_sampler(config, 'train', splits['train'])
   episodes = iter(data.make_dataset(sampler, config.metabatch, start=step,
                                     augment_seed=config.seed if config.augment else None))
   outer_step = make_outer_step(learner, optimizer, config, strategy)

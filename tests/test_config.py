@@ -25,6 +25,12 @@ Config = config_lib.Config
     ({'val_characters': 5, 'dataset': 'mimgnet', 'way': 5}, '--val_characters'),
     ({'eval_split': 'val'}, '--eval_split=val'),
     ({'val_characters': 3}, '--way=20 exceeds the 12 classes'),
+    ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 5}, '--way=5'),
+    ({'dataset': 'sinusoid', 'way': 1}, '--backbone=conv4 does not fit --dataset=sinusoid'),
+    ({'backbone': 'mlp'}, '--backbone=mlp does not fit --dataset=omniglot'),
+    ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'augment': True}, '--augment'),
+    ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'bn_mode': 'inductive'},
+     '--bn_mode=inductive'),
 ])
 def test_validation_names_the_flag(changes, flag):
   with pytest.raises(config_lib.ConfigError) as err:

@@ -34,6 +34,18 @@ def test_every_flagfile_gives_the_method_its_name_says(path):
   assert config.learner_name == expected
 
 
+def test_sinusoid_takes_its_network_and_one_output_unless_told_otherwise():
+  _parse('--dataset=sinusoid')
+  config = flags_lib.config_from_flags()
+  assert (config.way, config.backbone, config.n_channels) == (1, 'mlp', 40)
+  _parse('--dataset=sinusoid', '--way=3')
+  with pytest.raises(config_lib.ConfigError, match='--way=3: sinusoid is regression'):
+    flags_lib.config_from_flags()
+  _parse('--way=7')
+  assert flags_lib.config_from_flags().way == 7  # no dataset default applies to omniglot
+  FLAGS.unparse_flags()
+
+
 def test_the_reference_maml_flag_and_learner_flag():
   _parse('--maml')
   assert flags_lib.config_from_flags().learner_name == 'maml'

@@ -8,7 +8,9 @@ and answers:
   initial_state(way=None)                the fast state before adaptation (dict of tensors)
   adapt(support_x, support_y, seed, mc_samples, start=None, iteration=None)
                                          [state_0, ..., state_S]: adaptation on one support set
-  predict(state, x)                      logits [n, N] of images x [n, H, W, C] from a state
+  predict(state, x)                      outputs [n, N] of inputs x [n, ...] from a state: logits
+                                         (classification) or predictions (regression)
+  objective                              the task's loss and metric (metadrop_tf.objectives)
   meta_gradients(episode, seed, iteration)
                                          (outputs, gradients of meta_variables()): the outer
                                          update's direction; default: the gradient of the mean
@@ -26,22 +28,26 @@ from typing import Optional
 import tensorflow as tf
 
 from metadrop_tf import meta_learner
+from metadrop_tf import objectives
 
 
 class Learner:
   """Base class: the per-task and meta-batch plumbing shared by every method.
 
   Args:
-    network: a network (metadrop_tf.model): parameter groups, forward with explicit weights.
+    network: a network (metadrop_tf.network): parameter groups, forward with explicit weights.
     n_steps: S, inner steps of adaptation.
+    objective: what a task scores (default classification: cross-entropy, accuracy).
   Subclasses implement initial_state, adapt and predict (and may override meta_gradients).
   """
 
   noisy = False
 
-  def __init__(self, network, n_steps: int):
+  def __init__(self, network, n_steps: int,
+               objective: objectives.Objective = objectives.CLASSIFICATION):
     self.network = network
     self.n_steps = n_steps
+    self.objective = objective
     self.own = None  # a Keras object holding the learner's own variables, if any
 
   # --- what a method defines -------------------------------------------------------------
@@ -83,23 +89,29 @@ class Learner:
   def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
                    iteration=None, extra=None) -> dict:
     """Adapts on the support, scores the deterministic forward on the query: scalars 'loss'
-    (the meta-objective of the task) and 'acc'. `iteration` (int64 scalar tensor or None)
-    lets schedules depend on training progress; `extra(learner, state, query_x, query_y,
-    seed)` adds metrics of the adapted state (e.g. accuracy under attack)."""
+    (the meta-objective of the task) and the objective's metric (objective.key: 'acc').
+    `iteration` (int64 scalar tensor or None) lets schedules depend on training progress;
+    `extra(learner, state, query_x, query_y, seed)` adds metrics of the adapted state (e.g.
+    accuracy under attack)."""
     del iteration
     state = self.adapt(support_x, support_y, seed, mc_samples)[-1]
-    logits = self.predict(state, query_x)
-    out = {'loss': meta_learner.cross_entropy(logits, query_y),
-           'acc': meta_learner.accuracy(logits, query_y)}
+    out = self.scores(self.predict(state, query_x), query_y)
     if extra is not None:
       out.update(extra(self, state, query_x, query_y, seed))
     return out
 
+  def scores(self, outputs, targets) -> dict:
+    """{'loss': objective.loss, objective.key: objective.metric} of outputs [n, N] against
+    targets [n, N]."""
+    return {'loss': self.objective.loss(outputs, targets),
+            self.objective.key: self.objective.metric(outputs, targets)}
+
   def pre_adaptation_outputs(self, query_x, query_y) -> dict:
-    """'loss_pre' and 'acc_pre' of the initial state on the query (monitoring, no gradient)."""
-    logits = self.predict(self.initial_state(query_y.shape[-1]), query_x)
-    return {'loss_pre': tf.stop_gradient(meta_learner.cross_entropy(logits, query_y)),
-            'acc_pre': meta_learner.accuracy(logits, query_y)}
+    """'loss_pre' and the metric's pre key ('acc_pre') of the initial state on the query
+    (monitoring, no gradient)."""
+    outputs = self.predict(self.initial_state(query_y.shape[-1]), query_x)
+    return {'loss_pre': tf.stop_gradient(self.objective.loss(outputs, query_y)),
+            self.objective.pre_key: self.objective.metric(outputs, query_y)}
 
   def per_task_outputs(self, episode, seeds, mc_samples=1, with_pre=True,
                        iteration=None, extra=None) -> dict:
@@ -122,7 +134,7 @@ class Learner:
   def meta_objective(self, episode, seed, iteration=None, mc_samples=1, first_task=0,
                      total_tasks=None) -> dict:
     """Mean task_outputs over the meta-batch (task b seeded by fold_seed(seed, b); training
-    uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and 'acc'.
+    uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and the metric.
 
     A replica's share (metadrop_tf.distribute): `episode` holds tasks first_task (int or int64
     tensor) onward of a meta-batch of total_tasks; the outputs are then their sum divided by

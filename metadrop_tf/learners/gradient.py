@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from metadrop_tf import meta_learner
+from metadrop_tf import objectives
 from metadrop_tf.learners import base
 
 MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
@@ -105,8 +106,9 @@ class GradientLearner(base.Learner):
                weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
                msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False,
                inductive: bool = False, per_step_offsets: bool = False,
-               running: bool = False):
-    super().__init__(network, n_steps)
+               running: bool = False,
+               objective: objectives.Objective = objectives.CLASSIFICATION):
+    super().__init__(network, n_steps, objective)
     self.inductive = inductive
     self.running = running
     self.per_step_offsets = per_step_offsets
@@ -155,7 +157,8 @@ class GradientLearner(base.Learner):
                    checkpointing=config.gradient_checkpointing,
                    inductive=config.bn_mode in ('inductive', 'per_step'),
                    per_step_offsets=config.bn_mode == 'per_step',
-                   running=config.bn_mode == 'running')
+                   running=config.bn_mode == 'running',
+                   objective=objectives.for_config(config))
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -241,7 +244,7 @@ class GradientLearner(base.Learner):
       tape.watch(adapted)
       logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
                             phi=phi, beta=state.get(OFFSETS))
-      loss = meta_learner.cross_entropy(logits, y)
+      loss = self.objective.loss(logits, y)
     grads = tape.gradient(loss, adapted)
     if isinstance(first_order, bool):
       if first_order:
@@ -339,19 +342,17 @@ class GradientLearner(base.Learner):
 
   def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
                    iteration=None, extra=None, weights=None):
-    """'loss' and 'acc' of the query after adaptation (and `extra`'s metrics, as Learner's).
+    """'loss' and the metric of the query after adaptation (and `extra`'s, as Learner's).
     With the multi-step loss (training, or explicit `weights` [S]) 'loss' is
     sum_s weights[s] * query loss after step s + 1."""
     states = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration)
-    logits = self.predict(states[-1], query_x)
-    out = {'loss': meta_learner.cross_entropy(logits, query_y),
-           'acc': meta_learner.accuracy(logits, query_y)}
+    out = self.scores(self.predict(states[-1], query_x), query_y)
     if weights is None and self.msl_iters and iteration is not None:
       weights = self.step_weights(iteration)
     if weights is not None:
       if self.inductive or self.running:
         states[1:-1] = [self.with_statistics(s, support_x) for s in states[1:-1]]
-      losses = [meta_learner.cross_entropy(self.predict(s, query_x), query_y)
+      losses = [self.objective.loss(self.predict(s, query_x), query_y)
                 for s in states[1:-1]] + [out['loss']]
       out['loss'] = tf.reduce_sum(tf.cast(weights, self.dtype) * tf.stack(losses))
     if extra is not None:

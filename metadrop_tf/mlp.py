@@ -1,0 +1,112 @@
+"""A small multilayer perceptron for regression tasks (sinusoid), with Meta Dropout's noise.
+
+Finn et al.'s sinusoid network: two hidden layers of 40 units with ReLU, one linear output,
+no batch norm. Meta Dropout's noise sits on the hidden units as on conv-4's feature maps
+(layers.multiplicative_noise): each hidden layer's pre-activation mu = h W + b is multiplied
+by softplus(alpha + eps), alpha = h W_phi + b_phi from phi (the same shapes as theta), then
+passes the ReLU. The output layer has no noise (regression has no logits to perturb).
+"""
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from metadrop_tf import layers
+from metadrop_tf import network
+
+INIT_STDDEV = 0.01  # Finn et al.'s fully connected weights: truncated normal, 0.01
+
+
+class MLP(network.Network):
+  """theta: dense<l>_kernel [in, units], dense<l>_bias, and the head dense_kernel
+  [units, outputs], dense_bias; phi: the hidden layers' shapes again; beta: empty.
+
+  Args:
+    outputs: D_out, units of the linear output (1 for sinusoid).
+    input_shape: (D_in,) of one input.
+    hidden: units of each hidden layer.
+    maml, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
+    noise_sampler: name in layers.SAMPLERS.
+  """
+
+  def __init__(self, outputs: int = 1, input_shape: Sequence[int] = (1,),
+               hidden: Sequence[int] = (40, 40), maml: bool = False, dtype='float32', seed=0,
+               noise_sampler: str = 'box_muller', **kwargs):
+    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
+    self.outputs, self.hidden = outputs, tuple(hidden)
+    self.image_shape = tuple(input_shape)  # the interface's name for one input's shape
+    self.feature_dim = self.hidden[-1]
+    self.sampler = layers.SAMPLERS[noise_sampler]
+    units_in = int(input_shape[-1])
+    for index, units in enumerate(self.hidden):
+      for group in ('theta', 'phi'):
+        self._weight(group, f'dense{index}_kernel', (units_in, units),
+                     keras.initializers.TruncatedNormal(stddev=INIT_STDDEV,
+                                                        seed=self._next_seed()))
+        self._weight(group, f'dense{index}_bias', (units,), 'zeros')
+      units_in = units
+    self._weight('theta', 'dense_kernel', (units_in, outputs),
+                 keras.initializers.TruncatedNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
+    self._weight('theta', 'dense_bias', (outputs,), 'zeros')
+    self.built = True
+
+  def hidden_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+    """Each hidden layer's output after the ReLU, [copies * n, units], for inputs x [n, D_in].
+
+    sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
+    Monte-Carlo samples of every input, stacked copy by copy (each its own noise draw).
+    theta, phi: weights as dicts of tensors (default: the variables).
+    """
+    theta = self.theta if theta is None else theta
+    phi = self.phi if phi is None else phi
+    sample = sample and not self.maml
+    seeds = (tfp.random.split_seed(seed, n=len(self.hidden)) if sample
+             else [None] * len(self.hidden))
+    h, outputs = self.prepare_input(x), []
+    for index in range(len(self.hidden)):
+      name = f'dense{index}'
+      mu = tf.matmul(h, theta[f'{name}_kernel']) + theta[f'{name}_bias']
+      if not self.maml:
+        alpha = tf.matmul(h, phi[f'{name}_kernel']) + phi[f'{name}_bias']
+        if index == 0 and copies > 1:  # the inputs are shared: draw every copy's noise here
+          shape = tf.concat([[copies], tf.shape(mu)], axis=0)
+          mu = layers.multiplicative_noise(mu, alpha, sample, seeds[index], self.sampler,
+                                           noise_shape=shape if sample else None)
+          mu = tf.reshape(tf.broadcast_to(mu, shape), [-1, mu.shape[-1]])
+        else:
+          mu = layers.multiplicative_noise(mu, alpha, sample, seeds[index], self.sampler)
+      elif index == 0 and copies > 1:
+        mu = tf.tile(mu, [copies, 1])
+      h = tf.nn.relu(mu)
+      outputs.append(h)
+    return outputs
+
+  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+               statistics=None, beta=None):
+    """The last hidden layer [copies * n, units] (what the head reads)."""
+    del statistics, beta  # no batch norm
+    return self.hidden_outputs(x, theta, sample, seed, copies, phi)[-1]
+
+  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
+           beta=None):
+    """Predictions [copies * n, outputs] of inputs x [n, D_in]; arguments as hidden_outputs."""
+    theta = self.theta if theta is None else theta
+    features = self.features(x, theta, sample, seed, copies, phi)
+    return tf.matmul(features, theta['dense_kernel']) + theta['dense_bias']
+
+  def batch_statistics(self, x, theta=None, beta=None) -> list:
+    """No batch norm: no statistics."""
+    del x, theta, beta
+    return []
+
+  def noise_scales(self, x, theta=None) -> dict:
+    """softplus(alpha) of each hidden layer ('dense<l>', [n, units]); empty without noise."""
+    if self.maml:
+      return {}
+    theta, phi = self.theta if theta is None else theta, self.phi
+    inputs = [self.prepare_input(x)] + self.hidden_outputs(x, theta)[:-1]
+    return {f'dense{index}': tf.nn.softplus(tf.matmul(h, phi[f'dense{index}_kernel'])
+                                            + phi[f'dense{index}_bias'])
+            for index, h in enumerate(inputs)}
