@@ -137,21 +137,27 @@ def norm(h, offset, groups=1, statistics=None):
   return normalize(h, offset, statistics)
 
 
-def _normalize_and_pool(h, offset, groups, statistics=None):
-  """batch norm (per group, or with given statistics) -> ReLU -> 2x2 max-pool:
-  [n,H,W,C] -> [n,H/2,W/2,C]."""
-  h = tf.nn.relu(norm(h, offset, groups, statistics))
+def _normalize_and_pool(h, offset, groups, statistics=None, shift=None):
+  """batch norm (per group, or with given statistics) [+ shift] -> ReLU -> 2x2 max-pool:
+  [n,H,W,C] -> [n,H/2,W/2,C]. shift: [n, C] or [C], added to every position of the
+  normalized map (conditionally shifted neurons, learners/csn.py)."""
+  h = norm(h, offset, groups, statistics)
+  if shift is not None:
+    h = h + (shift[:, None, None, :] if shift.shape.rank == 2 else shift)
+  h = tf.nn.relu(h)
   return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
 
 
 def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
                sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal,
-               statistics=None, return_statistics=False):
-  """conv -> noise -> batch norm -> ReLU -> 2x2 max-pool: [n,H,W,Cin] -> [n,H/2,W/2,C].
+               statistics=None, return_statistics=False, shift=None):
+  """conv -> noise -> batch norm [+ shift] -> ReLU -> 2x2 max-pool: [n,H,W,Cin] ->
+  [n,H/2,W/2,C].
 
   statistics: (mean, variance) [C] for inductive batch norm (norm), None for the batch's.
   return_statistics: also return the batch's (mean, variance) before the norm (moments; the
-  block then normalizes with them, one group).
+  block then normalizes with them, one group). shift: per image and channel [n, C] (or [C]),
+  added before the ReLU (_normalize_and_pool).
 
   With phi (Meta Dropout) mu and alpha are two convolutions of the same input; without phi
   (MAML) there is no noise at all. (One convolution with the kernels concatenated, then split,
@@ -163,8 +169,8 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
                              sampler)
   if return_statistics:
     statistics = moments(h)
-    return _normalize_and_pool(h, offset, groups, statistics), statistics
-  return _normalize_and_pool(h, offset, groups, statistics)
+    return _normalize_and_pool(h, offset, groups, statistics, shift), statistics
+  return _normalize_and_pool(h, offset, groups, statistics, shift)
 
 
 def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,

@@ -52,13 +52,16 @@ class MLP(network.Network):
     self._weight('theta', 'dense_bias', (outputs,), 'zeros')
     self.built = True
 
-  def hidden_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def hidden_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
+                     shifts=None):
     """Each hidden layer's output after the ReLU, [copies * n, units], for inputs x [n, D_in].
 
     sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
     Monte-Carlo samples of every input, stacked copy by copy (each its own noise draw).
-    theta, phi: weights as dicts of tensors (default: the variables).
+    theta, phi: weights as dicts of tensors (default: the variables). shifts: dict
+    'dense<l>' -> [n, units] added to layer l's pre-activation before the ReLU (one copy).
     """
+    shifts = shifts or {}
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
     sample = sample and not self.maml
@@ -79,22 +82,34 @@ class MLP(network.Network):
           mu = layers.multiplicative_noise(mu, alpha, sample, seeds[index], self.sampler)
       elif index == 0 and copies > 1:
         mu = tf.tile(mu, [copies, 1])
+      if name in shifts:
+        mu += shifts[name]
       h = tf.nn.relu(mu)
       outputs.append(h)
     return outputs
 
   def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None):
+               statistics=None, beta=None, shifts=None):
     """The last hidden layer [copies * n, units] (what the head reads)."""
     del statistics, beta  # no batch norm
-    return self.hidden_outputs(x, theta, sample, seed, copies, phi)[-1]
+    return self.hidden_outputs(x, theta, sample, seed, copies, phi, shifts)[-1]
+
+  def shift_units(self) -> dict:
+    """Layers whose pre-activations `shifts` may move, name -> units (hidden and output)."""
+    units = {f'dense{index}': units for index, units in enumerate(self.hidden)}
+    units['dense'] = self.outputs
+    return units
 
   def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None):
-    """Predictions [copies * n, outputs] of inputs x [n, D_in]; arguments as hidden_outputs."""
+           beta=None, shifts=None):
+    """Predictions [copies * n, outputs] of inputs x [n, D_in]; arguments as hidden_outputs
+    (shifts['dense'], [n, outputs], is added to the output)."""
     theta = self.theta if theta is None else theta
-    features = self.features(x, theta, sample, seed, copies, phi)
-    return tf.matmul(features, theta['dense_kernel']) + theta['dense_bias']
+    features = self.features(x, theta, sample, seed, copies, phi, shifts=shifts)
+    out = tf.matmul(features, theta['dense_kernel']) + theta['dense_bias']
+    if shifts and 'dense' in shifts:
+      out += shifts['dense']
+    return out
 
   def batch_statistics(self, x, theta=None, beta=None) -> list:
     """No batch norm: no statistics."""

@@ -67,7 +67,7 @@ class MetaDropoutNet(network.Network):
     self.built = True
 
   def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                    statistics=None, return_statistics=False, beta=None):
+                    statistics=None, return_statistics=False, beta=None, shifts=None):
     """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
@@ -77,7 +77,8 @@ class MetaDropoutNet(network.Network):
     statistics: per block (mean, variance) [C] for inductive batch norm (one copy); None: the
       batch's statistics (transductive). return_statistics: also return the batch's statistics
       of every block (a list; one copy). beta: batch-norm offsets as a dict of tensors (default:
-      the variables; e.g. one inner step's, --bn_mode=per_step).
+      the variables; e.g. one inner step's, --bn_mode=per_step). shifts: dict 'conv<b>' ->
+      [n, C] added to block b's normalized map before its ReLU (shift_units; one copy).
     """
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
@@ -85,20 +86,24 @@ class MetaDropoutNet(network.Network):
     sample = sample and not self.maml
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
     h, outputs, collected = self.prepare_input(x), [], []
-    per_image = statistics is not None or return_statistics
+    per_image = statistics is not None or return_statistics or shifts is not None
     if per_image and copies != 1:
-      raise ValueError('inductive batch norm statistics are of one copy (copies=1)')
+      raise ValueError('inductive batch norm statistics and shifts are of one copy (copies=1)')
+    shifts = shifts or {}
     for b in range(N_BLOCKS):
       args = (h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
               None if self.maml else phi[f'conv{b}_kernel'],
               None if self.maml else phi[f'conv{b}_bias'])
       kwargs = dict(sample=sample, seed=seeds[b], compute_dtype=self.compute_dtype_override,
                     sampler=self.sampler)
+      shift = shifts.get(f'conv{b}')
       if return_statistics:
-        h, block_statistics = layers.conv_block(*args, return_statistics=True, **kwargs)
+        h, block_statistics = layers.conv_block(*args, return_statistics=True, shift=shift,
+                                                **kwargs)
         collected.append(block_statistics)
       elif per_image:
-        h = layers.conv_block(*args, statistics=statistics[b], **kwargs)
+        h = layers.conv_block(*args, statistics=None if statistics is None else statistics[b],
+                              shift=shift, **kwargs)
       elif b == 0:
         h = layers.conv_block_copies(*args, copies=copies, **kwargs)
       else:
@@ -113,10 +118,18 @@ class MetaDropoutNet(network.Network):
     return self.block_outputs(x, theta, return_statistics=True, beta=beta)[1]
 
   def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None):
+               statistics=None, beta=None, shifts=None):
     """Flattened features [copies * n, F] of images x [n, H, W, C]; arguments as block_outputs."""
-    outputs = self.block_outputs(x, theta, sample, seed, copies, phi, statistics, beta=beta)
+    outputs = self.block_outputs(x, theta, sample, seed, copies, phi, statistics, beta=beta,
+                                 shifts=shifts)
     return tf.reshape(outputs[-1], [-1, self.feature_dim])
+
+  def shift_units(self) -> dict:
+    """Layers whose pre-activations `shifts` may move, name -> units: the conv blocks'
+    channels and the head's logits."""
+    units = {f'conv{b}': self.channels for b in range(N_BLOCKS)}
+    units['dense'] = int(self.theta['dense_kernel'].shape[-1])
+    return units
 
   def head(self, features, theta=None, sample=False, seed=None, phi=None):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
@@ -130,15 +143,19 @@ class MetaDropoutNet(network.Network):
         sample=sample and noisy, seed=seed, sampler=self.sampler)
 
   def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None):
-    """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs."""
+           beta=None, shifts=None):
+    """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs
+    (shifts['dense'], [n, N], is added to the logits)."""
     sample = sample and not self.maml
     if sample:
       feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
     else:
       feature_seed = head_seed = None
-    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta)
-    return self.head(feats, theta, sample, head_seed, phi)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta, shifts)
+    logits = self.head(feats, theta, sample, head_seed, phi)
+    if shifts and 'dense' in shifts:
+      logits += shifts['dense']
+    return logits
 
   def noise_scales(self, x, theta=None):
     """Deterministic noise factors of images x [n, H, W, C], name -> tensor: softplus(alpha)

@@ -13,6 +13,8 @@ first implementation, and a new backbone subclasses Network and writes only its 
                            statistics (inductive) or the batch's, and given offsets beta
   batch_statistics(x, theta=, beta=)   per batch norm, (mean, variance) of the batch x
   features(x, theta=...)   the representation [n, F] the head reads
+  shift_units(), call(..., shifts=)   layers whose pre-activations a learner may shift per
+                           input (conditionally shifted neurons), name -> units
   noise_scales(x)          name -> deterministic noise factors (monitoring; {} without noise)
   meta_variables()         what the outer loop trains (phi only when noisy)
 The forward never assigns to variables, so an inner loop passes fast weights through it.
@@ -151,3 +153,7 @@ class Network(keras.Model):
 
   def noise_scales(self, x, theta=None) -> dict:
     raise NotImplementedError
+
+  def shift_units(self) -> dict:
+    """name -> units of the layers `call(..., shifts=)` can shift; {}: none (e.g. ResNet-12)."""
+    return {}

@@ -50,9 +50,10 @@ def _trained_run(tmp_path, maml, **changes):
   return config, workdir, model
 
 
-@pytest.mark.parametrize('maml', [True, False])
-def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml):
-  config, workdir, model = _trained_run(tmp_path, maml)
+@pytest.mark.parametrize('maml, changes', [(True, {}), (False, {}),
+                                           (False, {'learner': 'csn'})])
+def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml, changes):
+  config, workdir, model = _trained_run(tmp_path, maml, **changes)
   export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
   test = data.load_splits(config, ('test',))['test']
   sampler = data.EpisodeSampler(test, config.way, config.shot, config.query, config.seed, 'test')
@@ -75,7 +76,7 @@ def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml):
     np.testing.assert_allclose(served['probs'][i], out['probabilities'], rtol=1e-5, atol=1e-6)
   evaluated = eval_lib.evaluate(model, test, config, 'test', N_EPISODES,
                                 config.test_mc_samples, progress=False)
-  if maml:
+  if not model.noisy:
     np.testing.assert_allclose(served['accs'], evaluated['per_episode_accuracy'], rtol=1e-6)
   else:  # different noise draws: equal within Monte-Carlo tolerance
     assert abs(np.mean(served['accs']) - np.mean(evaluated['per_episode_accuracy'])) < 0.25
@@ -197,7 +198,7 @@ def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
 
 @pytest.mark.parametrize('changes', [
     {'learner': 'metasgd', 'meta_dropout': True}, {'learner': 'anil', 'zero_head': True},
-    {'learner': 'maml', 'lslr': True}])
+    {'learner': 'maml', 'lslr': True}, {'learner': 'csn'}])
 def test_savedmodel_of_every_kind_of_learner_matches_it(tmp_path, changes):
   """Learners with variables of their own (learned rates) and zero heads export and serve
   the same predictions as the learner in this process."""

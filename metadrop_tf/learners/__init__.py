@@ -27,10 +27,14 @@ def register(name: str):
 
 
 def check(config) -> None:
-  """ConfigError unless config.learner_name is registered (before any data is loaded)."""
+  """ConfigError unless config.learner_name is registered and takes the config's settings
+  (a learner's optional classmethod check_config), before any data is loaded."""
   if config.learner_name not in REGISTRY:
     raise config_lib.ConfigError(f'--learner={config.learner_name!r} is unknown; choose one '
                                  f'of {sorted(REGISTRY)}')
+  check_config = getattr(REGISTRY[config.learner_name], 'check_config', None)
+  if check_config is not None:
+    check_config(config)
 
 
 def build(config, dtype='float32', network=None):

@@ -93,8 +93,7 @@ class Learner:
     `iteration` (int64 scalar tensor or None) lets schedules depend on training progress;
     `extra(learner, state, query_x, query_y, seed)` adds metrics of the adapted state (e.g.
     accuracy under attack)."""
-    del iteration
-    state = self.adapt(support_x, support_y, seed, mc_samples)[-1]
+    state = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration)[-1]
     out = self.scores(self.predict(state, query_x), query_y)
     if extra is not None:
       out.update(extra(self, state, query_x, query_y, seed))
