@@ -48,8 +48,11 @@ ADDED_KEYS = {
     'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
-    'normalize': False,
+    'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
+    'mixup_alpha': 2.0,
 }
+MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
+NOISE_TYPES = ('metadrop', 'learned_add', 'fixed_mult', 'fixed_add')  # layers.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
@@ -88,6 +91,10 @@ class Config:
   maml: bool = False  # the reference's flag: the same as learner='maml'
   learner: str = ''  # a name of learners.REGISTRY; '': maml with --maml, else metadrop
   meta_dropout: bool = False  # add Meta Dropout's noise to any gradient learner
+  noise_type: str = 'metadrop'  # the noise of noisy learners: Meta Dropout's or a baseline's
+  noise_scale: float = 0.5  # std of the fixed-noise baselines (fixed_mult, fixed_add)
+  inner_mixup: str = ''  # mixup of the support in the inner loop: '', input or manifold
+  mixup_alpha: float = 2.0  # lam ~ Beta(mixup_alpha, mixup_alpha)
   adapt_params: str = ''  # parameters the inner loop adapts: '' all, 'head', or name prefixes
   first_order: bool = False
   inner_momentum: float = 0.0  # PyTorch-MAML's inner SGD options
@@ -127,7 +134,8 @@ class Config:
   eval_batches: int = 50  # meta-batches per monitoring evaluation
   eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
 
-  _POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma')
+  _POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma',
+               'noise_scale', 'mixup_alpha')
 
   @property
   def info(self) -> DatasetInfo:
@@ -168,9 +176,12 @@ class Config:
 
   @property
   def method(self) -> str:
-    """A short name for logs and results, e.g. 'metasgd+metadrop'."""
-    extra = '+metadrop' if self.meta_dropout and self.learner_name != 'metadrop' else ''
-    return self.learner_name + extra
+    """A short name for logs and results, e.g. 'metasgd+metadrop', 'maml+fixed_mult'."""
+    noise = 'metadrop' if self.noise_type == 'metadrop' else self.noise_type
+    if self.learner_name == 'metadrop':
+      return 'metadrop' if noise == 'metadrop' else f'maml+{noise}'
+    mixup = f'+{self.inner_mixup}_mixup' if self.inner_mixup else ''
+    return self.learner_name + (f'+{noise}' if self.meta_dropout else '') + mixup
 
   def split_classes(self) -> dict:
     """Split -> class count of the reference shards, after the optional Omniglot val hold-out."""
@@ -249,6 +260,21 @@ class Config:
     if self.noise_sampler not in NOISE_SAMPLERS:
       raise ConfigError(f'--noise_sampler={self.noise_sampler!r} must be one of '
                         f'{NOISE_SAMPLERS}')
+    if self.noise_type not in NOISE_TYPES:
+      raise ConfigError(f'--noise_type={self.noise_type!r} must be one of {list(NOISE_TYPES)}')
+    if self.noise_type != 'metadrop':
+      if not self.noisy:
+        raise ConfigError(f'--noise_type={self.noise_type} needs a noisy learner: '
+                          '--learner=metadrop, or --meta_dropout with another gradient learner')
+      if self.backbone == 'resnet12':
+        raise ConfigError(f'--noise_type={self.noise_type} is built for conv4 and mlp; '
+                          'ResNet-12 has Meta Dropout\'s noise only')
+    if self.inner_mixup not in MIXUP_KINDS:
+      raise ConfigError(f'--inner_mixup={self.inner_mixup!r} must be one of '
+                        f'{list(MIXUP_KINDS)} (empty: off)')
+    if self.inner_mixup and self.noisy:
+      raise ConfigError('--inner_mixup is a baseline for learners without noise; use '
+                        '--learner=maml (or another gradient learner without --meta_dropout)')
     if self.bn_mode not in BN_MODES:
       raise ConfigError(f'--bn_mode={self.bn_mode!r} must be one of {BN_MODES}')
     check_split(self.eval_split, self.dataset, self.val_characters, '--eval_split')

@@ -44,9 +44,19 @@ _HELP = {
                       'half the RAM (one 20-way 5-shot episode with 30 MC samples takes ~8 GB).',
     'maml': 'Plain MAML: no noise, phi unused (the reference flag; the same as --learner=maml).',
     'learner': 'Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner '
-               'rates) or anil (adapts the head only); empty: metadrop, or maml with --maml.',
+               'rates), anil (adapts the head only), csn (conditionally shifted neurons) or '
+               'metalstm (the Meta-learner LSTM, --n_steps updates); empty: metadrop, or '
+               'maml with --maml.',
     'meta_dropout': "Add Meta Dropout's learned noise to the learner's inner loop (e.g. "
                     '--learner=metasgd --meta_dropout).',
+    'noise_type': "The noise of a noisy learner: metadrop (Meta Dropout's learned "
+                  'multiplicative noise), or the baselines learned_add (learned additive), '
+                  'fixed_mult, fixed_add (Gaussian of std --noise_scale, nothing learned).',
+    'noise_scale': 'Standard deviation of the fixed-noise baselines (--noise_type=fixed_*).',
+    'inner_mixup': "Mix every inner step's support batch with a permutation of itself: input "
+                   '(mixup of images and labels) or manifold (the input of a layer drawn per '
+                   'step; manifold mixup); empty: off. Not with noise.',
+    'mixup_alpha': 'Mixup weights lam ~ Beta(mixup_alpha, mixup_alpha).',
     'adapt_params': 'Parameters the inner loop adapts, the others stay meta-learned: empty for '
                     "all, 'head', or comma-separated names or prefixes (e.g. conv3,dense).",
     'first_order': 'Stop gradients through the inner gradients (first-order approximation).',

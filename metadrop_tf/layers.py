@@ -5,6 +5,7 @@ weights. Shapes: images and feature maps are NHWC, `n` is the number of images o
 """
 
 import math
+from typing import NamedTuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -129,6 +130,64 @@ def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal
   return mu * tf.nn.softplus(z)
 
 
+def additive_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, noise_shape=None):
+  """Learned additive noise (a regularizer baseline): mu + softplus(alpha) * eps when
+  sampling, mu otherwise (the noise's mean). Arguments as multiplicative_noise."""
+  if not sample:
+    return mu
+  shape = tf.shape(alpha) if noise_shape is None else noise_shape
+  return mu + tf.nn.softplus(alpha) * sampler(shape, seed, alpha.dtype)
+
+
+def fixed_noise(kind: str, scale: float):
+  """Noise of a set scale s that nothing learns (the paper's "meta-learned or fixed?"
+  baselines): 'fixed_mult' mu * (1 + s * eps), 'fixed_add' mu + s * eps when sampling, mu
+  otherwise. Returns a function with multiplicative_noise's arguments (alpha is ignored; its
+  shape gives the noise's shape when noise_shape is None)."""
+  def noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, noise_shape=None):
+    if not sample:
+      return mu
+    shape = tf.shape(alpha) if noise_shape is None else noise_shape
+    eps = scale * sampler(shape, seed, mu.dtype)
+    return mu * (1 + eps) if kind == 'fixed_mult' else mu + eps
+  return noise
+
+
+LEARNED_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise}
+NOISE_TYPES = tuple(LEARNED_NOISES) + ('fixed_mult', 'fixed_add')
+
+
+def make_noise(kind: str = 'metadrop', scale: float = 0.0):
+  """The noise function of a --noise_type (NOISE_TYPES), with --noise_scale for the fixed
+  kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu."""
+  if kind in LEARNED_NOISES:
+    return LEARNED_NOISES[kind]
+  if kind not in NOISE_TYPES:
+    raise ValueError(f'unknown noise type {kind!r}; choose one of {NOISE_TYPES}')
+  return fixed_noise(kind, scale)
+
+
+class Mixing(NamedTuple):
+  """Mixup of one batch (Zhang et al. 2018; manifold mixup, Verma et al. 2019): at mixable
+  layer `layer` (int32 scalar; 0 = the input), h <- lam * h + (1 - lam) * h[perm]."""
+  layer: tf.Tensor
+  lam: tf.Tensor
+  perm: tf.Tensor  # [n] int32, a permutation of the batch
+
+
+def mix(h, lam, perm):
+  """lam * h + (1 - lam) * h[perm] along the batch axis (inputs, features or labels)."""
+  return lam * h + (1 - lam) * tf.gather(h, perm)
+
+
+def mixed_at(h, mixing, layer: int):
+  """h mixed if `mixing` (a Mixing or None) chose mixable layer `layer`, else h."""
+  if mixing is None:
+    return h
+  return tf.where(tf.equal(mixing.layer, layer), mix(h, tf.cast(mixing.lam, h.dtype),
+                                                      mixing.perm), h)
+
+
 def norm(h, offset, groups=1, statistics=None):
   """The batch norm of a block: batch_norm (transductive: the batch's statistics, per group)
   or, given statistics (mean, variance), normalize (inductive)."""
@@ -150,14 +209,16 @@ def _normalize_and_pool(h, offset, groups, statistics=None, shift=None):
 
 def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
                sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal,
-               statistics=None, return_statistics=False, shift=None):
+               statistics=None, return_statistics=False, shift=None,
+               noise=multiplicative_noise):
   """conv -> noise -> batch norm [+ shift] -> ReLU -> 2x2 max-pool: [n,H,W,Cin] ->
   [n,H/2,W/2,C].
 
   statistics: (mean, variance) [C] for inductive batch norm (norm), None for the batch's.
   return_statistics: also return the batch's (mean, variance) before the norm (moments; the
   block then normalizes with them, one group). shift: per image and channel [n, C] (or [C]),
-  added before the ReLU (_normalize_and_pool).
+  added before the ReLU (_normalize_and_pool). noise: how alpha perturbs mu (make_noise;
+  default Meta Dropout's multiplicative_noise).
 
   With phi (Meta Dropout) mu and alpha are two convolutions of the same input; without phi
   (MAML) there is no noise at all. (One convolution with the kernels concatenated, then split,
@@ -165,8 +226,7 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
   """
   h = conv2d(x, theta_kernel, theta_bias, compute_dtype)
   if phi_kernel is not None:
-    h = multiplicative_noise(h, conv2d(x, phi_kernel, phi_bias, compute_dtype), sample, seed,
-                             sampler)
+    h = noise(h, conv2d(x, phi_kernel, phi_bias, compute_dtype), sample, seed, sampler)
   if return_statistics:
     statistics = moments(h)
     return _normalize_and_pool(h, offset, groups, statistics, shift), statistics
@@ -175,7 +235,7 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
 
 def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
                       copies=1, sample=False, seed=None, compute_dtype=None,
-                      sampler=box_muller_normal):
+                      sampler=box_muller_normal, noise=multiplicative_noise):
   """conv_block on `copies` noise samples of the same images: [n,H,W,Cin] -> [copies*n,H/2,W/2,C].
 
   The outputs are stacked copy by copy, and each copy is normalized with its own statistics,
@@ -188,14 +248,14 @@ def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_
   """
   if copies == 1:
     return conv_block(x, theta_kernel, theta_bias, offset, phi_kernel, phi_bias, sample, seed,
-                      compute_dtype=compute_dtype, sampler=sampler)
+                      compute_dtype=compute_dtype, sampler=sampler, noise=noise)
   mu = conv2d(x, theta_kernel, theta_bias, compute_dtype)
   shape, channels = tf.shape(mu), theta_kernel.shape[-1]
   by_copy = tf.concat([shape[:3], [copies, channels]], axis=0)  # [n, H, W, copies, C]
   h = mu[:, :, :, None, :]
   if phi_kernel is not None:
     alpha = conv2d(x, phi_kernel, phi_bias, compute_dtype)[:, :, :, None, :]
-    h = multiplicative_noise(h, alpha, sample, seed, sampler, noise_shape=by_copy)
+    h = noise(h, alpha, sample, seed, sampler, noise_shape=by_copy)
   if phi_kernel is None or not sample:  # no noise: every copy is the same
     h = tf.broadcast_to(h, by_copy)
   h = tf.reshape(h, tf.concat([shape[:3], [-1]], axis=0))

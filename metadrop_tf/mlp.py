@@ -53,15 +53,18 @@ class MLP(network.Network):
     self.built = True
 
   def hidden_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                     shifts=None):
+                     shifts=None, mix=None):
     """Each hidden layer's output after the ReLU, [copies * n, units], for inputs x [n, D_in].
 
     sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
     Monte-Carlo samples of every input, stacked copy by copy (each its own noise draw).
     theta, phi: weights as dicts of tensors (default: the variables). shifts: dict
     'dense<l>' -> [n, units] added to layer l's pre-activation before the ReLU (one copy).
+    mix: a layers.Mixing: hidden layer l's input is mixed when mix.layer == l (one copy).
     """
     shifts = shifts or {}
+    if mix is not None and copies != 1:
+      raise ValueError('mixup is of one copy (copies=1)')
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
     sample = sample and not self.maml
@@ -70,16 +73,17 @@ class MLP(network.Network):
     h, outputs = self.prepare_input(x), []
     for index in range(len(self.hidden)):
       name = f'dense{index}'
+      h = layers.mixed_at(h, mix, index)
       mu = tf.matmul(h, theta[f'{name}_kernel']) + theta[f'{name}_bias']
       if not self.maml:
         alpha = tf.matmul(h, phi[f'{name}_kernel']) + phi[f'{name}_bias']
         if index == 0 and copies > 1:  # the inputs are shared: draw every copy's noise here
           shape = tf.concat([[copies], tf.shape(mu)], axis=0)
-          mu = layers.multiplicative_noise(mu, alpha, sample, seeds[index], self.sampler,
-                                           noise_shape=shape if sample else None)
+          mu = self.noise(mu, alpha, sample, seeds[index], self.sampler,
+                          noise_shape=shape if sample else None)
           mu = tf.reshape(tf.broadcast_to(mu, shape), [-1, mu.shape[-1]])
         else:
-          mu = layers.multiplicative_noise(mu, alpha, sample, seeds[index], self.sampler)
+          mu = self.noise(mu, alpha, sample, seeds[index], self.sampler)
       elif index == 0 and copies > 1:
         mu = tf.tile(mu, [copies, 1])
       if name in shifts:
@@ -88,11 +92,16 @@ class MLP(network.Network):
       outputs.append(h)
     return outputs
 
+  @property
+  def mixable_layers(self) -> int:
+    """Manifold mixup's choices: the input and every hidden layer's input."""
+    return len(self.hidden)
+
   def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None, shifts=None):
+               statistics=None, beta=None, shifts=None, mix=None):
     """The last hidden layer [copies * n, units] (what the head reads)."""
     del statistics, beta  # no batch norm
-    return self.hidden_outputs(x, theta, sample, seed, copies, phi, shifts)[-1]
+    return self.hidden_outputs(x, theta, sample, seed, copies, phi, shifts, mix)[-1]
 
   def shift_units(self) -> dict:
     """Layers whose pre-activations `shifts` may move, name -> units (hidden and output)."""
@@ -101,11 +110,11 @@ class MLP(network.Network):
     return units
 
   def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None, shifts=None):
+           beta=None, shifts=None, mix=None):
     """Predictions [copies * n, outputs] of inputs x [n, D_in]; arguments as hidden_outputs
     (shifts['dense'], [n, outputs], is added to the output)."""
     theta = self.theta if theta is None else theta
-    features = self.features(x, theta, sample, seed, copies, phi, shifts=shifts)
+    features = self.features(x, theta, sample, seed, copies, phi, shifts=shifts, mix=mix)
     out = tf.matmul(features, theta['dense_kernel']) + theta['dense_bias']
     if shifts and 'dense' in shifts:
       out += shifts['dense']
@@ -118,7 +127,7 @@ class MLP(network.Network):
 
   def noise_scales(self, x, theta=None) -> dict:
     """softplus(alpha) of each hidden layer ('dense<l>', [n, units]); empty without noise."""
-    if self.maml:
+    if not self.learned_noise:
       return {}
     theta, phi = self.theta if theta is None else theta, self.phi
     inputs = [self.prepare_input(x)] + self.hidden_outputs(x, theta)[:-1]

@@ -40,11 +40,15 @@ class MetaDropoutNet(network.Network):
     compute_dtype: dtype of the convolutions (e.g. 'bfloat16'), None for `dtype`.
     seed: initializer seed.
     noise_sampler: name in layers.SAMPLERS of the N(0, 1) draws of the noise.
+    noise_type, noise_scale: which noise the blocks draw (layers.make_noise; Meta Dropout's by
+      default, the regularizer baselines otherwise).
   """
 
   def __init__(self, way, image_shape, channels, maml=False, dtype='float32',
-               compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):
-    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
+               compute_dtype=None, seed=0, noise_sampler='box_muller', noise_type='metadrop',
+               noise_scale=0.0, **kwargs):
+    super().__init__(maml=maml, seed=seed, dtype=dtype, noise_type=noise_type,
+                     noise_scale=noise_scale, **kwargs)
     self.way = way
     self.image_shape = tuple(image_shape)
     self.channels = channels
@@ -66,8 +70,10 @@ class MetaDropoutNet(network.Network):
       self._weight(group, 'dense_bias', (columns,), 'zeros')
     self.built = True
 
+  mixable_layers = N_BLOCKS  # manifold mixup: the input, then the outputs of blocks 0..2
+
   def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                    statistics=None, return_statistics=False, beta=None, shifts=None):
+                    statistics=None, return_statistics=False, beta=None, shifts=None, mix=None):
     """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
@@ -79,6 +85,7 @@ class MetaDropoutNet(network.Network):
       of every block (a list; one copy). beta: batch-norm offsets as a dict of tensors (default:
       the variables; e.g. one inner step's, --bn_mode=per_step). shifts: dict 'conv<b>' ->
       [n, C] added to block b's normalized map before its ReLU (shift_units; one copy).
+      mix: a layers.Mixing: block b's input is mixed when mix.layer == b (one copy).
     """
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
@@ -87,15 +94,17 @@ class MetaDropoutNet(network.Network):
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
     h, outputs, collected = self.prepare_input(x), [], []
     per_image = statistics is not None or return_statistics or shifts is not None
-    if per_image and copies != 1:
-      raise ValueError('inductive batch norm statistics and shifts are of one copy (copies=1)')
+    if (per_image or mix is not None) and copies != 1:
+      raise ValueError('inductive batch norm statistics, shifts and mixup are of one copy '
+                       '(copies=1)')
     shifts = shifts or {}
     for b in range(N_BLOCKS):
+      h = layers.mixed_at(h, mix, b)
       args = (h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
               None if self.maml else phi[f'conv{b}_kernel'],
               None if self.maml else phi[f'conv{b}_bias'])
       kwargs = dict(sample=sample, seed=seeds[b], compute_dtype=self.compute_dtype_override,
-                    sampler=self.sampler)
+                    sampler=self.sampler, noise=self.noise)
       shift = shifts.get(f'conv{b}')
       if return_statistics:
         h, block_statistics = layers.conv_block(*args, return_statistics=True, shift=shift,
@@ -118,10 +127,10 @@ class MetaDropoutNet(network.Network):
     return self.block_outputs(x, theta, return_statistics=True, beta=beta)[1]
 
   def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None, shifts=None):
+               statistics=None, beta=None, shifts=None, mix=None):
     """Flattened features [copies * n, F] of images x [n, H, W, C]; arguments as block_outputs."""
     outputs = self.block_outputs(x, theta, sample, seed, copies, phi, statistics, beta=beta,
-                                 shifts=shifts)
+                                 shifts=shifts, mix=mix)
     return tf.reshape(outputs[-1], [-1, self.feature_dim])
 
   def shift_units(self) -> dict:
@@ -135,7 +144,7 @@ class MetaDropoutNet(network.Network):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    noisy = not self.maml
+    noisy = self.learned_noise  # the fixed baselines perturb the blocks only
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,
@@ -143,7 +152,7 @@ class MetaDropoutNet(network.Network):
         sample=sample and noisy, seed=seed, sampler=self.sampler)
 
   def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None, shifts=None):
+           beta=None, shifts=None, mix=None):
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs
     (shifts['dense'], [n, N], is added to the logits)."""
     sample = sample and not self.maml
@@ -151,7 +160,8 @@ class MetaDropoutNet(network.Network):
       feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
     else:
       feature_seed = head_seed = None
-    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta, shifts)
+    feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta, shifts,
+                          mix)
     logits = self.head(feats, theta, sample, head_seed, phi)
     if shifts and 'dense' in shifts:
       logits += shifts['dense']
@@ -160,8 +170,8 @@ class MetaDropoutNet(network.Network):
   def noise_scales(self, x, theta=None):
     """Deterministic noise factors of images x [n, H, W, C], name -> tensor: softplus(alpha)
     of each conv block ('block<b>', [n, H_l, W_l, C]) and the logit-noise scale sigma
-    ('logit_sigma', [n, 1]). Empty without noise."""
-    if self.maml:
+    ('logit_sigma', [n, 1]). Empty without noise or with fixed noise."""
+    if not self.learned_noise:
       return {}
     phi = self.phi
     outputs = self.block_outputs(x, theta)
@@ -203,7 +213,8 @@ def build_model(config, dtype='float32'):
   if config.backbone == 'mlp':
     network = mlp.MLP(config.way, config.image_shape, (config.n_channels,) * 2,
                       maml=not config.noisy, dtype=dtype, seed=config.seed,
-                      noise_sampler=config.noise_sampler)
+                      noise_sampler=config.noise_sampler, noise_type=config.noise_type,
+                      noise_scale=config.noise_scale)
   elif config.backbone == 'resnet12':
     network = resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
                               dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
@@ -211,7 +222,8 @@ def build_model(config, dtype='float32'):
   else:
     network = MetaDropoutNet(way, config.image_shape, config.n_channels, maml=not config.noisy,
                              dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
-                             noise_sampler=config.noise_sampler)
+                             noise_sampler=config.noise_sampler, noise_type=config.noise_type,
+                             noise_scale=config.noise_scale)
   if config.normalize:  # the statistics come from the data (train) or the checkpoint
     network.normalize_inputs(config.image_shape[-1])
   if config.bn_mode == 'running':

@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import layers
+from metadrop_tf.learners import gradient
 
 SEED = tf.constant([3, 4], tf.int32)
 
@@ -169,3 +171,31 @@ def test_fused_batch_norm_equals_the_reference_with_second_order_gradients():
       results.append([y, g] + outer.gradient(second, [x, offset]))
     for fused, reference in zip(*results):
       np.testing.assert_allclose(fused, reference, rtol=2e-4, atol=2e-4)
+
+
+def test_baseline_noises_are_their_formulas():
+  rng = np.random.default_rng(0)
+  mu = tf.constant(rng.normal(size=(3, 4)))
+  alpha = tf.constant(rng.normal(size=(3, 4)))
+  seed = tf.constant([4, 2])
+  eps = layers.box_muller_normal(tf.shape(mu), seed, tf.float64).numpy()
+  expected = {'metadrop': mu * np.log1p(np.exp(alpha + eps)),
+              'learned_add': mu + np.log1p(np.exp(alpha)) * eps,
+              'fixed_mult': mu * (1 + 0.3 * eps), 'fixed_add': mu + 0.3 * eps}
+  for kind, want in expected.items():
+    noise = layers.make_noise(kind, 0.3)
+    np.testing.assert_allclose(noise(mu, alpha, True, seed), want, rtol=1e-12)
+    deterministic = mu * np.log1p(np.exp(alpha)) if kind == 'metadrop' else mu
+    np.testing.assert_allclose(noise(mu, alpha, False), deterministic, rtol=1e-12)
+  with pytest.raises(ValueError, match='unknown noise type'):
+    layers.make_noise('dropout')
+  assert layers.NOISE_TYPES == config_lib.NOISE_TYPES  # config.py keeps a TF-free copy
+  assert gradient.MIXUP_KINDS == config_lib.MIXUP_KINDS
+
+
+def test_mix_is_a_convex_combination_with_a_permutation():
+  h = tf.constant(np.arange(12.0).reshape(4, 3))
+  perm = tf.constant([2, 0, 3, 1])
+  np.testing.assert_allclose(layers.mix(h, 0.25, perm),
+                             0.25 * h.numpy() + 0.75 * h.numpy()[[2, 0, 3, 1]])
+  assert layers.mixed_at(h, None, 0) is h

@@ -67,6 +67,16 @@ FD_CASES = [
     ('metadrop', PER_STEP, 'theta', 'conv1_kernel', None),
     ('maml', dict(PER_STEP, lslr=True), 'rates', 'lslr_conv0_kernel', None),
     ('maml', dict(PER_STEP, lslr=True, msl_iters=4), 'offsets', 'bnstep_bn3', 1),
+    # the paper's regularizer baselines (issue 17)
+    ('metadrop', {'noise_type': 'learned_add'}, 'phi', 'conv0_kernel', None),
+    ('metadrop', {'noise_type': 'learned_add'}, 'theta', 'conv1_kernel', None),
+    ('metadrop', {'noise_type': 'fixed_mult', 'noise_scale': 0.3}, 'theta', 'conv1_kernel',
+     None),
+    ('metadrop', {'noise_type': 'fixed_add', 'noise_scale': 0.3}, 'theta', 'conv2_kernel',
+     None),
+    ('maml', {'mixup': 'input'}, 'theta', 'conv1_kernel', None),
+    ('maml', {'mixup': 'manifold'}, 'theta', 'conv0_kernel', None),
+    ('maml', {'mixup': 'manifold'}, 'beta', 'bn1', None),
 ]
 
 
@@ -471,3 +481,54 @@ def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
     np.testing.assert_array_equal(mean, r_mean)
   helpers.check_against_finite_differences(learner, helpers.random_episode(metabatch=1),
                                            network.theta['conv1_kernel'])
+
+
+def test_fixed_noise_trains_no_noise_generator():
+  learner = helpers.tiny_learner('metadrop', noise_type='fixed_mult', noise_scale=0.3)
+  phi = {id(v) for v in learner.network.phi.values()}
+  assert not phi & {id(v) for v in learner.meta_variables()}
+  assert learner.network.noise_scales(helpers.random_episode().query_x[0]) == {}
+  learned = helpers.tiny_learner('metadrop', noise_type='learned_add')
+  assert phi.isdisjoint({id(v) for v in learned.meta_variables()})  # other variables
+  assert {id(v) for v in learned.network.phi.values()} <= {
+      id(v) for v in learned.meta_variables()}
+
+
+def test_mixup_mixes_the_support_and_its_labels_as_drawn():
+  """Input mixup at a step equals MAML's step on the hand-mixed support; the manifold draws
+  cover the input and the hidden layers; lam follows Beta(alpha, alpha)."""
+  mixed = helpers.tiny_learner('maml', n_steps=1, mixup='input')
+  plain = helpers.tiny_learner('maml', n_steps=1)
+  episode = helpers.random_episode(1, shot=2)
+  x, y = episode.support_x[0], episode.support_y[0]
+  step_seed = meta_learner.fold_seed(SEED, 0)
+  mixing = mixed.mixing(step_seed, x)
+  assert int(mixing.layer) == 0 and sorted(mixing.perm.numpy()) == list(range(len(x)))
+  lam = tf.cast(mixing.lam, x.dtype)
+  got = mixed.adapt(x, y, SEED)[-1]
+  want = plain.inner_step(plain.initial_state(), {}, plain.network.read_phi(),
+                          layers.mix(x, lam, mixing.perm), layers.mix(y, lam, mixing.perm),
+                          step_seed, 1, 0, False)[0]
+  for name in want:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+  manifold = helpers.tiny_learner('maml', mixup='manifold', mixup_alpha=0.5)
+  draws = [manifold.mixing(meta_learner.fold_seed(SEED, i), x) for i in range(400)]
+  assert {int(d.layer) for d in draws} == set(range(manifold.network.mixable_layers))
+  lams = np.array([float(d.lam) for d in draws])
+  assert abs(lams.mean() - 0.5) < 0.05 and abs(lams.var() - 0.125) < 0.025  # Beta(.5, .5)
+
+
+def test_manifold_mixup_mixes_the_input_of_the_chosen_block():
+  network = helpers.tiny_model(maml=True)
+  x = helpers.random_episode(1, shot=2).support_x[0]
+  perm = tf.constant([3, 0, 2, 1, 5, 4])
+  lam = tf.constant(0.7, tf.float64)
+  outputs = network.block_outputs(x)
+  mixed = network.block_outputs(x, mix=layers.Mixing(tf.constant(2), lam, perm))
+  for b in range(2):  # before the mixed layer: unchanged
+    np.testing.assert_allclose(mixed[b], outputs[b], rtol=1e-12)
+  theta, beta = network.initial_theta(), network.beta
+  h = layers.mix(outputs[1], lam, perm)
+  for b in (2, 3):
+    h = layers.conv_block(h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'])
+    np.testing.assert_allclose(mixed[b], h, rtol=1e-10)

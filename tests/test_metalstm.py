@@ -1,6 +1,7 @@
 """Tests of the Meta-learner LSTM (learners/metalstm.py): the preprocessing, plain SGD when the
 gates are fixed, finite-difference meta-gradients (float64), truncation, and its batch norm."""
 
+import json
 import math
 
 import numpy as np
@@ -115,3 +116,23 @@ def test_running_statistics_follow_the_momentum_from_a_reset():
 def test_settings_it_has_no_use_for_are_one_line(changes, words):
   with pytest.raises(config_lib.ConfigError, match=words):
     learners.check(helpers.tiny_config(learner='metalstm', **changes))
+
+
+@pytest.mark.parametrize('shots', [1, 5])
+def test_the_miniimagenet_configs_train_and_evaluate_on_synthetic_shards(tmp_path, shots):
+  """The paper's settings (configs/mimgnet_<K>shot_metalstm.cfg) on miniImageNet-shaped fake
+  shards: two iterations (of two updates, to stay quick), then the meta-test protocol."""
+  data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  helpers.write_tiny_shards(data_dir, classes=(6, 5), instances=20, size=84, channels=3)
+  config = f'{helpers.REPO}/configs/mimgnet_{shots}shot_metalstm.cfg'
+  assert helpers.run_program('train', f'--flagfile={config}', f'--data_dir={data_dir}',
+                             f'--savedir={savedir}', '--n_train_iters=2', '--n_steps=2',
+                             '--eval_freq=2', '--eval_batches=1', '--save_freq=2') == 0
+  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=2') == 0
+  with open(f'{savedir}/eval_test.json') as f:
+    result = json.load(f)
+  with open(f'{savedir}/config.json') as f:
+    saved = json.load(f)
+  assert (saved['learner'], saved['shot'], saved['way'], saved['grad_clip']) == (
+      'metalstm', shots, 5, 0.25)
+  assert len(result['per_episode_accuracy']) == 2 and 0 <= result['accuracy'] <= 100

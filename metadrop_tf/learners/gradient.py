@@ -11,6 +11,10 @@ Every gradient-based learner is a GradientLearner with other options or rates:
                              weighted sum of the query losses after every step, annealed
                              toward the last step
   head                       meta-learned, or zero at the start of every task (--zero_head)
+  support mixup              each inner step's support batch mixed with a permutation of
+                             itself (--inner_mixup=input: the images and labels; manifold: the
+                             input of a layer drawn per step, and the labels), a regularizer
+                             baseline of the paper
   noise                      Meta Dropout's: the network samples its noise generator phi
                              whenever it was built noisy (--learner=metadrop, --meta_dropout)
   batch norm                 transductive (the reference: every batch its own statistics), or
@@ -28,13 +32,18 @@ from typing import Sequence
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
+from metadrop_tf import layers
 from metadrop_tf import meta_learner
 from metadrop_tf import objectives
 from metadrop_tf.learners import base
 
 MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
 RUNNING_MOMENTUM = 0.1  # --bn_mode=running: weight of each meta-batch in the averages
+MIXUP_STREAM = 5000  # mixup draws of inner step s: fold_seed(step seed, MIXUP_STREAM)
+MIXUP_KINDS = ('', 'input', 'manifold')
+tfd = tfp.distributions
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics (inductive)
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
 
@@ -99,6 +108,9 @@ class GradientLearner(base.Learner):
       `own`, starting at zero; the network's beta is then unused); with inductive, per_step.
     running: predictions normalize with the network's running statistics (it must track
       them: track_running_statistics), which training updates (running_statistics_share).
+    objective: the task's loss (inner and outer) and metric (metadrop_tf.objectives).
+    mixup: '' (off), 'input' or 'manifold': mix every inner step's support batch (mixing);
+      not with noise (one copy). mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
@@ -107,8 +119,15 @@ class GradientLearner(base.Learner):
                msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False,
                inductive: bool = False, per_step_offsets: bool = False,
                running: bool = False,
-               objective: objectives.Objective = objectives.CLASSIFICATION):
+               objective: objectives.Objective = objectives.CLASSIFICATION,
+               mixup: str = '', mixup_alpha: float = 2.0):
     super().__init__(network, n_steps, objective)
+    if mixup not in MIXUP_KINDS:
+      raise ValueError(f'--inner_mixup={mixup!r} must be one of {list(MIXUP_KINDS)}')
+    if mixup and network.noisy:
+      raise ValueError('--inner_mixup is a baseline for learners without noise; drop '
+                       '--meta_dropout or use --learner=maml')
+    self.mixup, self.mixup_alpha = mixup, float(mixup_alpha)
     self.inductive = inductive
     self.running = running
     self.per_step_offsets = per_step_offsets
@@ -158,7 +177,8 @@ class GradientLearner(base.Learner):
                    inductive=config.bn_mode in ('inductive', 'per_step'),
                    per_step_offsets=config.bn_mode == 'per_step',
                    running=config.bn_mode == 'running',
-                   objective=objectives.for_config(config))
+                   objective=objectives.for_config(config),
+                   mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha)
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -240,10 +260,15 @@ class GradientLearner(base.Learner):
     switches in the graph).
     """
     adapted = {name: state[name] for name in self.adapted}
+    mixing = self.mixing(seed, x) if self.mixup else None
+    if mixing is not None:  # no noise: MC copies would all be the same, one is the mean
+      mc_samples, y = 1, y[:x.shape[0]]
+      y = layers.mix(y, tf.cast(mixing.lam, y.dtype), mixing.perm)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(adapted)
       logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
-                            phi=phi, beta=state.get(OFFSETS))
+                            phi=phi, beta=state.get(OFFSETS),
+                            **({'mix': mixing} if mixing is not None else {}))
       loss = self.objective.loss(logits, y)
     grads = tape.gradient(loss, adapted)
     if isinstance(first_order, bool):
@@ -264,6 +289,22 @@ class GradientLearner(base.Learner):
     for name in self.adapted:
       new[name] = state[name] - rates[name] * grads[name]
     return new, velocity
+
+  def mixing(self, seed, x) -> layers.Mixing:
+    """The mixup of one inner step's support batch x [n, ...], drawn from the step's seed:
+    lam ~ Beta(alpha, alpha), a uniform permutation, and the layer (0, the input, for
+    'input'; uniform over network.mixable_layers for 'manifold')."""
+    seeds = tf.random.experimental.stateless_split(
+        meta_learner.fold_seed(seed, MIXUP_STREAM), 3)
+    alpha = tf.constant(self.mixup_alpha, tf.float32)
+    lam = tfd.Beta(alpha, alpha).sample(seed=seeds[0])
+    n = tf.shape(x)[0]
+    perm = tf.argsort(tf.random.stateless_uniform([n], seeds[1]))
+    layer = tf.constant(0, tf.int32)
+    if self.mixup == 'manifold':
+      layer = tf.random.stateless_uniform([], seeds[2], 0, self.network.mixable_layers,
+                                          dtype=tf.int32)
+    return layers.Mixing(layer, lam, perm)
 
   def adapt(self, support_x, support_y, seed, mc_samples=1, start=None, iteration=None):
     """[state_0, ..., state_S]; state_0 = start (default initial_state for the support's way;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every learner on real Omniglot 5-way 1-shot at one small budget: the same flags, iterations,
 # seed and test episodes for all (README "Learners compared"). Resumable: rerun to continue.
-#   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES]     (from the repository root)
+#   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES] [NAME ...]  (from the repository
+#   root; NAMEs: a subset of the runs below, default all; the table lists every finished run)
 set -euo pipefail
 ITERS=${1:-1500}
 EPISODES=${2:-600}
@@ -16,8 +17,14 @@ declare -A LEARNER=(
   [metasgd_metadrop]="--learner=metasgd --meta_dropout"
   [anil]="--learner=anil"
   [mamlpp]="--learner=maml --lslr --msl_iters=$((ITERS / 3)) --first_order_iters=$((ITERS / 3))"
+  [csn]="--learner=csn"
+  [metalstm]="--learner=metalstm"
 )
-for name in maml fomaml metadrop metasgd metasgd_metadrop anil mamlpp; do
+NAMES=("${@:3}")
+if [ ${#NAMES[@]} -eq 0 ]; then
+  NAMES=(maml fomaml metadrop metasgd metasgd_metadrop anil mamlpp csn metalstm)
+fi
+for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
   python train.py "${COMMON[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" > "$OUT/$name.train.out" 2>&1
   python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" > "$OUT/$name.eval.out" 2>&1
@@ -28,7 +35,8 @@ out = sys.argv[1]
 OPTIONS = ('learner', 'meta_dropout', 'lslr', 'msl_iters', 'first_order_iters')
 print('| run | options | test accuracy (%) | episodes x MC | train it/s |')
 print('| --- | --- | --- | --- | --- |')
-for name in ('maml', 'fomaml', 'metadrop', 'metasgd', 'metasgd_metadrop', 'anil', 'mamlpp'):
+for name in ('maml', 'fomaml', 'metadrop', 'metasgd', 'metasgd_metadrop', 'anil', 'mamlpp',
+             'csn', 'metalstm'):
   path = os.path.join(out, name, 'eval_test.json')
   if not os.path.exists(path):
     continue
