@@ -150,7 +150,7 @@ BAD_INPUTS = [
      "error: --attack_eps='0.1,big' must be numbers separated by commas"),
     ('learner unknown', 'train', _run,
      ['--savedir={root}/new', '--data_dir={data}', '--way=3', '--learner=reptile'], 2,
-     "error: --learner='reptile' is unknown; choose one of ['anil', 'fomaml'"),
+     "error: --learner='reptile' is unknown; choose one of ['anil', 'csn', 'fomaml'"),
     ('contradicting a trained run', 'train', _run, ['--savedir={run}', '--way=4'], 2,
      'error: --way=4 contradicts the saved run'),
     ('unknown flag', 'train', _run, ['--savedir={run}', '--wya=3'], 1,
