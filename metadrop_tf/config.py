@@ -49,10 +49,11 @@ ADDED_KEYS = {
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
     'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
-    'mixup_alpha': 2.0,
+    'mixup_alpha': 2.0, 'noise_penalty': 0.01,
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
-NOISE_TYPES = ('metadrop', 'learned_add', 'fixed_mult', 'fixed_add')  # layers.make_noise
+NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'fixed_mult',
+               'fixed_add')  # layers.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
@@ -93,6 +94,7 @@ class Config:
   meta_dropout: bool = False  # add Meta Dropout's noise to any gradient learner
   noise_type: str = 'metadrop'  # the noise of noisy learners: Meta Dropout's or a baseline's
   noise_scale: float = 0.5  # std of the fixed-noise baselines (fixed_mult, fixed_add)
+  noise_penalty: float = 0.01  # --noise_type=info_dropout: weight of its KL in the inner loss
   inner_mixup: str = ''  # mixup of the support in the inner loop: '', input or manifold
   mixup_alpha: float = 2.0  # lam ~ Beta(mixup_alpha, mixup_alpha)
   adapt_params: str = ''  # parameters the inner loop adapts: '' all, 'head', or name prefixes
@@ -269,6 +271,10 @@ class Config:
       if self.backbone == 'resnet12':
         raise ConfigError(f'--noise_type={self.noise_type} is built for conv4 and mlp; '
                           'ResNet-12 has Meta Dropout\'s noise only')
+      if self.noise_type == 'info_dropout' and self.backbone != 'conv4':
+        raise ConfigError('--noise_type=info_dropout is built for --backbone=conv4')
+    if self.noise_penalty < 0:
+      raise ConfigError(f'--noise_penalty={self.noise_penalty} must be >= 0')
     if self.inner_mixup not in MIXUP_KINDS:
       raise ConfigError(f'--inner_mixup={self.inner_mixup!r} must be one of '
                         f'{list(MIXUP_KINDS)} (empty: off)')

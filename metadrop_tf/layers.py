@@ -153,7 +153,33 @@ def fixed_noise(kind: str, scale: float):
   return noise
 
 
-LEARNED_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise}
+INFO_DROPOUT_MAX = 0.7  # Achille & Soatto cap the log-normal noise's std at 0.7
+
+
+def information_dropout_scale(alpha):
+  """Information dropout's noise std a(x) = INFO_DROPOUT_MAX * sigmoid(alpha), in (0, 0.7)."""
+  return INFO_DROPOUT_MAX * tf.sigmoid(alpha)
+
+
+def information_dropout(mu, alpha, sample, seed=None, sampler=box_muller_normal,
+                        noise_shape=None):
+  """Information dropout (Achille & Soatto 2018): mu * exp(a(x) eps), log-normal
+  multiplicative noise of learned std a(x) (information_dropout_scale), when sampling; mu
+  otherwise. Arguments as multiplicative_noise."""
+  if not sample:
+    return mu
+  shape = tf.shape(alpha) if noise_shape is None else noise_shape
+  return mu * tf.exp(information_dropout_scale(alpha) * sampler(shape, seed, alpha.dtype))
+
+
+def information_dropout_kl(alpha):
+  """Elementwise KL of information dropout's noise to its log-uniform prior for ReLU
+  activations, up to a constant: -log a(x) (Achille & Soatto 2018, proposition 4)."""
+  return -tf.math.log(information_dropout_scale(alpha))
+
+
+LEARNED_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
+                  'info_dropout': information_dropout}
 NOISE_TYPES = tuple(LEARNED_NOISES) + ('fixed_mult', 'fixed_add')
 
 

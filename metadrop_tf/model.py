@@ -144,7 +144,9 @@ class MetaDropoutNet(network.Network):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    noisy = self.learned_noise  # the fixed baselines perturb the blocks only
+    # Meta Dropout's logit noise; the fixed baselines and information dropout perturb the
+    # blocks only.
+    noisy = self.learned_noise and self.noise_type != 'info_dropout'
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,
@@ -175,13 +177,31 @@ class MetaDropoutNet(network.Network):
       return {}
     phi = self.phi
     outputs = self.block_outputs(x, theta)
-    inputs = [self.prepare_input(x)] + outputs[:-1]
-    scales = [tf.nn.softplus(layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias']))
-              for b, h in enumerate(inputs)]
+    scale = (layers.information_dropout_scale if self.noise_type == 'info_dropout'
+             else tf.nn.softplus)
+    scales = [scale(alpha) for alpha in self._block_alphas(x, theta, outputs)]
     feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
     scales.append(tf.nn.softplus(tf.matmul(feats, phi['dense_kernel']) + phi['dense_bias']))
     names = [f'block{b}' for b in range(N_BLOCKS)] + ['logit_sigma']
     return dict(zip(names, scales))
+
+  def _block_alphas(self, x, theta=None, outputs=None):
+    """phi's conv of every block's input in the deterministic forward: [n, H_l, W_l, C]."""
+    phi = self.phi
+    outputs = self.block_outputs(x, theta) if outputs is None else outputs
+    inputs = [self.prepare_input(x)] + outputs[:-1]
+    return [layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
+            for b, h in enumerate(inputs)]
+
+  def noise_penalty(self, x, theta=None):
+    """Information dropout's KL (layers.information_dropout_kl), averaged over every
+    element of every block, of images x under weights theta; evaluated at the deterministic
+    forward's block inputs (our simplification: the sampled forward's would differ by the
+    noise of earlier blocks). 0 for the other noise types."""
+    if self.noise_type != 'info_dropout' or not self.noisy:
+      return tf.constant(0.0, self.dtype)
+    return tf.add_n([tf.reduce_mean(layers.information_dropout_kl(a))
+                     for a in self._block_alphas(x, theta)]) / N_BLOCKS
 
 
 # Live activations of one support image's first-block map (H x W x C) per MC copy during a

@@ -181,12 +181,15 @@ def test_baseline_noises_are_their_formulas():
   eps = layers.box_muller_normal(tf.shape(mu), seed, tf.float64).numpy()
   expected = {'metadrop': mu * np.log1p(np.exp(alpha + eps)),
               'learned_add': mu + np.log1p(np.exp(alpha)) * eps,
-              'fixed_mult': mu * (1 + 0.3 * eps), 'fixed_add': mu + 0.3 * eps}
+              'fixed_mult': mu * (1 + 0.3 * eps), 'fixed_add': mu + 0.3 * eps,
+              'info_dropout': mu * np.exp(0.7 / (1 + np.exp(-alpha)) * eps)}
   for kind, want in expected.items():
     noise = layers.make_noise(kind, 0.3)
     np.testing.assert_allclose(noise(mu, alpha, True, seed), want, rtol=1e-12)
     deterministic = mu * np.log1p(np.exp(alpha)) if kind == 'metadrop' else mu
     np.testing.assert_allclose(noise(mu, alpha, False), deterministic, rtol=1e-12)
+  np.testing.assert_allclose(layers.information_dropout_kl(alpha),
+                             -np.log(0.7 / (1 + np.exp(-alpha.numpy()))), rtol=1e-12)
   with pytest.raises(ValueError, match='unknown noise type'):
     layers.make_noise('dropout')
   assert layers.NOISE_TYPES == config_lib.NOISE_TYPES  # config.py keeps a TF-free copy

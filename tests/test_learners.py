@@ -74,6 +74,10 @@ FD_CASES = [
      None),
     ('metadrop', {'noise_type': 'fixed_add', 'noise_scale': 0.3}, 'theta', 'conv2_kernel',
      None),
+    ('metadrop', {'noise_type': 'info_dropout', 'noise_penalty': 0.1}, 'phi', 'conv1_kernel',
+     None),
+    ('metadrop', {'noise_type': 'info_dropout', 'noise_penalty': 0.1}, 'theta',
+     'conv0_kernel', None),
     ('maml', {'mixup': 'input'}, 'theta', 'conv1_kernel', None),
     ('maml', {'mixup': 'manifold'}, 'theta', 'conv0_kernel', None),
     ('maml', {'mixup': 'manifold'}, 'beta', 'bn1', None),
@@ -532,3 +536,19 @@ def test_manifold_mixup_mixes_the_input_of_the_chosen_block():
   for b in (2, 3):
     h = layers.conv_block(h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'])
     np.testing.assert_allclose(mixed[b], h, rtol=1e-10)
+
+
+def test_information_dropout_penalty_is_the_mean_kl_and_enters_the_inner_loss():
+  learner = helpers.tiny_learner('metadrop', noise_type='info_dropout', noise_penalty=0.5)
+  network = learner.network
+  x = helpers.random_episode(1).support_x[0]
+  scales = network.noise_scales(x)
+  expected = np.mean([np.mean(-np.log(scales[f'block{b}'].numpy())) for b in range(4)])
+  np.testing.assert_allclose(network.noise_penalty(x), expected, rtol=1e-12)
+  assert 'logit_sigma' in scales and float(network.noise_penalty(x)) > 0.3
+  episode = helpers.random_episode(1)
+  args = (episode.support_x[0], episode.support_y[0], SEED)
+  free = helpers.tiny_learner('metadrop', noise_type='info_dropout', noise_penalty=0.0)
+  with_penalty, without = learner.adapt(*args)[-1], free.adapt(*args)[-1]
+  assert np.abs(with_penalty['conv1_kernel'] - without['conv1_kernel']).max() > 1e-8
+  assert float(helpers.tiny_learner('metadrop').network.noise_penalty(x)) == 0.0

@@ -111,6 +111,8 @@ class GradientLearner(base.Learner):
     objective: the task's loss (inner and outer) and metric (metadrop_tf.objectives).
     mixup: '' (off), 'input' or 'manifold': mix every inner step's support batch (mixing);
       not with noise (one copy). mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
+    noise_penalty: > 0: the inner loss adds this times network.noise_penalty of the support
+      (information dropout's KL term).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
@@ -120,7 +122,7 @@ class GradientLearner(base.Learner):
                inductive: bool = False, per_step_offsets: bool = False,
                running: bool = False,
                objective: objectives.Objective = objectives.CLASSIFICATION,
-               mixup: str = '', mixup_alpha: float = 2.0):
+               mixup: str = '', mixup_alpha: float = 2.0, noise_penalty: float = 0.0):
     super().__init__(network, n_steps, objective)
     if mixup not in MIXUP_KINDS:
       raise ValueError(f'--inner_mixup={mixup!r} must be one of {list(MIXUP_KINDS)}')
@@ -128,6 +130,7 @@ class GradientLearner(base.Learner):
       raise ValueError('--inner_mixup is a baseline for learners without noise; drop '
                        '--meta_dropout or use --learner=maml')
     self.mixup, self.mixup_alpha = mixup, float(mixup_alpha)
+    self.noise_penalty = float(noise_penalty)
     self.inductive = inductive
     self.running = running
     self.per_step_offsets = per_step_offsets
@@ -178,7 +181,9 @@ class GradientLearner(base.Learner):
                    per_step_offsets=config.bn_mode == 'per_step',
                    running=config.bn_mode == 'running',
                    objective=objectives.for_config(config),
-                   mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha)
+                   mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha,
+                   noise_penalty=(config.noise_penalty if config.noise_type == 'info_dropout'
+                                  else 0.0))
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -270,6 +275,8 @@ class GradientLearner(base.Learner):
                             phi=phi, beta=state.get(OFFSETS),
                             **({'mix': mixing} if mixing is not None else {}))
       loss = self.objective.loss(logits, y)
+      if self.noise_penalty:
+        loss += self.noise_penalty * self.network.noise_penalty(x, state)
     grads = tape.gradient(loss, adapted)
     if isinstance(first_order, bool):
       if first_order:
