@@ -52,8 +52,8 @@ ADDED_KEYS = {
     'mixup_alpha': 2.0, 'noise_penalty': 0.01,
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
-NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'fixed_mult',
-               'fixed_add')  # layers.make_noise
+NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'fixed_mult', 'fixed_add',
+               'vib')  # layers.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
@@ -271,8 +271,8 @@ class Config:
       if self.backbone == 'resnet12':
         raise ConfigError(f'--noise_type={self.noise_type} is built for conv4 and mlp; '
                           'ResNet-12 has Meta Dropout\'s noise only')
-      if self.noise_type == 'info_dropout' and self.backbone != 'conv4':
-        raise ConfigError('--noise_type=info_dropout is built for --backbone=conv4')
+      if self.noise_type in ('info_dropout', 'vib') and self.backbone != 'conv4':
+        raise ConfigError(f'--noise_type={self.noise_type} is built for --backbone=conv4')
     if self.noise_penalty < 0:
       raise ConfigError(f'--noise_penalty={self.noise_penalty} must be >= 0')
     if self.inner_mixup not in MIXUP_KINDS:

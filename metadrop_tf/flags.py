@@ -51,9 +51,11 @@ _HELP = {
                     '--learner=metasgd --meta_dropout).',
     'noise_type': "The noise of a noisy learner: metadrop (Meta Dropout's learned "
                   'multiplicative noise), or the baselines learned_add (learned additive), '
-                  'info_dropout (information dropout, with --noise_penalty), fixed_mult, '
+                  'info_dropout (information dropout), vib (variational information '
+                  'bottleneck on the features; both with --noise_penalty), fixed_mult, '
                   'fixed_add (Gaussian of std --noise_scale, nothing learned).',
-    'noise_penalty': 'Weight of information dropout\'s KL term in the inner (support) loss.',
+    'noise_penalty': 'Weight of the KL term of info_dropout and vib in the inner (support) '
+                     'loss.',
     'noise_scale': 'Standard deviation of the fixed-noise baselines (--noise_type=fixed_*).',
     'inner_mixup': "Mix every inner step's support batch with a permutation of itself: input "
                    '(mixup of images and labels) or manifold (the input of a layer drawn per '

@@ -180,7 +180,9 @@ def information_dropout_kl(alpha):
 
 LEARNED_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
                   'info_dropout': information_dropout}
-NOISE_TYPES = tuple(LEARNED_NOISES) + ('fixed_mult', 'fixed_add')
+# 'vib' (the variational information bottleneck) is learned noise on the features, drawn by
+# the network (model.MetaDropoutNet.bottleneck); its blocks draw none.
+NOISE_TYPES = tuple(LEARNED_NOISES) + ('fixed_mult', 'fixed_add', 'vib')
 
 
 def make_noise(kind: str = 'metadrop', scale: float = 0.0):
@@ -188,6 +190,8 @@ def make_noise(kind: str = 'metadrop', scale: float = 0.0):
   kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu."""
   if kind in LEARNED_NOISES:
     return LEARNED_NOISES[kind]
+  if kind == 'vib':
+    return multiplicative_noise  # never called: the blocks of a VIB network draw no noise
   if kind not in NOISE_TYPES:
     raise ValueError(f'unknown noise type {kind!r}; choose one of {NOISE_TYPES}')
   return fixed_noise(kind, scale)

@@ -68,7 +68,26 @@ class MetaDropoutNet(network.Network):
       self._weight(group, 'dense_kernel', (self.feature_dim, columns),
                    keras.initializers.RandomNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
       self._weight(group, 'dense_bias', (columns,), 'zeros')
+    if noise_type == 'vib':  # the bottleneck's std from the features (after the others: the
+      # other variables keep their initial values)
+      self._weight('phi', 'vib_kernel', (self.feature_dim, self.feature_dim),
+                   keras.initializers.TruncatedNormal(stddev=INIT_STDDEV, seed=self._next_seed()))
+      self._weight('phi', 'vib_bias', (self.feature_dim,), 'zeros')
     self.built = True
+
+  @property
+  def block_noise(self) -> bool:
+    """Whether the conv blocks draw noise (every noise type but the feature-level VIB)."""
+    return self.noisy and self.noise_type != 'vib'
+
+  def bottleneck(self, features, sample=False, seed=None, phi=None):
+    """VIB (--noise_type=vib): features [n, F] are the mean, sigma = softplus(features W +
+    b) from phi, and a sample is mean + sigma * eps; returns (z, sigma)."""
+    phi = self.phi if phi is None else phi
+    sigma = tf.nn.softplus(tf.matmul(features, phi['vib_kernel']) + phi['vib_bias'])
+    if not sample:
+      return features, sigma
+    return features + sigma * self.sampler(tf.shape(features), seed, features.dtype), sigma
 
   mixable_layers = N_BLOCKS  # manifold mixup: the input, then the outputs of blocks 0..2
 
@@ -101,8 +120,8 @@ class MetaDropoutNet(network.Network):
     for b in range(N_BLOCKS):
       h = layers.mixed_at(h, mix, b)
       args = (h, theta[f'conv{b}_kernel'], theta[f'conv{b}_bias'], beta[f'bn{b}'],
-              None if self.maml else phi[f'conv{b}_kernel'],
-              None if self.maml else phi[f'conv{b}_bias'])
+              phi[f'conv{b}_kernel'] if self.block_noise else None,
+              phi[f'conv{b}_bias'] if self.block_noise else None)
       kwargs = dict(sample=sample, seed=seeds[b], compute_dtype=self.compute_dtype_override,
                     sampler=self.sampler, noise=self.noise)
       shift = shifts.get(f'conv{b}')
@@ -146,7 +165,7 @@ class MetaDropoutNet(network.Network):
     phi = self.phi if phi is None else phi
     # Meta Dropout's logit noise; the fixed baselines and information dropout perturb the
     # blocks only.
-    noisy = self.learned_noise and self.noise_type != 'info_dropout'
+    noisy = self.learned_noise and self.noise_type not in ('info_dropout', 'vib')
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,
@@ -164,6 +183,8 @@ class MetaDropoutNet(network.Network):
       feature_seed = head_seed = None
     feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta, shifts,
                           mix)
+    if self.noise_type == 'vib' and self.noisy:
+      feats, _ = self.bottleneck(feats, sample, head_seed, phi)
     logits = self.head(feats, theta, sample, head_seed, phi)
     if shifts and 'dense' in shifts:
       logits += shifts['dense']
@@ -177,6 +198,9 @@ class MetaDropoutNet(network.Network):
       return {}
     phi = self.phi
     outputs = self.block_outputs(x, theta)
+    if self.noise_type == 'vib':
+      feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
+      return {'vib_sigma': self.bottleneck(feats)[1]}
     scale = (layers.information_dropout_scale if self.noise_type == 'info_dropout'
              else tf.nn.softplus)
     scales = [scale(alpha) for alpha in self._block_alphas(x, theta, outputs)]
@@ -197,7 +221,12 @@ class MetaDropoutNet(network.Network):
     """Information dropout's KL (layers.information_dropout_kl), averaged over every
     element of every block, of images x under weights theta; evaluated at the deterministic
     forward's block inputs (our simplification: the sampled forward's would differ by the
-    noise of earlier blocks). 0 for the other noise types."""
+    noise of earlier blocks). VIB: KL(N(mean, sigma^2) || N(0, 1)) averaged over the
+    features' elements. 0 for the other noise types."""
+    if self.noise_type == 'vib' and self.noisy:
+      mean, sigma = self.bottleneck(self.features(x, theta))
+      return tf.reduce_mean(0.5 * (tf.square(mean) + tf.square(sigma) - 1)
+                            - tf.math.log(sigma))
     if self.noise_type != 'info_dropout' or not self.noisy:
       return tf.constant(0.0, self.dtype)
     return tf.add_n([tf.reduce_mean(layers.information_dropout_kl(a))

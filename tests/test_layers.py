@@ -183,6 +183,7 @@ def test_baseline_noises_are_their_formulas():
               'learned_add': mu + np.log1p(np.exp(alpha)) * eps,
               'fixed_mult': mu * (1 + 0.3 * eps), 'fixed_add': mu + 0.3 * eps,
               'info_dropout': mu * np.exp(0.7 / (1 + np.exp(-alpha)) * eps)}
+  assert 'vib' in layers.NOISE_TYPES  # drawn by the network on its features, not here
   for kind, want in expected.items():
     noise = layers.make_noise(kind, 0.3)
     np.testing.assert_allclose(noise(mu, alpha, True, seed), want, rtol=1e-12)

@@ -78,6 +78,8 @@ FD_CASES = [
      None),
     ('metadrop', {'noise_type': 'info_dropout', 'noise_penalty': 0.1}, 'theta',
      'conv0_kernel', None),
+    ('metadrop', {'noise_type': 'vib', 'noise_penalty': 0.1}, 'phi', 'vib_kernel', None),
+    ('metadrop', {'noise_type': 'vib', 'noise_penalty': 0.1}, 'theta', 'conv2_kernel', None),
     ('maml', {'mixup': 'input'}, 'theta', 'conv1_kernel', None),
     ('maml', {'mixup': 'manifold'}, 'theta', 'conv0_kernel', None),
     ('maml', {'mixup': 'manifold'}, 'beta', 'bn1', None),
@@ -552,3 +554,18 @@ def test_information_dropout_penalty_is_the_mean_kl_and_enters_the_inner_loss():
   with_penalty, without = learner.adapt(*args)[-1], free.adapt(*args)[-1]
   assert np.abs(with_penalty['conv1_kernel'] - without['conv1_kernel']).max() > 1e-8
   assert float(helpers.tiny_learner('metadrop').network.noise_penalty(x)) == 0.0
+
+
+def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl():
+  vib = helpers.tiny_model(noise_type='vib')
+  plain = helpers.tiny_model(maml=True)
+  x = helpers.random_episode(1).support_x[0]
+  np.testing.assert_allclose(vib(x), plain(x), rtol=1e-12)  # deterministic: the mean
+  np.testing.assert_allclose(vib.block_outputs(x, sample=True, seed=SEED)[-1],
+                             plain.block_outputs(x)[-1], rtol=1e-12)  # blocks: no noise
+  seed = tf.constant([1, 2])
+  assert np.abs(vib(x, sample=True, seed=seed) - vib(x)).max() > 1e-6
+  mean = vib.features(x).numpy()
+  sigma = vib.noise_scales(x)['vib_sigma'].numpy()
+  kl = 0.5 * (mean ** 2 + sigma ** 2 - 1) - np.log(sigma)
+  np.testing.assert_allclose(vib.noise_penalty(x), kl.mean(), rtol=1e-12)

@@ -182,8 +182,8 @@ class GradientLearner(base.Learner):
                    running=config.bn_mode == 'running',
                    objective=objectives.for_config(config),
                    mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha,
-                   noise_penalty=(config.noise_penalty if config.noise_type == 'info_dropout'
-                                  else 0.0))
+                   noise_penalty=(config.noise_penalty
+                                  if config.noise_type in ('info_dropout', 'vib') else 0.0))
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
