@@ -75,6 +75,16 @@ class MetaDropoutNet(network.Network):
       self._weight('phi', 'vib_bias', (self.feature_dim,), 'zeros')
     self.built = True
 
+  def used_phi(self) -> list:
+    """phi variables the noise type uses: the blocks' and the logits' (Meta Dropout, learned
+    additive), the blocks' (information dropout), the bottleneck's (VIB)."""
+    names = self._names['phi']
+    if self.noise_type == 'vib':
+      return [n for n in names if n.startswith('vib_')]
+    if self.noise_type == 'info_dropout':
+      return [n for n in names if n.startswith('conv')]
+    return [n for n in names if not n.startswith('vib_')]
+
   @property
   def block_noise(self) -> bool:
     """Whether the conv blocks draw noise (every noise type but the feature-level VIB)."""

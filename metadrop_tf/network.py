@@ -136,7 +136,13 @@ class Network(keras.Model):
     """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML,
     and the fixed-noise baselines)."""
     groups = ('theta', 'phi', 'beta') if self.learned_noise else ('theta', 'beta')
-    return [v for g in groups for v in self._group(g).values()]
+    used = set(self.used_phi())
+    return [v for g in groups for name, v in self._group(g).items()
+            if g != 'phi' or name in used]
+
+  def used_phi(self) -> list:
+    """Names of the phi variables the noise type draws with (all of them by default)."""
+    return list(self._names['phi'])
 
   def initial_theta(self):
     """theta as a dict of tensors: the start of the inner loop."""

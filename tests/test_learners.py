@@ -569,3 +569,17 @@ def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl
   sigma = vib.noise_scales(x)['vib_sigma'].numpy()
   kl = 0.5 * (mean ** 2 + sigma ** 2 - 1) - np.log(sigma)
   np.testing.assert_allclose(vib.noise_penalty(x), kl.mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize('noise_type', config_lib.NOISE_TYPES)
+def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
+  """A traced training step runs (no variable without a gradient) and moves every trained
+  variable."""
+  config = helpers.tiny_config(noise_type=noise_type, meta_lr=0.05)
+  learner = learners.build(config)
+  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  before = [v.numpy().copy() for v in learner.meta_variables()]
+  episode = helpers.random_episode(metabatch=2, dtype=np.float32, image_shape=(28, 28, 1))
+  step(episode, tf.constant(0, tf.int64), tf.constant(False))
+  for variable, old in zip(learner.meta_variables(), before):
+    assert np.abs(variable.numpy() - old).max() > 0, variable.path
