@@ -19,10 +19,18 @@ declare -A LEARNER=(
   [mamlpp]="--learner=maml --lslr --msl_iters=$((ITERS / 3)) --first_order_iters=$((ITERS / 3))"
   [csn]="--learner=csn"
   [metalstm]="--learner=metalstm"
+  [fixed_mult]="--learner=metadrop --noise_type=fixed_mult"
+  [fixed_add]="--learner=metadrop --noise_type=fixed_add"
+  [learned_add]="--learner=metadrop --noise_type=learned_add"
+  [info_dropout]="--learner=metadrop --noise_type=info_dropout"
+  [vib]="--learner=metadrop --noise_type=vib"
+  [mixup]="--learner=maml --inner_mixup=input"
+  [manifold_mixup]="--learner=maml --inner_mixup=manifold"
 )
 NAMES=("${@:3}")
 if [ ${#NAMES[@]} -eq 0 ]; then
-  NAMES=(maml fomaml metadrop metasgd metasgd_metadrop anil mamlpp csn metalstm)
+  NAMES=(maml fomaml metadrop metasgd metasgd_metadrop anil mamlpp csn metalstm fixed_mult
+         fixed_add learned_add info_dropout vib mixup manifold_mixup)
 fi
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
@@ -32,17 +40,21 @@ done
 python - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
-OPTIONS = ('learner', 'meta_dropout', 'lslr', 'msl_iters', 'first_order_iters')
+OPTIONS = ('learner', 'meta_dropout', 'lslr', 'msl_iters', 'first_order_iters', 'noise_type',
+           'inner_mixup')
 print('| run | options | test accuracy (%) | episodes x MC | train it/s |')
 print('| --- | --- | --- | --- | --- |')
 for name in ('maml', 'fomaml', 'metadrop', 'metasgd', 'metasgd_metadrop', 'anil', 'mamlpp',
-             'csn', 'metalstm'):
+             'csn', 'metalstm', 'fixed_mult', 'fixed_add', 'learned_add', 'info_dropout',
+             'vib', 'mixup', 'manifold_mixup'):
   path = os.path.join(out, name, 'eval_test.json')
   if not os.path.exists(path):
     continue
   r = json.load(open(path))
   config = json.load(open(os.path.join(out, name, 'config.json')))
-  options = ' '.join(f'--{k}={config[k]}' for k in OPTIONS if config[k] not in ('', False, 0))
+  options = ' '.join(f'--{k}={config.get(k)}' for k in OPTIONS
+                     if config.get(k) not in ('', False, 0, None, 'metadrop')
+                     or (k == 'learner' and config.get(k)))
   speeds = [float(line.split('|')[2].split()[0]) for line in
             open(os.path.join(out, name, 'train.log')) if ' it/s ' in line]
   print(f"| {name} | `{options}` | {r['accuracy']:.2f} +- {r['ci95']:.2f} | "
