@@ -228,3 +228,24 @@ def test_inductive_savedmodel_serves_one_query_image_as_in_a_batch(tmp_path):
   for i in range(4):
     one = served(support_x=support, support_labels=labels, query_x=query[i:i + 1])
     np.testing.assert_allclose(one['probabilities'][0], batch[i], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('support_x, support_y, query_x, words', [
+    (np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), np.zeros((2, 1), np.float32),
+     r'support_x must be float32 \[n, 1\]'),
+    (np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), np.zeros((2, 1), np.float32),
+     'support_x is empty'),
+    (np.zeros((3, 1), np.float32), np.full((3, 1), np.nan, np.float32),
+     np.zeros((2, 1), np.float32), 'support_y holds NaN or inf'),
+    (np.zeros((3, 1), np.float32), np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32),
+     'support inputs and targets differ in number'),
+])
+def test_regression_serving_names_the_bad_input(support_x, support_y, query_x, words):
+  config = helpers.tiny_config(dataset='sinusoid', way=1, backbone='mlp', channels=8, shot=3,
+                               query=2)
+  module = export_lib.AdaptAndRegress(learners.build(config), config)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=words):
+    module.serve(support_x, support_y, query_x)
+  good = module.serve(np.ones((3, 1), np.float32), np.ones((3, 1), np.float32),
+                      np.ones((4, 1), np.float32))['predictions']
+  assert good.shape == (4, 1)
