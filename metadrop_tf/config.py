@@ -52,8 +52,8 @@ ADDED_KEYS = {
     'mixup_alpha': 2.0, 'noise_penalty': 0.01,
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
-NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'fixed_mult', 'fixed_add',
-               'vib')  # layers.make_noise
+NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
+               'fixed_add')  # layers.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
@@ -278,6 +278,8 @@ class Config:
     if self.inner_mixup not in MIXUP_KINDS:
       raise ConfigError(f'--inner_mixup={self.inner_mixup!r} must be one of '
                         f'{list(MIXUP_KINDS)} (empty: off)')
+    if self.inner_mixup and self.backbone == 'resnet12':
+      raise ConfigError('--inner_mixup is built for conv4 and mlp, not --backbone=resnet12')
     if self.inner_mixup and self.noisy:
       raise ConfigError('--inner_mixup is a baseline for learners without noise; use '
                         '--learner=maml (or another gradient learner without --meta_dropout)')

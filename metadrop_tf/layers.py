@@ -178,20 +178,22 @@ def information_dropout_kl(alpha):
   return -tf.math.log(information_dropout_scale(alpha))
 
 
-LEARNED_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
-                  'info_dropout': information_dropout}
+BLOCK_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
+                'info_dropout': information_dropout}  # learned by phi, drawn in the blocks
 # 'vib' (the variational information bottleneck) is learned noise on the features, drawn by
 # the network (model.MetaDropoutNet.bottleneck); its blocks draw none.
-NOISE_TYPES = tuple(LEARNED_NOISES) + ('fixed_mult', 'fixed_add', 'vib')
+LEARNED_NOISE_TYPES = tuple(BLOCK_NOISES) + ('vib',)
+NOISE_TYPES = LEARNED_NOISE_TYPES + ('fixed_mult', 'fixed_add')
 
 
 def make_noise(kind: str = 'metadrop', scale: float = 0.0):
-  """The noise function of a --noise_type (NOISE_TYPES), with --noise_scale for the fixed
-  kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu."""
-  if kind in LEARNED_NOISES:
-    return LEARNED_NOISES[kind]
+  """The block noise function of a --noise_type (NOISE_TYPES), with --noise_scale for the
+  fixed kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu; None for
+  'vib', whose blocks draw no noise."""
+  if kind in BLOCK_NOISES:
+    return BLOCK_NOISES[kind]
   if kind == 'vib':
-    return multiplicative_noise  # never called: the blocks of a VIB network draw no noise
+    return None
   if kind not in NOISE_TYPES:
     raise ValueError(f'unknown noise type {kind!r}; choose one of {NOISE_TYPES}')
   return fixed_noise(kind, scale)

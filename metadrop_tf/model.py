@@ -88,7 +88,7 @@ class MetaDropoutNet(network.Network):
   @property
   def block_noise(self) -> bool:
     """Whether the conv blocks draw noise (every noise type but the feature-level VIB)."""
-    return self.noisy and self.noise_type != 'vib'
+    return self.noisy and self.noise is not None
 
   def bottleneck(self, features, sample=False, seed=None, phi=None):
     """VIB (--noise_type=vib): features [n, F] are the mean, sigma = softplus(features W +
@@ -175,7 +175,7 @@ class MetaDropoutNet(network.Network):
     phi = self.phi if phi is None else phi
     # Meta Dropout's logit noise; the fixed baselines and information dropout perturb the
     # blocks only.
-    noisy = self.learned_noise and self.noise_type not in ('info_dropout', 'vib')
+    noisy = self.noisy and self.noise_type in ('metadrop', 'learned_add')
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,

@@ -29,6 +29,8 @@ Config = config_lib.Config
     ({'dataset': 'sinusoid', 'way': 1}, '--backbone=conv4 does not fit --dataset=sinusoid'),
     ({'backbone': 'mlp'}, '--backbone=mlp does not fit --dataset=omniglot'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'augment': True}, '--augment'),
+    ({'learner': 'maml', 'inner_mixup': 'input', 'backbone': 'resnet12'}, '--inner_mixup'),
+    ({'inner_mixup': 'input'}, '--inner_mixup is a baseline for learners without noise'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'bn_mode': 'inductive'},
      '--bn_mode=inductive'),
 ])
