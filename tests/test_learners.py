@@ -413,6 +413,52 @@ def test_gradient_checkpointing_in_a_traced_step():
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
 
 
+def _graph_ops(function) -> int:
+  """Ops of a traced function's graph and of every function in its library."""
+  graph_def = function.get_concrete_function().graph.as_graph_def()
+  return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
+
+
+def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the_steps():
+  episode = helpers.random_episode(metabatch=1)
+  ops = {}
+  for checkpointing in (False, True):
+    for n_steps in (2, 5):
+      learner = helpers.tiny_learner('metadrop', n_steps=n_steps, checkpointing=checkpointing)
+      ops[checkpointing, n_steps] = _graph_ops(tf.function(
+          lambda learner=learner: _gradients(learner, episode, learner.meta_variables())))
+  assert ops[True, 2] == ops[True, 5]
+  assert ops[False, 5] > ops[False, 2] + 1000
+  assert ops[True, 5] < ops[False, 5]
+
+
+@pytest.mark.parametrize('name, options', [
+    ('maml', {'first_order_iters': 3}),  # a bool tensor switches the order inside the loop
+    ('metadrop', {'noise_type': 'info_dropout'}),  # its penalty reads phi: steps unrolled
+])
+def test_gradient_checkpointing_with_schedules_and_penalties(name, options):
+  episode = helpers.random_episode(metabatch=2)
+  plain = helpers.tiny_learner(name, n_steps=3, **options)
+  recomputed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, **options)
+  for iteration in (tf.constant(1, tf.int64), tf.constant(5, tf.int64)):
+    expected = _gradients(plain, episode, plain.meta_variables(), iteration)
+    got = tf.function(lambda it, r=recomputed: _gradients(r, episode, r.meta_variables(), it))(
+        iteration)
+    for e, g in zip(expected, got):
+      np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+
+
+def test_looped_adaptation_ends_on_the_unrolled_state():
+  episode = helpers.random_episode(metabatch=1)
+  learner = helpers.tiny_learner('metasgd', meta_dropout=True, n_steps=4, checkpointing=True)
+  args = (episode.support_x[0], episode.support_y[0], tf.constant([3, 4]))
+  unrolled = learner.adapt(*args)
+  looped = learner.adapt(*args, last_only=True)
+  assert len(unrolled) == 5 and len(looped) == 2
+  for name, value in unrolled[-1].items():
+    np.testing.assert_allclose(looped[-1][name], value, rtol=1e-12, atol=1e-14)
+
+
 # --- batch-norm modes ----------------------------------------------------------------------
 def _predictions_alone_and_in_batches(learner):
   """Logits of query image 0 predicted alone, with the other images of its class, and with

@@ -239,16 +239,29 @@ class GradientLearner(base.Learner):
     if self.offsets is None:
       return state
     return {**state, OFFSETS: {name: values[step]
-                               for name, values in self.offsets.rates().items()}}
+                               for name, values in self.variable_values('offsets').items()}}
 
   def inner_rates(self, state: dict, step: int) -> dict:
     """Step size of each adapted parameter at inner step `step`: a scalar or a tensor that
     broadcasts to the parameter."""
     del state
     if self.rates is not None:
-      return {name: rates[step] for name, rates in self.rates.rates().items()}
+      return {name: rates[step] for name, rates in self.variable_values('rates').items()}
     rate = tf.constant(self.inner_lr, self.dtype)
     return {name: rate for name in self.adapted}
+
+  def variable_values(self, group: str) -> dict:
+    """name -> tensor of the learner's variables an inner step reads besides state and phi:
+    group 'rates' (learned inner rates), 'offsets' (per-step batch-norm offsets) or 'beta'
+    (the network's offsets); read from the variables, or inside _looped_steps the values
+    read once before the loop (a while loop's gradient cannot re-read variables in a
+    recomputation)."""
+    pinned = getattr(self, '_pinned', None)
+    if pinned is not None:
+      return pinned[group]
+    if group == 'beta':
+      return {name: tf.convert_to_tensor(v) for name, v in self.network.beta.items()}
+    return getattr(self, group).rates()
 
   def _first_order_now(self, iteration):
     """A bool tensor (derivative-order annealing) or a Python bool: stop inner gradients?"""
@@ -313,15 +326,26 @@ class GradientLearner(base.Learner):
                                           dtype=tf.int32)
     return layers.Mixing(layer, lam, perm)
 
-  def adapt(self, support_x, support_y, seed, mc_samples=1, start=None, iteration=None):
+  def adapt(self, support_x, support_y, seed, mc_samples=1, start=None, iteration=None,
+            last_only=False):
     """[state_0, ..., state_S]; state_0 = start (default initial_state for the support's way;
     e.g. a head cut to fewer columns). phi is read once, so the steps share what depends
-    only on phi and the support. `iteration` drives derivative-order annealing."""
+    only on phi and the support. `iteration` drives derivative-order annealing.
+
+    last_only: the caller reads only state_0 and state_S; with checkpointing the steps then
+    run as one symbolic loop (tf.while_loop), so neither the traced graph nor the memory of
+    the backward grows with S, and [state_0, state_S] is returned."""
     y = tf.tile(support_y, [mc_samples, 1])
     phi = self.network.read_phi()
     first_order = self._first_order_now(iteration)
     states = [self.with_offsets(
         self.initial_state(support_y.shape[-1]) if start is None else start, 0)]
+    if last_only and self.checkpointing and self.n_steps > 1 and not self.noise_penalty:
+      states.append(self._looped_steps(states[0], phi, support_x, y, seed, mc_samples,
+                                       first_order))
+      if self.inductive or self.running:
+        states[-1] = self.with_statistics(states[-1], support_x)
+      return states
     velocity = {}
     for step in range(self.n_steps):
       step_seed = meta_learner.fold_seed(seed, step)
@@ -336,23 +360,60 @@ class GradientLearner(base.Learner):
       states[-1] = self.with_statistics(states[-1], support_x)
     return states
 
-  def _recomputed_step(self, state, phi, x, y, seed, mc_samples, step, first_order):
+  def _looped_steps(self, state, phi, x, y, seed, mc_samples, first_order):
+    """state_S after the S recomputed steps of adapt, as a tf.while_loop over the step
+    (the same seeds, rates and offsets per step as the unrolled loop)."""
+    names = [n for n in state if n != OFFSETS]
+    groups = ['beta'] + [g for g in ('rates', 'offsets') if getattr(self, g) is not None]
+    pinned = {group: self.variable_values(group) for group in groups}
+
+    def body(step, *values):
+      new = self._recomputed_step(dict(zip(names, values)), phi, x, y,
+                                  meta_learner.fold_seed(seed, step), mc_samples, step,
+                                  first_order, pinned)
+      return (step + 1, *[new[n] for n in names])
+
+    _, *values = tf.while_loop(lambda step, *_: step < self.n_steps, body,
+                               (tf.constant(0), *[state[n] for n in names]),
+                               maximum_iterations=self.n_steps)
+    return self.with_offsets(dict(zip(names, values)), self.n_steps)
+
+  def _recomputed_step(self, state, phi, x, y, seed, mc_samples, step, first_order,
+                       pinned=None):
     """inner_step whose activations are not kept for the outer backward but recomputed there
     (gradient checkpointing; the noise is stateless, so the recomputation is exact).
 
     Written with tf.custom_gradient: tf.recompute_grad runs its function with every tape
     stopped, so the inner step's own gradient (its tape) would be None. state and phi are
     explicit inputs so the meta-gradient reaches them; variables read inside (beta, learned
-    rates) come back through custom_gradient's `variables`.
+    rates) come back through custom_gradient's `variables`, or with `pinned` ({group: {name:
+    tensor}} of variable_values, in a while loop) as explicit inputs too.
     """
     names, phi_names = [n for n in state if n != OFFSETS], list(phi)
-    n_state = len(names)
+    n_state, n_phi = len(names), len(phi_names)
+    pinned = pinned or {}
+    pinned_flat = tf.nest.flatten(pinned)
 
     def forward(tensors):
+      self._pinned = (tf.nest.pack_sequence_as(pinned, list(tensors[n_state + n_phi:]))
+                      if pinned else None)
+      try:
+        return step_outputs(tensors)
+      finally:
+        self._pinned = None
+
+    def step_outputs(tensors):
       # Per-step offsets are read here, inside, so custom_gradient returns their gradient.
       current = self.with_offsets(dict(zip(names, tensors[:n_state])), step)
-      noise = dict(zip(phi_names, tensors[n_state:]))
-      new, _ = self.inner_step(current, {}, noise, x, y, seed, mc_samples, step, first_order)
+      if pinned and self.offsets is None:  # the network's offsets, as an explicit input
+        current[OFFSETS] = self.variable_values('beta')
+      noise = dict(zip(phi_names, tensors[n_state:n_state + n_phi]))
+      # Nothing of the step may start before its inputs exist: the noise depends on the seed
+      # alone, so a traced step would otherwise draw it for every step (and task) at once,
+      # in the forward pass, and hold it until the backward recomputation.
+      with tf.control_dependencies(tensors):
+        gated = [tf.identity(t) for t in (x, y, seed)]
+      new, _ = self.inner_step(current, {}, noise, *gated, mc_samples, step, first_order)
       return [new[name] for name in names]
 
     @tf.custom_gradient
@@ -371,7 +432,8 @@ class GradientLearner(base.Learner):
         return grads[:len(tensors)], grads[len(tensors):]
       return forward(tensors), grad_fn
 
-    outputs = recomputed(*[state[n] for n in names], *[phi[n] for n in phi_names])
+    outputs = recomputed(*[state[n] for n in names], *[phi[n] for n in phi_names],
+                         *pinned_flat)
     return dict(zip(names, outputs))
 
   def step_weights(self, iteration) -> tf.Tensor:
@@ -393,10 +455,11 @@ class GradientLearner(base.Learner):
     """'loss' and the metric of the query after adaptation (and `extra`'s, as Learner's).
     With the multi-step loss (training, or explicit `weights` [S]) 'loss' is
     sum_s weights[s] * query loss after step s + 1."""
-    states = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration)
-    out = self.scores(self.predict(states[-1], query_x), query_y)
     if weights is None and self.msl_iters and iteration is not None:
       weights = self.step_weights(iteration)
+    states = self.adapt(support_x, support_y, seed, mc_samples, iteration=iteration,
+                        last_only=weights is None)
+    out = self.scores(self.predict(states[-1], query_x), query_y)
     if weights is not None:
       if self.inductive or self.running:
         states[1:-1] = [self.with_statistics(s, support_x) for s in states[1:-1]]

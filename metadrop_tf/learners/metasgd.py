@@ -27,7 +27,7 @@ class MetaSGD(gradient.GradientLearner):
     columns in the visualization) takes the matching leading slice (a zero head's [.., 1]
     rates broadcast over the task's classes)."""
     del step
-    rates = self.rates.rates()
+    rates = dict(self.variable_values('rates'))
     for name, rate in rates.items():
       shape = state[name].shape
       if rate.shape != shape:
