@@ -3,6 +3,7 @@
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
                        [--pre_adapt_freq=10] [--profile] [--strategy=mirrored|multi_worker]
                        [--replicas=2] [--threads=N] [--backbone=resnet12 --resnet_widths=...]
+                       [--test_metabatch=1] [--test_mc_chunks=K]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -163,7 +164,8 @@ def allreduce_seconds(strategy, variables, iters):
 
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
              gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
-             backbone='conv4', resnet_widths='64,160,320,640'):
+             backbone='conv4', resnet_widths='64,160,320,640', test_metabatch=0,
+             test_mc_chunks=1):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -183,6 +185,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
                              precision=precision, pre_adapt_freq=pre_adapt_freq,
                              gradient_checkpointing=gradient_checkpointing,
                              backbone=backbone, resnet_widths=resnet_widths,
+                             test_metabatch=test_metabatch, test_mc_chunks=test_mc_chunks,
                              strategy=strategy_name, intra_op_threads=threads_,
                              cpu_devices=replicas if strategy_name == 'mirrored' else 0
                              ).validate()
@@ -224,7 +227,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   median = float(np.median(times))
   result = {'case': name, 'backbone': backbone, 'precision': precision,
             'n_steps': config.n_steps,
-            'gradient_checkpointing': gradient_checkpointing, 'median_s': round(median, 3),
+            'gradient_checkpointing': gradient_checkpointing,
+            'test_mc_chunks': test_mc_chunks if test else None, 'median_s': round(median, 3),
             'mean_s': round(float(np.mean(times)), 3),
             'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
             'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -271,6 +275,10 @@ def main():
                       help='intra-op threads per process (0: auto; multi_worker: cores / '
                       'replicas)')
   parser.add_argument('--backbone', default='conv4', choices=['conv4', 'resnet12'])
+  parser.add_argument('--test_metabatch', type=int, default=0,
+                      help='meta-test cases: episodes per call (0: evaluate.py\'s auto)')
+  parser.add_argument('--test_mc_chunks', type=int, default=1,
+                      help='meta-test cases: MC samples in this many sequential chunks')
   parser.add_argument('--resnet_widths', default='64,160,320,640')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
@@ -281,7 +289,7 @@ def main():
       result = run_case(name, args.iters, args.precision, args.pre_adapt_freq, args.peak,
                         args.profile, args.n_steps, args.gradient_checkpointing,
                         args.strategy, args.replicas, args.threads, args.backbone,
-                        args.resnet_widths)
+                        args.resnet_widths, args.test_metabatch, args.test_mc_chunks)
       if result is not None:
         print(json.dumps(result), flush=True)
     return
@@ -295,7 +303,9 @@ def main():
             f'--pre_adapt_freq={args.pre_adapt_freq}', f'--peak={peak}',
             f'--n_steps={args.n_steps}', f'--strategy={args.strategy}',
             f'--replicas={args.replicas}', f'--threads={threads_}',
-            f'--backbone={args.backbone}', f'--resnet_widths={args.resnet_widths}']
+            f'--backbone={args.backbone}', f'--resnet_widths={args.resnet_widths}',
+            f'--test_metabatch={args.test_metabatch}',
+            f'--test_mc_chunks={args.test_mc_chunks}']
     argv += (['--profile'] if args.profile else []) + (
         ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
     if args.strategy != 'multi_worker':

@@ -49,7 +49,7 @@ ADDED_KEYS = {
     'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
     'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
-    'mixup_alpha': 2.0, 'noise_penalty': 0.01,
+    'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
@@ -89,6 +89,7 @@ class Config:
   n_test_iters: int = 1000
   n_test_mc_samp: int = 30
   test_metabatch: int = 0  # meta-test episodes per call; 0: auto (eval_lib.episodes_per_call)
+  test_mc_chunks: int = 1  # the meta-test's MC samples in this many sequential chunks
   maml: bool = False  # the reference's flag: the same as learner='maml'
   learner: str = ''  # a name of learners.REGISTRY; '': maml with --maml, else metadrop
   meta_dropout: bool = False  # add Meta Dropout's noise to any gradient learner
@@ -203,7 +204,8 @@ class Config:
                         f'{sorted(DATASETS)}')
     for name in ('way', 'shot', 'query', 'metabatch', 'n_steps', 'n_train_iters',
                  'n_test_iters', 'n_test_mc_samp', 'save_freq', 'keep_checkpoints',
-                 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp'):
+                 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp',
+                 'test_mc_chunks'):
       if getattr(self, name) < 1:
         raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
     for field in dataclasses.fields(self):
@@ -222,6 +224,9 @@ class Config:
     for name in ('inner_weight_decay', 'msl_iters', 'first_order_iters'):
       if getattr(self, name) < 0:
         raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: off)')
+    if self.n_test_mc_samp % self.test_mc_chunks:
+      raise ConfigError(f'--test_mc_chunks={self.test_mc_chunks} must divide '
+                        f'--n_test_mc_samp={self.n_test_mc_samp} (equal chunks)')
     if self.lr_step_iters < 1:
       raise ConfigError(f'--lr_step_iters={self.lr_step_iters} must be a positive integer')
     for name, choices in (('meta_optimizer', META_OPTIMIZERS), ('lr_schedule', LR_SCHEDULES),

@@ -15,7 +15,7 @@ _DEFAULTS = config_lib.Config()
 
 # Settings a resumed or evaluated run may change without contradicting its saved config.
 MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing', 'n_test_iters',
-                     'n_test_mc_samp',
+                     'n_test_mc_samp', 'test_mc_chunks',
                      'test_metabatch', 'save_freq', 'keep_checkpoints', 'log_freq',
                      'pre_adapt_freq', 'eval_freq', 'eval_split', 'eval_batches', 'eval_mc_samp',
                      'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads',
@@ -42,6 +42,10 @@ _HELP = {
     'test_metabatch': 'Meta-test episodes adapted side by side per call (results do not depend '
                       'on it); 0: auto, up to --metabatch while the estimated memory fits in '
                       'half the RAM (one 20-way 5-shot episode with 30 MC samples takes ~8 GB).',
+    'test_mc_chunks': 'Split the meta-test\'s --n_test_mc_samp noise samples into this many '
+                      'chunks adapted one after another (memory / this, about; each chunk '
+                      'draws its own noise, so results differ from 1 by MC error); 1: the '
+                      'reference\'s single pass.',
     'maml': 'Plain MAML: no noise, phi unused (the reference flag; the same as --learner=maml).',
     'learner': 'Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner '
                'rates), anil (adapts the head only), csn (conditionally shifted neurons) or '

@@ -261,7 +261,7 @@ def meta_test_bytes_per_episode(config) -> int:
   if config.backbone == 'resnet12':
     channels, factor = config.widths[0], 3
   return (factor * ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.way
-          * config.shot * height * width * channels * 4)
+          * config.shot * height * width * channels * 4) // config.test_mc_chunks
 
 
 def build_model(config, dtype='float32'):

@@ -31,6 +31,8 @@ Config = config_lib.Config
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'augment': True}, '--augment'),
     ({'learner': 'maml', 'inner_mixup': 'input', 'backbone': 'resnet12'}, '--inner_mixup'),
     ({'inner_mixup': 'input'}, '--inner_mixup is a baseline for learners without noise'),
+    ({'test_mc_chunks': 7}, '--test_mc_chunks=7 must divide --n_test_mc_samp=30'),
+    ({'test_mc_chunks': 0}, '--test_mc_chunks=0 must be a positive integer'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'bn_mode': 'inductive'},
      '--bn_mode=inductive'),
 ])

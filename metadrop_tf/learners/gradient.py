@@ -42,6 +42,7 @@ from metadrop_tf.learners import base
 MSL_MIN_WEIGHT = 0.03  # MAML++: the non-final steps' weights end at this / S
 RUNNING_MOMENTUM = 0.1  # --bn_mode=running: weight of each meta-batch in the averages
 MIXUP_STREAM = 5000  # mixup draws of inner step s: fold_seed(step seed, MIXUP_STREAM)
+MC_CHUNK_STREAM = 6000  # noise of MC chunk c (mc_chunks > 1): fold_seed(step seed, 6000, c)
 MIXUP_KINDS = ('', 'input', 'manifold')
 tfd = tfp.distributions
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics (inductive)
@@ -113,6 +114,9 @@ class GradientLearner(base.Learner):
       not with noise (one copy). mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
     noise_penalty: > 0: the inner loss adds this times network.noise_penalty of the support
       (information dropout's KL term).
+    mc_chunks: an inner step on M > 1 noise samples takes them in this many chunks of M /
+      mc_chunks, one after another, each with its own draws, and averages their gradients
+      (the meta-test's memory; 1: one pass, the reference).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
@@ -122,7 +126,8 @@ class GradientLearner(base.Learner):
                inductive: bool = False, per_step_offsets: bool = False,
                running: bool = False,
                objective: objectives.Objective = objectives.CLASSIFICATION,
-               mixup: str = '', mixup_alpha: float = 2.0, noise_penalty: float = 0.0):
+               mixup: str = '', mixup_alpha: float = 2.0, noise_penalty: float = 0.0,
+               mc_chunks: int = 1):
     super().__init__(network, n_steps, objective)
     if mixup not in MIXUP_KINDS:
       raise ValueError(f'--inner_mixup={mixup!r} must be one of {list(MIXUP_KINDS)}')
@@ -151,6 +156,7 @@ class GradientLearner(base.Learner):
       raise ValueError('--gradient_checkpointing does not carry --inner_momentum buffers '
                        'across steps; use one of them')
     self.checkpointing = checkpointing
+    self.mc_chunks = mc_chunks
     self.rates = self.offsets = None
     if lslr:
       self.rates = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
@@ -183,7 +189,8 @@ class GradientLearner(base.Learner):
                    objective=objectives.for_config(config),
                    mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha,
                    noise_penalty=(config.noise_penalty
-                                  if config.noise_type in ('info_dropout', 'vib') else 0.0))
+                                  if config.noise_type in ('info_dropout', 'vib') else 0.0),
+                   mc_chunks=config.test_mc_chunks)
     options.update(kwargs)
     return cls(network, config.n_steps, config.inner_lr, **options)
 
@@ -282,15 +289,10 @@ class GradientLearner(base.Learner):
     if mixing is not None:  # no noise: MC copies would all be the same, one is the mean
       mc_samples, y = 1, y[:x.shape[0]]
       y = layers.mix(y, tf.cast(mixing.lam, y.dtype), mixing.perm)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(adapted)
-      logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
-                            phi=phi, beta=state.get(OFFSETS),
-                            **({'mix': mixing} if mixing is not None else {}))
-      loss = self.objective.loss(logits, y)
-      if self.noise_penalty:
-        loss += self.noise_penalty * self.network.noise_penalty(x, state)
-    grads = tape.gradient(loss, adapted)
+    if self.mc_chunks > 1 and mc_samples > 1:
+      grads = self._chunked_gradients(state, adapted, phi, x, y, seed, mc_samples)
+    else:
+      grads = self._support_gradients(state, adapted, phi, x, y, seed, mc_samples, mixing)
     if isinstance(first_order, bool):
       if first_order:
         grads = {name: tf.stop_gradient(g) for name, g in grads.items()}
@@ -309,6 +311,38 @@ class GradientLearner(base.Learner):
     for name in self.adapted:
       new[name] = state[name] - rates[name] * grads[name]
     return new, velocity
+
+  def _support_gradients(self, state, adapted, phi, x, y, seed, mc_samples, mixing=None):
+    """Gradients (dict like `adapted`) of the mean support loss over mc_samples noise
+    samples drawn from `seed` (plus the noise penalty); y [mc_samples * n, N]."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(adapted)
+      logits = self.network(x, theta=state, sample=True, seed=seed, copies=mc_samples,
+                            phi=phi, beta=state.get(OFFSETS),
+                            **({'mix': mixing} if mixing is not None else {}))
+      loss = self.objective.loss(logits, y)
+      if self.noise_penalty:
+        loss += self.noise_penalty * self.network.noise_penalty(x, state)
+    return tape.gradient(loss, adapted)
+
+  def _chunked_gradients(self, state, adapted, phi, x, y, seed, mc_samples):
+    """_support_gradients over mc_samples in self.mc_chunks equal chunks, chunk c drawn from
+    fold_seed(seed, MC_CHUNK_STREAM, c), averaged. Each chunk starts after the previous one's
+    gradient exists (its noise too), so one chunk's activations live at a time."""
+    if mc_samples % self.mc_chunks:
+      raise ValueError(f'--test_mc_chunks={self.mc_chunks} must divide the {mc_samples} MC '
+                       'samples')
+    copies = mc_samples // self.mc_chunks
+    chunk_y = y[:copies * x.shape[0]]  # the labels tiled copy by copy: every chunk's the same
+    total, previous = None, []
+    for c in range(self.mc_chunks):
+      with tf.control_dependencies(previous):
+        chunk_x, chunk_seed = tf.identity(x), tf.identity(
+            meta_learner.fold_seed(seed, MC_CHUNK_STREAM, c))
+      grads = self._support_gradients(state, adapted, phi, chunk_x, chunk_y, chunk_seed, copies)
+      total = grads if total is None else {n: total[n] + grads[n] for n in grads}
+      previous = list(grads.values())
+    return {n: g / self.mc_chunks for n, g in total.items()}
 
   def mixing(self, seed, x) -> layers.Mixing:
     """The mixup of one inner step's support batch x [n, ...], drawn from the step's seed:
