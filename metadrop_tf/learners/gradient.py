@@ -157,6 +157,7 @@ class GradientLearner(base.Learner):
                        'across steps; use one of them')
     self.checkpointing = checkpointing
     self.mc_chunks = mc_chunks
+    self._pinned = None  # variable_values inside a looped step (_recomputed_step)
     self.rates = self.offsets = None
     if lslr:
       self.rates = StepRates({name: (n_steps,) for name in self.adapted}, inner_lr,
@@ -263,9 +264,8 @@ class GradientLearner(base.Learner):
     (the network's offsets); read from the variables, or inside _looped_steps the values
     read once before the loop (a while loop's gradient cannot re-read variables in a
     recomputation)."""
-    pinned = getattr(self, '_pinned', None)
-    if pinned is not None:
-      return pinned[group]
+    if self._pinned is not None:
+      return self._pinned[group]
     if group == 'beta':
       return {name: tf.convert_to_tensor(v) for name, v in self.network.beta.items()}
     return getattr(self, group).rates()
