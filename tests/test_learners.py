@@ -459,30 +459,32 @@ def test_looped_adaptation_ends_on_the_unrolled_state():
     np.testing.assert_allclose(looped[-1][name], value, rtol=1e-12, atol=1e-14)
 
 
-def test_chunked_monte_carlo_step_is_the_mean_of_each_chunks_own_gradient():
-  """--test_mc_chunks: M samples in K chunks of M / K, chunk c drawn from its own seed."""
+@pytest.mark.parametrize('mc_samples, sizes', [(6, (2, 2, 2)), (4, (2, 1, 1))])
+def test_chunked_monte_carlo_step_is_the_mean_of_each_chunks_own_gradient(mc_samples, sizes):
+  """--test_mc_chunks: M samples in K chunks of about M / K, chunk c drawn from its own seed
+  (sizes differing by one when K does not divide M, as in the monitoring evaluation)."""
   from metadrop_tf import meta_learner  # pylint: disable=g-import-not-at-top
   from metadrop_tf.learners import gradient  # pylint: disable=g-import-not-at-top
   episode = helpers.random_episode(metabatch=1)
   x, y = episode.support_x[0], episode.support_y[0]
   seed = tf.constant([3, 4])
   learner = helpers.tiny_learner('metadrop', n_steps=1, mc_chunks=3)
-  adapted = learner.adapt(x, y, seed, mc_samples=6)[-1]
+  adapted = learner.adapt(x, y, seed, mc_samples=mc_samples)[-1]
   theta = learner.network.initial_theta()
   step_seed = meta_learner.fold_seed(seed, 0)
   grads = []
-  for c in range(3):
+  for c, copies in enumerate(sizes):
     with tf.GradientTape() as tape:
       tape.watch(theta)
-      logits = learner.network(x, theta=theta, sample=True, copies=2,
+      logits = learner.network(x, theta=theta, sample=True, copies=copies,
                                seed=meta_learner.fold_seed(step_seed, gradient.MC_CHUNK_STREAM, c))
-      loss = meta_learner.cross_entropy(logits, tf.tile(y, [2, 1]))
-    grads.append(tape.gradient(loss, theta))
+      loss = meta_learner.cross_entropy(logits, tf.tile(y, [copies, 1]))
+    grads.append({n: g * copies / mc_samples for n, g in tape.gradient(loss, theta).items()})
   for name, value in theta.items():
-    expected = value - learner.inner_lr * sum(g[name] for g in grads) / 3
+    expected = value - learner.inner_lr * sum(g[name] for g in grads)
     np.testing.assert_allclose(adapted[name], expected, rtol=1e-12, atol=1e-14)
-  one_pass = helpers.tiny_learner('metadrop', n_steps=1).adapt(x, y, seed, mc_samples=6)[-1]
-  assert not np.allclose(one_pass['conv1_kernel'], adapted['conv1_kernel'])
+  one_pass = helpers.tiny_learner('metadrop', n_steps=1).adapt(x, y, seed, mc_samples=mc_samples)
+  assert not np.allclose(one_pass[-1]['conv1_kernel'], adapted['conv1_kernel'])
 
 
 # --- batch-norm modes ----------------------------------------------------------------------

@@ -114,9 +114,9 @@ class GradientLearner(base.Learner):
       not with noise (one copy). mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
     noise_penalty: > 0: the inner loss adds this times network.noise_penalty of the support
       (information dropout's KL term).
-    mc_chunks: an inner step on M > 1 noise samples takes them in this many chunks of M /
-      mc_chunks, one after another, each with its own draws, and averages their gradients
-      (the meta-test's memory; 1: one pass, the reference).
+    mc_chunks: an inner step on M > 1 noise samples takes them in this many chunks (about
+      M / mc_chunks each), one after another, each with its own draws, and averages their
+      gradients by size (the meta-test's memory; 1: one pass, the reference).
   """
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
@@ -326,23 +326,26 @@ class GradientLearner(base.Learner):
     return tape.gradient(loss, adapted)
 
   def _chunked_gradients(self, state, adapted, phi, x, y, seed, mc_samples):
-    """_support_gradients over mc_samples in self.mc_chunks equal chunks, chunk c drawn from
-    fold_seed(seed, MC_CHUNK_STREAM, c), averaged. Each chunk starts after the previous one's
-    gradient exists (its noise too), so one chunk's activations live at a time."""
-    if mc_samples % self.mc_chunks:
-      raise ValueError(f'--test_mc_chunks={self.mc_chunks} must divide the {mc_samples} MC '
-                       'samples')
-    copies = mc_samples // self.mc_chunks
-    chunk_y = y[:copies * x.shape[0]]  # the labels tiled copy by copy: every chunk's the same
+    """_support_gradients over mc_samples in min(self.mc_chunks, mc_samples) chunks of
+    sizes that differ by at most one (equal when they divide, as --test_mc_chunks asks;
+    the monitoring evaluation's --eval_mc_samp need not), chunk c drawn from
+    fold_seed(seed, MC_CHUNK_STREAM, c), weighted by its size. Each chunk starts after the
+    previous one's gradient exists (its noise too), so one chunk's activations live at a
+    time."""
+    chunks = min(self.mc_chunks, mc_samples)
+    sizes = [mc_samples // chunks + (c < mc_samples % chunks) for c in range(chunks)]
     total, previous = None, []
-    for c in range(self.mc_chunks):
+    for c, copies in enumerate(sizes):
       with tf.control_dependencies(previous):
         chunk_x, chunk_seed = tf.identity(x), tf.identity(
             meta_learner.fold_seed(seed, MC_CHUNK_STREAM, c))
-      grads = self._support_gradients(state, adapted, phi, chunk_x, chunk_y, chunk_seed, copies)
-      total = grads if total is None else {n: total[n] + grads[n] for n in grads}
+      # y is the labels tiled copy by copy: its first `copies` tiles are every chunk's.
+      grads = self._support_gradients(state, adapted, phi, chunk_x, y[:copies * x.shape[0]],
+                                      chunk_seed, copies)
+      weighted = {n: g * (copies / mc_samples) for n, g in grads.items()}
+      total = weighted if total is None else {n: total[n] + weighted[n] for n in grads}
       previous = list(grads.values())
-    return {n: g / self.mc_chunks for n, g in total.items()}
+    return total
 
   def mixing(self, seed, x) -> layers.Mixing:
     """The mixup of one inner step's support batch x [n, ...], drawn from the step's seed:
