@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# ResNet-12 (widths 64-128-256-512) next to conv-4 on real Omniglot 5-way 1-shot, MAML, at one
-# small budget: the same flags, iterations, seed and test episodes for both (README
-# "Backbones"). Resumable: rerun to continue.
+# ResNet-12 next to conv-4 on real Omniglot 5-way 1-shot, MAML, at one small budget: the same
+# flags, iterations, seed and test episodes for both (README "Backbones"). Resumable: rerun to
+# continue.
 #   bash runs/resnet12_omniglot_5w1s/run.sh [ITERS] [EPISODES] [NAME ...]  (from the repository
-#   root; NAMEs: resnet12, conv4; default both)
+#   root; NAMEs: resnet12 (widths 64-128-256-512), resnet12_w32 (32-64-128-256), conv4;
+#   default resnet12 and conv4)
 set -euo pipefail
 ITERS=${1:-500}
 EPISODES=${2:-400}
@@ -13,6 +14,7 @@ COMMON=(--flagfile=configs/omniglot_1shot_metadrop.cfg --learner=maml --way=5
         --eval_freq="$ITERS" --eval_batches=10 --seed=0)
 declare -A BACKBONE=(
   [resnet12]="--backbone=resnet12 --resnet_widths=64,128,256,512"
+  [resnet12_w32]="--backbone=resnet12 --resnet_widths=32,64,128,256"
   [conv4]="--backbone=conv4"
 )
 NAMES=("${@:3}")
