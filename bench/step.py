@@ -3,7 +3,8 @@
   python bench/step.py [--case=omniglot_1shot_metadrop ...] [--iters=10] [--precision=bfloat16]
                        [--pre_adapt_freq=10] [--profile] [--strategy=mirrored|multi_worker]
                        [--replicas=2] [--threads=N] [--backbone=resnet12 --resnet_widths=...]
-                       [--test_metabatch=1] [--test_mc_chunks=K]
+                       [--test_metabatch=1] [--test_mc_chunks=K] [--metabatch=B]
+                       [--max_rss_mb=MB]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -13,6 +14,10 @@ adapts as many episodes per call as evaluate.py does (`episodes_per_call`, from 
 estimate of eval_lib) and reports seconds per episode. Prints one JSON line per case; with
 --profile it also says where the time goes: two more iterations run under tf.profiler, and
 `op_s` / `top_ops` give their op time per iteration (per episode) by category and op type.
+
+--max_rss_mb stops a case whose resident memory passes MB (polled every 0.2 s) and prints
+`{"case": ..., "exceeded_rss_mb": MB, ...}` instead of its figures: what does not fit, without
+swapping the machine. --metabatch overrides a training case's tasks per step.
 
 --strategy=mirrored splits the CPU into --replicas logical devices in one process;
 --strategy=multi_worker starts --replicas worker processes on loopback ports (TF_CONFIG), each
@@ -165,7 +170,7 @@ def allreduce_seconds(strategy, variables, iters):
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
              gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
              backbone='conv4', resnet_widths='64,160,320,640', test_metabatch=0,
-             test_mc_chunks=1):
+             test_mc_chunks=1, metabatch=0):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -191,6 +196,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
                              ).validate()
   if n_steps:
     config = config.replace(n_steps=n_steps)
+  if metabatch:
+    config = config.replace(metabatch=metabatch)
   threads.configure(config, training=not test)
   distribute.configure_devices(config)
   strategy = distribute.make_strategy(config)
@@ -226,7 +233,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   gflop = analytic_gflop(config, test)
   median = float(np.median(times))
   result = {'case': name, 'backbone': backbone, 'precision': precision,
-            'n_steps': config.n_steps,
+            'n_steps': config.n_steps, 'metabatch': None if test else config.metabatch,
+            'resnet_widths': resnet_widths if backbone == 'resnet12' else None,
             'gradient_checkpointing': gradient_checkpointing,
             'test_mc_chunks': test_mc_chunks if test else None, 'median_s': round(median, 3),
             'mean_s': round(float(np.mean(times)), 3),
@@ -252,6 +260,41 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   if with_profile:
     result.update(profile(step, iters + 1, metabatch if test else 1))
   return result
+
+
+def rss_mb(pid: int):
+  """Resident memory of process pid in MB (Linux /proc), or None once it is gone."""
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      for line in f:
+        if line.startswith('VmRSS:'):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return None
+
+
+def run_capped(argv, name, args):
+  """Runs one case's process; kills it and prints an `exceeded_rss_mb` line if its resident
+  memory passes args.max_rss_mb."""
+  start = time.perf_counter()
+  process = subprocess.Popen(argv)
+  while process.poll() is None:
+    rss = rss_mb(process.pid)
+    if rss is not None and rss > args.max_rss_mb:
+      process.kill()
+      process.wait()
+      print(json.dumps({
+          'case': name, 'backbone': args.backbone, 'n_steps': args.n_steps,
+          'gradient_checkpointing': args.gradient_checkpointing,
+          'test_mc_chunks': args.test_mc_chunks, 'metabatch': args.metabatch or None,
+          'exceeded_rss_mb': args.max_rss_mb, 'rss_at_stop_mb': round(rss),
+          'seconds_before_stop': round(time.perf_counter() - start, 1), 'cpu': cpu_model(),
+          'cores': os.cpu_count()}), flush=True)
+      return
+    time.sleep(0.2)
+  if process.returncode:
+    sys.exit(f'case {name} failed with exit code {process.returncode}')
 
 
 def main():
@@ -280,6 +323,10 @@ def main():
   parser.add_argument('--test_mc_chunks', type=int, default=1,
                       help='meta-test cases: MC samples in this many sequential chunks')
   parser.add_argument('--resnet_widths', default='64,160,320,640')
+  parser.add_argument('--metabatch', type=int, default=0,
+                      help="tasks per training step (0: the case's, 4)")
+  parser.add_argument('--max_rss_mb', type=int, default=0,
+                      help='stop a case whose resident memory passes this (0: no limit)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -289,7 +336,8 @@ def main():
       result = run_case(name, args.iters, args.precision, args.pre_adapt_freq, args.peak,
                         args.profile, args.n_steps, args.gradient_checkpointing,
                         args.strategy, args.replicas, args.threads, args.backbone,
-                        args.resnet_widths, args.test_metabatch, args.test_mc_chunks)
+                        args.resnet_widths, args.test_metabatch, args.test_mc_chunks,
+                        args.metabatch)
       if result is not None:
         print(json.dumps(result), flush=True)
     return
@@ -305,11 +353,14 @@ def main():
             f'--replicas={args.replicas}', f'--threads={threads_}',
             f'--backbone={args.backbone}', f'--resnet_widths={args.resnet_widths}',
             f'--test_metabatch={args.test_metabatch}',
-            f'--test_mc_chunks={args.test_mc_chunks}']
+            f'--test_mc_chunks={args.test_mc_chunks}', f'--metabatch={args.metabatch}']
     argv += (['--profile'] if args.profile else []) + (
         ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
     if args.strategy != 'multi_worker':
-      subprocess.run(argv, check=True)
+      if args.max_rss_mb:
+        run_capped(argv, name, args)
+      else:
+        subprocess.run(argv, check=True)
       continue
     from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
     workers = [subprocess.Popen(argv, env=dict(os.environ, TF_CONFIG=tf_config))
