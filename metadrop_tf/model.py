@@ -219,28 +219,30 @@ class MetaDropoutNet(network.Network):
     names = [f'block{b}' for b in range(N_BLOCKS)] + ['logit_sigma']
     return dict(zip(names, scales))
 
-  def _block_alphas(self, x, theta=None, outputs=None):
-    """phi's conv of every block's input in the deterministic forward: [n, H_l, W_l, C]."""
-    phi = self.phi
-    outputs = self.block_outputs(x, theta) if outputs is None else outputs
+  def _block_alphas(self, x, theta=None, outputs=None, phi=None, beta=None):
+    """phi's conv of every block's input in the deterministic forward: [n, H_l, W_l, C].
+    phi / beta: the noise weights / batch-norm offsets as tensors (default: the variables)."""
+    phi = self.phi if phi is None else phi
+    outputs = self.block_outputs(x, theta, beta=beta) if outputs is None else outputs
     inputs = [self.prepare_input(x)] + outputs[:-1]
     return [layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
             for b, h in enumerate(inputs)]
 
-  def noise_penalty(self, x, theta=None):
+  def noise_penalty(self, x, theta=None, phi=None, beta=None):
     """Information dropout's KL (layers.information_dropout_kl), averaged over every
     element of every block, of images x under weights theta; evaluated at the deterministic
     forward's block inputs (our simplification: the sampled forward's would differ by the
     noise of earlier blocks). VIB: KL(N(mean, sigma^2) || N(0, 1)) averaged over the
-    features' elements. 0 for the other noise types."""
+    features' elements. 0 for the other noise types. phi / beta: the noise weights and
+    batch-norm offsets as tensors (default: the variables), as the forward takes them."""
     if self.noise_type == 'vib' and self.noisy:
-      mean, sigma = self.bottleneck(self.features(x, theta))
+      mean, sigma = self.bottleneck(self.features(x, theta, beta=beta), phi=phi)
       return tf.reduce_mean(0.5 * (tf.square(mean) + tf.square(sigma) - 1)
                             - tf.math.log(sigma))
     if self.noise_type != 'info_dropout' or not self.noisy:
       return tf.constant(0.0, self.dtype)
     return tf.add_n([tf.reduce_mean(layers.information_dropout_kl(a))
-                     for a in self._block_alphas(x, theta)]) / N_BLOCKS
+                     for a in self._block_alphas(x, theta, phi=phi, beta=beta)]) / N_BLOCKS
 
 
 # Live activations of one support image's first-block map (H x W x C) per MC copy during a

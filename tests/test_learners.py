@@ -434,7 +434,10 @@ def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the
 
 @pytest.mark.parametrize('name, options', [
     ('maml', {'first_order_iters': 3}),  # a bool tensor switches the order inside the loop
-    ('metadrop', {'noise_type': 'info_dropout'}),  # its penalty reads phi: steps unrolled
+    # The penalties read phi and the offsets: inside the loop as the pinned tensors.
+    ('metadrop', {'noise_type': 'info_dropout'}),
+    ('metadrop', {'noise_type': 'vib'}),
+    ('metadrop', dict(PER_STEP, noise_type='info_dropout')),
 ])
 def test_gradient_checkpointing_with_schedules_and_penalties(name, options):
   episode = helpers.random_episode(metabatch=2)

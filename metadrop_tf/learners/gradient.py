@@ -322,7 +322,8 @@ class GradientLearner(base.Learner):
                             **({'mix': mixing} if mixing is not None else {}))
       loss = self.objective.loss(logits, y)
       if self.noise_penalty:
-        loss += self.noise_penalty * self.network.noise_penalty(x, state)
+        loss += self.noise_penalty * self.network.noise_penalty(
+            x, state, phi=phi, beta=state.get(OFFSETS))
     return tape.gradient(loss, adapted)
 
   def _chunked_gradients(self, state, adapted, phi, x, y, seed, mc_samples):
@@ -377,7 +378,7 @@ class GradientLearner(base.Learner):
     first_order = self._first_order_now(iteration)
     states = [self.with_offsets(
         self.initial_state(support_y.shape[-1]) if start is None else start, 0)]
-    if last_only and self.checkpointing and self.n_steps > 1 and not self.noise_penalty:
+    if last_only and self.checkpointing and self.n_steps > 1:
       states.append(self._looped_steps(states[0], phi, support_x, y, seed, mc_samples,
                                        first_order))
       if self.inductive or self.running:
