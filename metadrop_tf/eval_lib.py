@@ -42,6 +42,29 @@ def episodes_per_call(config, memory_bytes=None):
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 
+def memory_advice(config, memory_bytes=None):
+  """One line suggesting --test_mc_chunks when even one meta-test episode's estimated
+  activations (model.meta_test_bytes_per_episode) pass half of memory_bytes (default: this
+  machine's RAM), or None. The smallest divisor K of the MC samples that brings the estimate
+  under a quarter of the memory is suggested."""
+  if memory_bytes is None:
+    memory_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  per_episode = model_lib.meta_test_bytes_per_episode(config)
+  if per_episode <= memory_bytes / 2:
+    return None
+  samples, chunks = config.test_mc_samples, config.test_mc_chunks
+  whole = per_episode * chunks
+  fitting = [k for k in range(1, samples + 1)
+             if samples % k == 0 and k > chunks and whole / k <= memory_bytes / 4]
+  gib = 2 ** 30
+  line = (f'one meta-test episode needs an estimated {per_episode / gib:.1f} GiB of '
+          f'activations, more than half of this machine\'s {memory_bytes / gib:.0f} GiB')
+  if not fitting:
+    return line + '; it may run out of memory (fewer --way, --shot or MC samples would help)'
+  return (line + f'; if it runs out of memory, pass --test_mc_chunks={fitting[0]} to take '
+          f'the {samples} MC samples {samples // fitting[0]} at a time')
+
+
 def attack_key(norm: str, eps: float) -> str:
   """The per-task output name of the accuracy under attack, e.g. 'acc_linf_0.03'."""
   return f'acc_{norm}_{eps:g}'
@@ -200,6 +223,9 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
   partial_path = os.path.join(workdir, f'{name}.partial.json')
   per_call = episodes_per_call(config) * distribute.num_replicas(strategy)
+  advice = memory_advice(config) if config.noisy else None
+  if advice and distribute.is_chief(strategy):
+    logging.warning(advice)
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
                     metabatch=per_call, progress=progress, partial=(partial_path, key),
                     attack=attack, strategy=strategy)

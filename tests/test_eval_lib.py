@@ -44,6 +44,22 @@ def test_episodes_per_call_fits_memory_and_obeys_the_flag():
   assert 4 < eval_lib.episodes_per_call(one_shot.replace(metabatch=100), 24 * gib) < 100
 
 
+def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not():
+  from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  gib = 2 ** 30
+  five_shot = config_lib.Config(shot=5).validate()
+  per_episode = model_lib.meta_test_bytes_per_episode(five_shot)
+  assert eval_lib.memory_advice(five_shot, 3 * per_episode) is None
+  advice = eval_lib.memory_advice(five_shot, int(1.5 * per_episode))
+  # K = 2 leaves half an episode, over a quarter of the memory; K = 3 fits.
+  assert '--test_mc_chunks=3' in advice and '10 at a time' in advice
+  assert 'GiB' in advice and '\n' not in advice
+  chunked = five_shot.replace(test_mc_chunks=3)
+  assert '--test_mc_chunks=10' in eval_lib.memory_advice(chunked, int(0.5 * per_episode))
+  assert 'may run out of memory' in eval_lib.memory_advice(five_shot, gib // 1024)
+
+
 def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
