@@ -60,6 +60,21 @@ def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not()
   assert 'may run out of memory' in eval_lib.memory_advice(five_shot, gib // 1024)
 
 
+def test_evaluation_of_a_run_warns_once_when_an_episode_may_not_fit(tmp_path, monkeypatch,
+                                                                  caplog):
+  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  config, workdir = helpers.saved_run(tmp_path, n_test_iters=2)
+  assert config.noisy
+  with caplog.at_level(logging.WARNING):
+    eval_lib.run(config, workdir, progress=False, mc_samples=2)
+  assert not [r for r in caplog.records if 'meta-test episode needs' in r.getMessage()]
+  monkeypatch.setattr(model_lib, 'meta_test_bytes_per_episode', lambda config: 2 ** 50)
+  with caplog.at_level(logging.WARNING):
+    eval_lib.run(config, workdir, progress=False, mc_samples=2)
+  warnings = [r.getMessage() for r in caplog.records if 'meta-test episode needs' in r.getMessage()]
+  assert len(warnings) == 1 and 'may run out of memory' in warnings[0]  # no K fits 1 PiB
+
+
 def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
