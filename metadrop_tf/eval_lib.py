@@ -223,7 +223,8 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
   partial_path = os.path.join(workdir, f'{name}.partial.json')
   per_call = episodes_per_call(config) * distribute.num_replicas(strategy)
-  advice = memory_advice(config) if config.noisy else None
+  advice = (memory_advice(config.replace(n_test_mc_samp=mc_samples)) if config.noisy
+            else None)
   if advice and distribute.is_chief(strategy):
     logging.warning(advice)
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
