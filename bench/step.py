@@ -109,11 +109,11 @@ def reset_peak_rss():
     return False
 
 
-def peak_rss_mb(field='VmHWM'):
-  """VmHWM (peak since the last reset_peak_rss) or VmRSS (now) of /proc/self/status in MB,
-  or None."""
+def peak_rss_mb(field='VmHWM', pid='self'):
+  """VmHWM (peak since the last reset_peak_rss) or VmRSS (now) of /proc/<pid>/status in MB
+  (this process by default), or None (no /proc, or the process is gone)."""
   try:
-    with open('/proc/self/status') as f:
+    with open(f'/proc/{pid}/status') as f:
       for line in f:
         if line.startswith(field + ':'):
           return round(int(line.split()[1]) / 1024)
@@ -262,25 +262,13 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   return result
 
 
-def rss_mb(pid: int):
-  """Resident memory of process pid in MB (Linux /proc), or None once it is gone."""
-  try:
-    with open(f'/proc/{pid}/status') as f:
-      for line in f:
-        if line.startswith('VmRSS:'):
-          return int(line.split()[1]) / 1024
-  except OSError:
-    pass
-  return None
-
-
 def run_capped(argv, name, args):
   """Runs one case's process; kills it and prints an `exceeded_rss_mb` line if its resident
   memory passes args.max_rss_mb."""
   start = time.perf_counter()
   process = subprocess.Popen(argv)
   while process.poll() is None:
-    rss = rss_mb(process.pid)
+    rss = peak_rss_mb('VmRSS', process.pid)
     if rss is not None and rss > args.max_rss_mb:
       process.kill()
       process.wait()

@@ -28,6 +28,11 @@ IRRELEVANT_KEYS = ('n_test_iters', 'test_metabatch', 'strategy', 'cpu_devices',
                    'intra_op_threads', 'inter_op_threads')
 
 
+def machine_memory_bytes() -> int:
+  """This machine's RAM in bytes."""
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
 def episodes_per_call(config, memory_bytes=None):
   """Meta-test episodes adapted side by side per call: config.test_metabatch, or (auto, 0)
   as many as config.metabatch allows whose estimated activations fit in half of memory_bytes
@@ -37,7 +42,7 @@ def episodes_per_call(config, memory_bytes=None):
   if config.test_metabatch:
     return config.test_metabatch
   if memory_bytes is None:
-    memory_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    memory_bytes = machine_memory_bytes()
   per_episode = model_lib.meta_test_bytes_per_episode(config)
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
@@ -48,7 +53,7 @@ def memory_advice(config, memory_bytes=None):
   machine's RAM), or None. The smallest divisor K of the MC samples that brings the estimate
   under a quarter of the memory is suggested."""
   if memory_bytes is None:
-    memory_bytes = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    memory_bytes = machine_memory_bytes()
   per_episode = model_lib.meta_test_bytes_per_episode(config)
   if per_episode <= memory_bytes / 2:
     return None
