@@ -4,7 +4,7 @@
                        [--pre_adapt_freq=10] [--profile] [--strategy=mirrored|multi_worker]
                        [--replicas=2] [--threads=N] [--backbone=resnet12 --resnet_widths=...]
                        [--test_metabatch=1] [--test_mc_chunks=K] [--metabatch=B]
-                       [--max_rss_mb=MB]
+                       [--max_rss_mb=MB] [--gradient_checkpointing [--checkpoint_kept_steps=K]]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -170,7 +170,7 @@ def allreduce_seconds(strategy, variables, iters):
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
              gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
              backbone='conv4', resnet_widths='64,160,320,640', test_metabatch=0,
-             test_mc_chunks=1, metabatch=0):
+             test_mc_chunks=1, metabatch=0, checkpoint_kept_steps=1):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -189,6 +189,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
                              meta_lr=meta_lr, maml=method == 'maml',
                              precision=precision, pre_adapt_freq=pre_adapt_freq,
                              gradient_checkpointing=gradient_checkpointing,
+                             checkpoint_kept_steps=checkpoint_kept_steps,
                              backbone=backbone, resnet_widths=resnet_widths,
                              test_metabatch=test_metabatch, test_mc_chunks=test_mc_chunks,
                              strategy=strategy_name, intra_op_threads=threads_,
@@ -236,6 +237,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
             'n_steps': config.n_steps, 'metabatch': None if test else config.metabatch,
             'resnet_widths': resnet_widths if backbone == 'resnet12' else None,
             'gradient_checkpointing': gradient_checkpointing,
+            'checkpoint_kept_steps': checkpoint_kept_steps if gradient_checkpointing else None,
             'test_mc_chunks': test_mc_chunks if test else None, 'median_s': round(median, 3),
             'mean_s': round(float(np.mean(times)), 3),
             'min_s': round(min(times), 3), 'trace_s': round(trace_s, 1),
@@ -275,6 +277,8 @@ def run_capped(argv, name, args):
       print(json.dumps({
           'case': name, 'backbone': args.backbone, 'n_steps': args.n_steps,
           'gradient_checkpointing': args.gradient_checkpointing,
+          'checkpoint_kept_steps': (args.checkpoint_kept_steps
+                                    if args.gradient_checkpointing else None),
           'test_mc_chunks': args.test_mc_chunks, 'metabatch': args.metabatch or None,
           'exceeded_rss_mb': args.max_rss_mb, 'rss_at_stop_mb': round(rss),
           'seconds_before_stop': round(time.perf_counter() - start, 1), 'cpu': cpu_model(),
@@ -298,6 +302,8 @@ def main():
   parser.add_argument('--n_steps', type=int, default=0, help='inner steps (0: the case\'s)')
   parser.add_argument('--gradient_checkpointing', action='store_true',
                       help='recompute inner steps in the backward (peak_rss_mb vs time)')
+  parser.add_argument('--checkpoint_kept_steps', type=int, default=1,
+                      help='with --gradient_checkpointing: the last K steps are not recomputed')
   parser.add_argument('--strategy', default='one_device',
                       choices=['one_device', 'mirrored', 'multi_worker'])
   parser.add_argument('--replicas', type=int, default=2,
@@ -325,7 +331,7 @@ def main():
                         args.profile, args.n_steps, args.gradient_checkpointing,
                         args.strategy, args.replicas, args.threads, args.backbone,
                         args.resnet_widths, args.test_metabatch, args.test_mc_chunks,
-                        args.metabatch)
+                        args.metabatch, checkpoint_kept_steps=args.checkpoint_kept_steps)
       if result is not None:
         print(json.dumps(result), flush=True)
     return
@@ -341,7 +347,8 @@ def main():
             f'--replicas={args.replicas}', f'--threads={threads_}',
             f'--backbone={args.backbone}', f'--resnet_widths={args.resnet_widths}',
             f'--test_metabatch={args.test_metabatch}',
-            f'--test_mc_chunks={args.test_mc_chunks}', f'--metabatch={args.metabatch}']
+            f'--test_mc_chunks={args.test_mc_chunks}', f'--metabatch={args.metabatch}',
+            f'--checkpoint_kept_steps={args.checkpoint_kept_steps}']
     argv += (['--profile'] if args.profile else []) + (
         ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
     if args.strategy != 'multi_worker':

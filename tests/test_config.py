@@ -33,6 +33,7 @@ Config = config_lib.Config
     ({'inner_mixup': 'input'}, '--inner_mixup is a baseline for learners without noise'),
     ({'test_mc_chunks': 7}, '--test_mc_chunks=7 must divide --n_test_mc_samp=30'),
     ({'test_mc_chunks': 0}, '--test_mc_chunks=0 must be a positive integer'),
+    ({'checkpoint_kept_steps': -1}, '--checkpoint_kept_steps=-1 must be >= 0'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'bn_mode': 'inductive'},
      '--bn_mode=inductive'),
 ])

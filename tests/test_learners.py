@@ -401,6 +401,22 @@ def test_gradient_checkpointing_gives_the_same_meta_gradient(name, options):
                                       recomputed.network.phi['conv0_kernel'])
 
 
+@pytest.mark.parametrize('name, options', [('metadrop', {}),
+                                           ('maml', dict(PER_STEP, lslr=True))])
+@pytest.mark.parametrize('kept', [1, 2])
+def test_gradient_checkpointing_keeping_the_last_steps_gives_the_same_meta_gradient(
+    name, options, kept):
+  """--checkpoint_kept_steps: 3 steps, the first 3 - kept recomputed (a loop of 2, or one
+  unrolled step), the rest kept; traced, as training runs it."""
+  episode = helpers.random_episode(metabatch=2)
+  plain = helpers.tiny_learner(name, n_steps=3, **options)
+  mixed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, kept_steps=kept, **options)
+  expected = _gradients(plain, episode, plain.meta_variables())
+  got = tf.function(lambda: _gradients(mixed, episode, mixed.meta_variables()))()
+  for e, g in zip(expected, got):
+    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+
+
 def test_gradient_checkpointing_in_a_traced_step():
   episode = helpers.random_episode(metabatch=2)
   grads = []
@@ -422,14 +438,16 @@ def _graph_ops(function) -> int:
 def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the_steps():
   episode = helpers.random_episode(metabatch=1)
   ops = {}
-  for checkpointing in (False, True):
-    for n_steps in (2, 5):
-      learner = helpers.tiny_learner('metadrop', n_steps=n_steps, checkpointing=checkpointing)
-      ops[checkpointing, n_steps] = _graph_ops(tf.function(
+  for checkpointing, kept in ((False, 0), (True, 0), (True, 1)):
+    for n_steps in (3, 6):
+      learner = helpers.tiny_learner('metadrop', n_steps=n_steps, checkpointing=checkpointing,
+                                     kept_steps=kept)
+      ops[checkpointing, kept, n_steps] = _graph_ops(tf.function(
           lambda learner=learner: _gradients(learner, episode, learner.meta_variables())))
-  assert ops[True, 2] == ops[True, 5]
-  assert ops[False, 5] > ops[False, 2] + 1000
-  assert ops[True, 5] < ops[False, 5]
+  assert ops[True, 0, 3] == ops[True, 0, 6]
+  assert ops[True, 1, 3] == ops[True, 1, 6]  # the loop, then one kept step
+  assert ops[False, 0, 6] > ops[False, 0, 3] + 1000
+  assert ops[True, 0, 6] < ops[True, 1, 6] < ops[False, 0, 6]
 
 
 @pytest.mark.parametrize('name, options', [
@@ -660,3 +678,9 @@ def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
   for variable, old in zip(learner.meta_variables(), before):
     assert np.abs(variable.numpy() - old).max() > 0, variable.path
+
+
+def test_checkpointing_options_reach_the_learner_from_the_config():
+  config = helpers.tiny_config(gradient_checkpointing=True, checkpoint_kept_steps=2)
+  learner = learners.build(config)
+  assert learner.checkpointing and learner.kept_steps == 2

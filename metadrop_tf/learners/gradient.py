@@ -101,6 +101,9 @@ class GradientLearner(base.Learner):
     checkpointing: recompute each inner step's activations in the outer backward instead of
       keeping them (gradient checkpointing: the same result in less memory, README; not with
       momentum).
+    kept_steps: with checkpointing, the last this many steps keep their activations instead
+      (each saves a recomputation: a forward and backward of the support; the last step's
+      are about what its recomputation would hold at the backward's peak anyway).
     inductive: inductive batch norm (module docstring): adapted states carry the support's
       batch-norm statistics under their weights (network.batch_statistics), and predict
       normalizes with them. The inner loop's support batches are normalized with their own
@@ -127,7 +130,7 @@ class GradientLearner(base.Learner):
                running: bool = False,
                objective: objectives.Objective = objectives.CLASSIFICATION,
                mixup: str = '', mixup_alpha: float = 2.0, noise_penalty: float = 0.0,
-               mc_chunks: int = 1):
+               mc_chunks: int = 1, kept_steps: int = 0):
     super().__init__(network, n_steps, objective)
     if mixup not in MIXUP_KINDS:
       raise ValueError(f'--inner_mixup={mixup!r} must be one of {list(MIXUP_KINDS)}')
@@ -156,6 +159,7 @@ class GradientLearner(base.Learner):
       raise ValueError('--gradient_checkpointing does not carry --inner_momentum buffers '
                        'across steps; use one of them')
     self.checkpointing = checkpointing
+    self.kept_steps = kept_steps
     self.mc_chunks = mc_chunks
     self._pinned = None  # variable_values inside a looped step (_recomputed_step)
     self.rates = self.offsets = None
@@ -184,6 +188,7 @@ class GradientLearner(base.Learner):
                    lslr=config.lslr, msl_iters=config.msl_iters,
                    first_order_iters=config.first_order_iters,
                    checkpointing=config.gradient_checkpointing,
+                   kept_steps=config.checkpoint_kept_steps,
                    inductive=config.bn_mode in ('inductive', 'per_step'),
                    per_step_offsets=config.bn_mode == 'per_step',
                    running=config.bn_mode == 'running',
@@ -370,24 +375,24 @@ class GradientLearner(base.Learner):
     e.g. a head cut to fewer columns). phi is read once, so the steps share what depends
     only on phi and the support. `iteration` drives derivative-order annealing.
 
-    last_only: the caller reads only state_0 and state_S; with checkpointing the steps then
-    run as one symbolic loop (tf.while_loop), so neither the traced graph nor the memory of
-    the backward grows with S, and [state_0, state_S] is returned."""
+    last_only: the caller reads only state_0 and state_S; with checkpointing the recomputed
+    steps (all but the kept_steps last) then run as one symbolic loop (tf.while_loop), so
+    neither the traced graph nor the memory of the backward grows with S, and
+    [state_0, state_S] is returned."""
     y = tf.tile(support_y, [mc_samples, 1])
     phi = self.network.read_phi()
     first_order = self._first_order_now(iteration)
     states = [self.with_offsets(
         self.initial_state(support_y.shape[-1]) if start is None else start, 0)]
-    if last_only and self.checkpointing and self.n_steps > 1:
+    recomputed = max(self.n_steps - self.kept_steps, 0) if self.checkpointing else 0
+    looped = last_only and recomputed > 1
+    if looped:
       states.append(self._looped_steps(states[0], phi, support_x, y, seed, mc_samples,
-                                       first_order))
-      if self.inductive or self.running:
-        states[-1] = self.with_statistics(states[-1], support_x)
-      return states
+                                       first_order, recomputed))
     velocity = {}
-    for step in range(self.n_steps):
+    for step in range(recomputed if looped else 0, self.n_steps):
       step_seed = meta_learner.fold_seed(seed, step)
-      if self.checkpointing:
+      if step < recomputed:
         state = self._recomputed_step(states[-1], phi, support_x, y, step_seed, mc_samples,
                                       step, first_order)
       else:
@@ -396,11 +401,11 @@ class GradientLearner(base.Learner):
       states.append(self.with_offsets(state, step + 1))
     if self.inductive or self.running:
       states[-1] = self.with_statistics(states[-1], support_x)
-    return states
+    return [states[0], states[-1]] if looped else states
 
-  def _looped_steps(self, state, phi, x, y, seed, mc_samples, first_order):
-    """state_S after the S recomputed steps of adapt, as a tf.while_loop over the step
-    (the same seeds, rates and offsets per step as the unrolled loop)."""
+  def _looped_steps(self, state, phi, x, y, seed, mc_samples, first_order, n_steps):
+    """The state after adapt's first n_steps steps, recomputed, as a tf.while_loop over the
+    step (the same seeds, rates and offsets per step as the unrolled loop)."""
     names = [n for n in state if n != OFFSETS]
     groups = ['beta'] + [g for g in ('rates', 'offsets') if getattr(self, g) is not None]
     pinned = {group: self.variable_values(group) for group in groups}
@@ -411,10 +416,10 @@ class GradientLearner(base.Learner):
                                   first_order, pinned)
       return (step + 1, *[new[n] for n in names])
 
-    _, *values = tf.while_loop(lambda step, *_: step < self.n_steps, body,
+    _, *values = tf.while_loop(lambda step, *_: step < n_steps, body,
                                (tf.constant(0), *[state[n] for n in names]),
-                               maximum_iterations=self.n_steps)
-    return self.with_offsets(dict(zip(names, values)), self.n_steps)
+                               maximum_iterations=n_steps)
+    return self.with_offsets(dict(zip(names, values)), n_steps)
 
   def _recomputed_step(self, state, phi, x, y, seed, mc_samples, step, first_order,
                        pinned=None):
