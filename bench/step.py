@@ -170,7 +170,7 @@ def allreduce_seconds(strategy, variables, iters):
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
              gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
              backbone='conv4', resnet_widths='64,160,320,640', test_metabatch=0,
-             test_mc_chunks=1, metabatch=0, checkpoint_kept_steps=1):
+             test_mc_chunks=1, metabatch=0, checkpoint_kept_steps=0):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -302,7 +302,7 @@ def main():
   parser.add_argument('--n_steps', type=int, default=0, help='inner steps (0: the case\'s)')
   parser.add_argument('--gradient_checkpointing', action='store_true',
                       help='recompute inner steps in the backward (peak_rss_mb vs time)')
-  parser.add_argument('--checkpoint_kept_steps', type=int, default=1,
+  parser.add_argument('--checkpoint_kept_steps', type=int, default=0,
                       help='with --gradient_checkpointing: the last K steps are not recomputed')
   parser.add_argument('--strategy', default='one_device',
                       choices=['one_device', 'mirrored', 'multi_worker'])

@@ -50,7 +50,7 @@ ADDED_KEYS = {
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
     'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
     'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
-    'checkpoint_kept_steps': 1,  # no committed run used --gradient_checkpointing
+    'checkpoint_kept_steps': 0,
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
@@ -108,7 +108,7 @@ class Config:
   msl_iters: int = 0  # MAML++: multi-step loss, annealed to the last step, for this many its
   first_order_iters: int = 0  # MAML++: first order for this many iterations, then second
   gradient_checkpointing: bool = False  # recompute inner steps in the outer backward
-  checkpoint_kept_steps: int = 1  # ... all but this many last ones (0: every step)
+  checkpoint_kept_steps: int = 0  # ... all but this many last ones (0: every step)
   meta_optimizer: str = 'adam'
   meta_momentum: float = 0.9  # of --meta_optimizer=sgd
   adam_epsilon: float = 1e-8  # the reference's (TF1 Adam)
