@@ -82,7 +82,7 @@ _HELP = {
     'meta_optimizer': 'Outer optimizer: adam or sgd (with --meta_momentum).',
     'gradient_checkpointing': 'Recompute the inner steps in the backward pass instead of '
                               'keeping their activations: the same results in memory nearly '
-                              'flat in --n_steps, for about 1.2-1.4x the time (README Memory).',
+                              'flat in --n_steps, for about 1.2-1.3x the time (README Memory).',
     'checkpoint_kept_steps': 'With --gradient_checkpointing: the last this many inner steps '
                              'keep their activations instead of being recomputed (each saves '
                              'one recomputation for about one step of memory); 0: recompute '

@@ -102,8 +102,8 @@ class GradientLearner(base.Learner):
       keeping them (gradient checkpointing: the same result in less memory, README; not with
       momentum).
     kept_steps: with checkpointing, the last this many steps keep their activations instead
-      (each saves a recomputation: a forward and backward of the support; the last step's
-      are about what its recomputation would hold at the backward's peak anyway).
+      (each saves a recomputation, a forward and backward of the support, for about one
+      step's activations more at the peak; README Memory).
     inductive: inductive batch norm (module docstring): adapted states carry the support's
       batch-norm statistics under their weights (network.batch_statistics), and predict
       normalizes with them. The inner loop's support batches are normalized with their own
