@@ -4,10 +4,14 @@
 Every norm is per image: images x [n, H, W, C], a perturbation delta of x's shape with
 ||delta_i|| <= eps for each image i. Step directions: L-inf the sign of the gradient (FGSM's
 step), L2 the gradient over its norm, L1 a sparse step: the sign of the gradient on the
-`l1_sparsity` fraction of coordinates with the largest |gradient|, scaled to L1 norm 1.
+coordinates with the largest |gradient| among those that can still move that way (a pixel at 1
+cannot rise, one at 0 cannot fall), scaled to L1 norm 1. An L1 step moves the `l1_sparsity`
+fraction of the coordinates, and at least as many as its length: no pixel moves by more than 1,
+so a step of L1 length 25 spread over 8 pixels would lose most of itself to the pixel range.
 Projections are exact (L1: the sort-based projection onto the simplex of Duchi et al. 2008).
 """
 
+import math
 from typing import Callable
 from typing import NamedTuple
 
@@ -23,7 +27,7 @@ class Attack(NamedTuple):
   steps: int = 10
   step_size: float = 0.0
   random_start: bool = False
-  l1_sparsity: float = 0.01  # fraction of coordinates an L1 step moves
+  l1_sparsity: float = 0.01  # fraction of coordinates an L1 step moves (at least its length)
 
   def step_for(self, eps: float) -> float:
     return self.step_size or 2.5 * eps / self.steps
@@ -62,18 +66,30 @@ def project(delta, norm: str, eps: float):
   return tf.reshape(flat, tf.shape(delta))
 
 
-def direction(grad, norm: str, l1_sparsity: float = 0.01):
-  """The steepest-ascent step of unit `norm` for gradient grad [n, ...] (per image)."""
+def direction(grad, norm: str, l1_sparsity: float = 0.01, images=None, step: float = 0.0):
+  """The steepest-ascent step of unit `norm` for gradient grad [n, ...] (per image).
+
+  L1 only: `images` (grad's shape, in [0, 1]) are the current attacked images, whose pixels at
+  0 or 1 cannot move further out; the step moves max(l1_sparsity * d, ceil(step)) of the d
+  coordinates of an image (fewer if fewer can move), `step` being the L1 length it will take.
+  """
   if norm == 'linf':
     return tf.sign(grad)
   flat = _flat(grad)
   if norm == 'l2':
     flat = flat / tf.maximum(tf.norm(flat, axis=1, keepdims=True), 1e-12)
   elif norm == 'l1':
+    score = tf.abs(flat)
+    if images is not None:
+      pixels = _flat(images)
+      movable = tf.logical_or(tf.logical_and(flat > 0, pixels < 1),
+                              tf.logical_and(flat < 0, pixels > 0))
+      score = tf.where(movable, score, tf.zeros_like(score))
     d = tf.shape(flat)[1]
     k = tf.maximum(1, tf.cast(tf.cast(d, tf.float32) * l1_sparsity, tf.int32))
-    threshold = tf.math.top_k(tf.abs(flat), k).values[:, -1:]
-    mask = tf.cast(tf.abs(flat) >= threshold, flat.dtype)
+    k = tf.minimum(d, tf.maximum(k, int(math.ceil(step))))
+    threshold = tf.math.top_k(score, k).values[:, -1:]
+    mask = tf.cast(tf.logical_and(score >= threshold, score > 0), flat.dtype)
     flat = tf.sign(flat) * mask / tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1)
   else:
     raise ValueError(f'unknown norm {norm!r}; choose one of {NORMS}')
@@ -95,7 +111,7 @@ def pgd(loss_fn: Callable, x, attack: Attack, eps: float, seed=None):
       tape.watch(delta)
       loss = loss_fn(x + delta)
     grad = tape.gradient(loss, delta)
-    delta = delta + step * direction(grad, attack.norm, attack.l1_sparsity)
+    delta = delta + step * direction(grad, attack.norm, attack.l1_sparsity, x + delta, step)
     delta = project(delta, attack.norm, eps)
     delta = tf.clip_by_value(x + delta, 0, 1) - x
   return tf.stop_gradient(x + delta)

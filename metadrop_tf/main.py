@@ -261,7 +261,8 @@ def define_evaluate_flags():
   _define('integer', 'attack_steps', 10, 'PGD steps.')
   _define('float', 'attack_step_size', 0.0, 'PGD step size; 0: 2.5 * eps / steps.')
   _define('bool', 'attack_random_start', False, 'Start PGD at a random point of the ball.')
-  _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves.')
+  _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves (at '
+          "least the step's L1 length: a pixel moves by at most 1).")
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 

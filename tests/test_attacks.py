@@ -75,6 +75,28 @@ def test_one_step_is_fgsm_and_the_normalized_gradient_step():
   assert np.all((moved > 0).sum(axis=1) == 1)
 
 
+def test_an_l1_step_skips_pixels_that_cannot_move_and_spreads_over_its_length():
+  # Image 0: the largest gradient pushes a pixel at 1 upward, so the step takes the next one.
+  # Image 1: all pixels at 0 and pushed up; a step of L1 length 3.5 moves ceil(3.5) = 4 pixels
+  # by 3.5 / 4 (with 1% of 16 coordinates it would move one pixel by 3.5, clipped to 1).
+  x = np.zeros((2, 4, 4, 1))
+  x[0, 0, 0, 0] = 1.0
+  grad = np.zeros((2, 4, 4, 1))
+  grad[0, 0, 0, 0], grad[0, 1, 1, 0], grad[0, 2, 2, 0] = 5.0, 3.0, -1.0
+  grad[1] = np.arange(1, 17).reshape(4, 4, 1)
+  step = attacks.direction(tf.constant(grad), 'l1', 0.01, tf.constant(x), step=0.5).numpy()
+  expected = np.zeros_like(grad[0])
+  expected[1, 1, 0] = 1.0
+  np.testing.assert_array_equal(step[0], expected)
+  spread = attacks.direction(tf.constant(grad), 'l1', 0.01, tf.constant(x), step=3.5).numpy()
+  np.testing.assert_allclose(np.sort(spread[1].ravel())[-4:], 0.25)
+  assert np.count_nonzero(spread[1]) == 4
+  loss = lambda images: tf.reduce_sum(images * tf.constant(grad))
+  adversarial = attacks.pgd(loss, tf.constant(x), attacks.Attack('l1', steps=1, step_size=3.5),
+                            3.5)
+  np.testing.assert_allclose(np.abs(adversarial.numpy() - x)[1].sum(), 3.5, rtol=1e-12)
+
+
 def test_the_attack_raises_the_query_loss_of_an_adapted_model():
   learner = helpers.tiny_learner('maml', channels=4)
   episode = helpers.random_episode(metabatch=1, query=3)
