@@ -3,11 +3,20 @@
 # seed and test episodes for all (README "Learners compared"). Resumable: rerun to continue.
 #   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES] [NAME ...]  (from the repository
 #   root; NAMEs: a subset of the runs below, default all; the table lists every finished run)
+# Environment: WAY (default 5; 20 is the paper's setting) writes to runs/learners_omniglot_<WAY>w1s
+# (or OUT); THREADS=N passes --intra_op_threads=N --inter_op_threads=1 to train and evaluate, so
+# two NAME subsets can run side by side, each pinned to a core with taskset.
 set -euo pipefail
 ITERS=${1:-1500}
 EPISODES=${2:-600}
-OUT=runs/learners_omniglot_5w1s
-COMMON=(--flagfile=configs/omniglot_1shot_metadrop.cfg --way=5 --data_dir=../shared/data/omniglot
+WAY=${WAY:-5}
+OUT=${OUT:-runs/learners_omniglot_${WAY}w1s}
+THREAD_FLAGS=()
+if [ -n "${THREADS:-}" ]; then
+  THREAD_FLAGS=(--intra_op_threads="$THREADS" --inter_op_threads=1)
+fi
+mkdir -p "$OUT"
+COMMON=(--flagfile=configs/omniglot_1shot_metadrop.cfg --way="$WAY" --data_dir=../shared/data/omniglot
         --n_train_iters="$ITERS" --save_freq=250 --eval_freq="$ITERS" --eval_batches=10 --seed=0)
 declare -A LEARNER=(
   [maml]="--learner=maml"
@@ -34,8 +43,10 @@ if [ ${#NAMES[@]} -eq 0 ]; then
 fi
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
-  python train.py "${COMMON[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" > "$OUT/$name.train.out" 2>&1
-  python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" > "$OUT/$name.eval.out" 2>&1
+  python train.py "${COMMON[@]}" "${THREAD_FLAGS[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" \
+    > "$OUT/$name.train.out" 2>&1
+  python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
+    > "$OUT/$name.eval.out" 2>&1
 done
 python - "$OUT" <<'PY'
 import json, os, sys
