@@ -7,7 +7,8 @@
 #      L-inf at the paper's radii; L1 and L2 over the paper's range (0-100, 0-5) but denser
 #      at small radii, because our attack leaves MAML near 0 % beyond L1 50 and L2 2 (README
 #      "Adversarial robustness");
-#   3. one figure per norm with every run that has its json: runs/omniglot_1shot_pgd_<norm>.png.
+#   3. one figure per norm with each of the two runs that has its json:
+#      runs/omniglot_1shot_pgd_<norm>.png.
 # Each step resumes if stopped (evaluate.py continues a partial json of the same checkpoint).
 #   bash runs/omniglot_1shot_robustness.sh [EPISODES] [RUN ...]   (from the repository root;
 #   RUNs default: omniglot_1shot_maml omniglot_1shot_metadrop; THREADS=N as in
