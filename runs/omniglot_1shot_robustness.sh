@@ -39,15 +39,14 @@ for run in "${RUNS[@]}"; do
       > "runs/$run/evaluate_pgd_$norm.out" 2>&1
   done
 done
+declare -A LABEL=([omniglot_1shot_maml]=MAML [omniglot_1shot_metadrop]='Meta Dropout')
 for norm in linf l2 l1; do
   results=()
   for run in omniglot_1shot_maml omniglot_1shot_metadrop; do
     json="runs/$run/eval_test_pgd_$norm.json"
     if [ -f "$json" ]; then
-      label=$(python -c "import json, sys; c = json.load(open(sys.argv[1]))
-print(f\"{'MAML' if c.get('maml') else 'Meta Dropout'} ({json.load(open(sys.argv[2]))['checkpoint_step']} it)\")" \
-        "runs/$run/config.json" "$json")
-      results+=("$label=$json")
+      step=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['checkpoint_step'])" "$json")
+      results+=("${LABEL[$run]} ($step it)=$json")
     fi
   done
   if [ ${#results[@]} -gt 0 ]; then
