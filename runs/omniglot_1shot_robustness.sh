@@ -9,7 +9,9 @@
 #      "Adversarial robustness");
 #   3. one figure per norm with each of the two runs that has its json:
 #      runs/omniglot_1shot_pgd_<norm>.png.
-# Each step resumes if stopped (evaluate.py continues a partial json of the same checkpoint).
+# Each step resumes if stopped (evaluate.py continues a partial json of the same checkpoint),
+# and a step whose json already holds the newest checkpoint, the same episode count and
+# radii is skipped, so rerunning the script continues where it stopped.
 #   bash runs/omniglot_1shot_robustness.sh [EPISODES] [RUN ...]   (from the repository root;
 #   RUNs default: omniglot_1shot_maml omniglot_1shot_metadrop; THREADS=N as in
 #   runs/learners_omniglot_5w1s/run.sh, to run the two side by side, each pinned with taskset;
@@ -30,10 +32,32 @@ declare -A EPS=(
   [l2]=0.25,0.5,1,2,3,5
   [linf]=0.02,0.04,0.06,0.08,0.1
 )
+# finished JSON EPISODES [EPS]: JSON holds the newest checkpoint of its run, EPISODES episodes and,
+# for an attack, the radii EPS.
+finished() {
+  python - "$@" <<'PY'
+import json, os, sys
+path, episodes = sys.argv[1], int(sys.argv[2])
+if not os.path.exists(path):
+  sys.exit(1)
+result = json.load(open(path))
+ckpt = os.path.join(os.path.dirname(path), 'ckpt')
+newest = open(os.path.join(ckpt, 'checkpoint')).readline().split('"')[1]
+same = (result['checkpoint'] == os.path.join(ckpt, newest) and result['n_episodes'] == episodes
+        and (len(sys.argv) < 4
+             or result['attack']['eps'] == [float(e) for e in sys.argv[3].split(',')]))
+sys.exit(0 if same else 1)
+PY
+}
 for run in "${RUNS[@]}"; do
-  python evaluate.py --savedir="runs/$run" --n_test_iters="$CLEAN_EPISODES" "${THREAD_FLAGS[@]}" \
-    > "runs/$run/evaluate.out" 2>&1
+  if ! finished "runs/$run/eval_test.json" "$CLEAN_EPISODES"; then
+    python evaluate.py --savedir="runs/$run" --n_test_iters="$CLEAN_EPISODES" "${THREAD_FLAGS[@]}" \
+      > "runs/$run/evaluate.out" 2>&1
+  fi
   for norm in linf l2 l1; do
+    if finished "runs/$run/eval_test_pgd_$norm.json" "$EPISODES" "${EPS[$norm]}"; then
+      continue
+    fi
     python evaluate.py --savedir="runs/$run" --attack=pgd --attack_norm="$norm" \
       --attack_eps="${EPS[$norm]}" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
       > "runs/$run/evaluate_pgd_$norm.out" 2>&1
