@@ -11,7 +11,7 @@
 #      runs/omniglot_1shot_pgd_<norm>.png.
 # Each step resumes if stopped (evaluate.py continues a partial json of the same checkpoint),
 # and a step whose json already holds the newest checkpoint, the same episode count and
-# radii is skipped, so rerunning the script continues where it stopped.
+# radii is skipped (runs/finished.py), so rerunning the script continues where it stopped.
 #   bash runs/omniglot_1shot_robustness.sh [EPISODES] [RUN ...]   (from the repository root;
 #   RUNs default: omniglot_1shot_maml omniglot_1shot_metadrop; THREADS=N as in
 #   runs/learners_omniglot_5w1s/run.sh, to run the two side by side, each pinned with taskset;
@@ -32,22 +32,8 @@ declare -A EPS=(
   [l2]=0.25,0.5,1,2,3,5
   [linf]=0.02,0.04,0.06,0.08,0.1
 )
-# finished JSON EPISODES [EPS]: JSON holds the newest checkpoint of its run, EPISODES episodes and,
-# for an attack, the radii EPS.
-finished() {
-  python - "$@" <<'PY'
-import json, os, sys
-path, episodes = sys.argv[1], int(sys.argv[2])
-if not os.path.exists(path):
-  sys.exit(1)
-result = json.load(open(path))
-ckpt = os.path.join(os.path.dirname(path), 'ckpt')
-newest = open(os.path.join(ckpt, 'checkpoint')).readline().split('"')[1]
-same = (result['checkpoint'] == os.path.join(ckpt, newest) and result['n_episodes'] == episodes
-        and (len(sys.argv) < 4
-             or result['attack']['eps'] == [float(e) for e in sys.argv[3].split(',')]))
-sys.exit(0 if same else 1)
-PY
+finished() {  # JSON EPISODES [EPS]: see runs/finished.py
+  python runs/finished.py "$@"
 }
 for run in "${RUNS[@]}"; do
   if ! finished "runs/$run/eval_test.json" "$CLEAN_EPISODES"; then

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every learner on real Omniglot 5-way 1-shot at one small budget: the same flags, iterations,
-# seed and test episodes for all (README "Learners compared"). Resumable: rerun to continue.
+# seed and test episodes for all (README "Learners compared"). Resumable: rerun to continue (a
+# finished name resumes at its last iteration without training, and its evaluation is skipped
+# when eval_test.json already holds that checkpoint and EPISODES episodes: runs/finished.py).
 #   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES] [NAME ...]  (from the repository
 #   root; NAMEs: a subset of the runs below, default all; the table lists every finished run)
 # Environment: WAY (default 5; 20 is the paper's setting) writes to runs/learners_omniglot_<WAY>w1s
@@ -45,8 +47,10 @@ for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
   python train.py "${COMMON[@]}" "${THREAD_FLAGS[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" \
     > "$OUT/$name.train.out" 2>&1
-  python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
-    > "$OUT/$name.eval.out" 2>&1
+  if ! python runs/finished.py "$OUT/$name/eval_test.json" "$EPISODES"; then
+    python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
+      > "$OUT/$name.eval.out" 2>&1
+  fi
 done
 python - "$OUT" <<'PY'
 import json, os, sys

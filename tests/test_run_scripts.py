@@ -1,0 +1,84 @@
+"""runs/finished.py: when the run scripts skip an evaluation that is already done."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'runs', 'finished.py')
+_spec = importlib.util.spec_from_file_location('finished', SCRIPT)
+finished_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(finished_module)
+finished = finished_module.finished
+
+
+def make_run(tmp_path, newest, result_step, episodes, eps=None):
+  """A run directory whose ckpt/checkpoint names ckpt-<newest> and whose eval json names
+  ckpt-<result_step>; returns the json's path."""
+  run = tmp_path / 'run'
+  (run / 'ckpt').mkdir(parents=True)
+  (run / 'ckpt' / 'checkpoint').write_text(
+      f'model_checkpoint_path: "ckpt-{newest}"\nall_model_checkpoint_paths: "ckpt-{newest}"\n')
+  result = {'checkpoint': os.path.join(str(run), 'ckpt', f'ckpt-{result_step}'),
+            'n_episodes': episodes}
+  if eps is not None:
+    result['attack'] = {'norm': 'linf', 'eps': eps}
+  path = run / 'eval_test.json'
+  path.write_text(json.dumps(result))
+  return str(path)
+
+
+def test_finished_needs_newest_checkpoint_and_same_episodes(tmp_path):
+  path = make_run(tmp_path, newest=1000, result_step=1000, episodes=400)
+  assert finished(path, 400)
+  assert not finished(path, 600)
+  assert not finished(str(tmp_path / 'run' / 'eval_val.json'), 400)  # no json yet
+
+
+def test_checkpoint_file_path_relative_elsewhere(tmp_path):
+  """TensorFlow can write ckpt/checkpoint with a path relative to another folder."""
+  path = make_run(tmp_path, newest=1000, result_step=1000, episodes=400)
+  (tmp_path / 'run' / 'ckpt' / 'checkpoint').write_text(
+      'model_checkpoint_path: "../../../ckpt-1000"\n')
+  assert finished(path, 400)
+
+
+def test_older_checkpoint_is_not_finished(tmp_path):
+  path = make_run(tmp_path, newest=1500, result_step=1000, episodes=400)
+  assert not finished(path, 400)
+
+
+def test_attack_needs_same_radii(tmp_path):
+  path = make_run(tmp_path, newest=10, result_step=10, episodes=8, eps=[0.02, 0.04])
+  assert finished(path, 8, '0.02,0.04')
+  assert not finished(path, 8, '0.02,0.04,0.06')
+  assert not finished(path, 8, '0.04,0.02')
+
+
+@pytest.mark.parametrize('episodes,code', [(400, 0), (600, 1)])
+def test_command_line_exit_code(tmp_path, episodes, code):
+  path = make_run(tmp_path, newest=1000, result_step=1000, episodes=400)
+  done = subprocess.run([sys.executable, SCRIPT, path, str(episodes)], check=False)
+  assert done.returncode == code
+
+
+def test_committed_runs():
+  """The repository's Table 1 runs: MAML's 1000-episode evaluation is of its newest checkpoint,
+  so it is finished; Meta Dropout's is finished exactly when its json names its newest."""
+  runs = os.path.join(ROOT, 'runs')
+  maml = os.path.join(runs, 'omniglot_1shot_maml')
+  with open(os.path.join(maml, 'eval_test.json')) as f:
+    step = json.load(f)['checkpoint_step']
+  with open(os.path.join(maml, 'ckpt', 'checkpoint')) as f:
+    newest = f.readline()
+  assert f'ckpt-{step}"' in newest
+  assert finished(os.path.join(maml, 'eval_test.json'), 1000)
+  metadrop = os.path.join(runs, 'omniglot_1shot_metadrop')
+  with open(os.path.join(metadrop, 'eval_test.json')) as f:
+    step = json.load(f)['checkpoint_step']
+  with open(os.path.join(metadrop, 'ckpt', 'checkpoint')) as f:
+    newest = f.readline()
+  assert (f'ckpt-{step}"' in newest) == finished(os.path.join(metadrop, 'eval_test.json'), 1000)
