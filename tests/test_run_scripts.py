@@ -1,4 +1,6 @@
-"""runs/finished.py: when the run scripts skip an evaluation that is already done."""
+"""runs/finished.py: when the run scripts skip an evaluation that is already done; and every
+committed run names a checkpoint TensorFlow can find, so it resumes and re-evaluates."""
+import glob
 import importlib.util
 import json
 import os
@@ -6,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'runs', 'finished.py')
@@ -82,3 +85,13 @@ def test_committed_runs():
   with open(os.path.join(metadrop, 'ckpt', 'checkpoint')) as f:
     newest = f.readline()
   assert (f'ckpt-{step}"' in newest) == finished(os.path.join(metadrop, 'eval_test.json'), 1000)
+
+
+def test_every_committed_run_checkpoint_resolves():
+  """ckpt/checkpoint of each committed run names a checkpoint that exists (seven 5-way learner
+  runs once named "../../../../ckpt-1000", so evaluate.py found nothing and train.py would have
+  started over)."""
+  dirs = glob.glob(os.path.join(ROOT, 'runs', '**', 'ckpt'), recursive=True)
+  assert dirs
+  unresolved = [d for d in dirs if not tf.train.latest_checkpoint(d)]
+  assert not unresolved
