@@ -7,14 +7,17 @@ evaluate.py itself continues).
 
   python runs/finished.py JSON EPISODES [EPS]
 
-JSON is `<run>/eval_<split>[_pgd_<norm>].json`; it counts as finished when it names the
-checkpoint that `<run>/ckpt/checkpoint` calls newest, holds EPISODES episodes and, if EPS (a
-comma-separated list of radii) is given, was attacked at exactly those radii. Other settings
-(MC samples, attack steps) are fixed by the scripts and not compared.
+JSON is `<run>/eval_<split>[_pgd_<norm>].json`; it counts as finished when it names the newest
+checkpoint in `<run>/ckpt` (the highest ckpt-N on disk, the one evaluate.py restores, not what
+the `ckpt/checkpoint` state file says), holds EPISODES episodes and, if EPS (a comma-separated
+list of radii) is given, was attacked at exactly those radii. Other settings (MC samples,
+attack steps) are fixed by the scripts and not compared.
 """
 import json
 import os
 import sys
+
+from metadrop_tf import checkpoints
 
 
 def finished(path: str, episodes: int, eps: str | None = None) -> bool:
@@ -23,11 +26,11 @@ def finished(path: str, episodes: int, eps: str | None = None) -> bool:
     return False
   with open(path) as f:
     result = json.load(f)
-  with open(os.path.join(os.path.dirname(path), 'ckpt', 'checkpoint')) as f:
-    newest = f.readline().split('"')[1]
-  # Names only: the json sits in its run's folder, the path it records is the one evaluate.py
-  # was given, and TensorFlow may write the checkpoint file's path relative to another folder.
-  return (os.path.basename(result['checkpoint']) == os.path.basename(newest)
+  on_disk = checkpoints.checkpoints_on_disk(os.path.join(os.path.dirname(path),
+                                                         checkpoints.CKPT_DIR))
+  # By name: the path the json records is the one evaluate.py was given (relative or not).
+  return (bool(on_disk)
+          and os.path.basename(result['checkpoint']) == f'{checkpoints.CKPT_NAME}-{max(on_disk)}'
           and result['n_episodes'] == episodes
           and (eps is None
                or result['attack']['eps'] == [float(e) for e in eps.split(',')]))

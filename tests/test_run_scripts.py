@@ -1,5 +1,5 @@
 """runs/finished.py: when the run scripts skip an evaluation that is already done; and every
-committed run names a checkpoint TensorFlow can find, so it resumes and re-evaluates."""
+committed run's ckpt/checkpoint state file names a checkpoint that exists."""
 import glob
 import importlib.util
 import json
@@ -19,10 +19,13 @@ finished = finished_module.finished
 
 
 def make_run(tmp_path, newest, result_step, episodes, eps=None):
-  """A run directory whose ckpt/checkpoint names ckpt-<newest> and whose eval json names
-  ckpt-<result_step>; returns the json's path."""
+  """A run directory holding checkpoints 1 and <newest> (ckpt/checkpoint names the newest), and
+  an eval json naming ckpt-<result_step>; returns the json's path."""
   run = tmp_path / 'run'
   (run / 'ckpt').mkdir(parents=True)
+  for step in (1, newest):
+    for suffix in ('index', 'data-00000-of-00001'):
+      (run / 'ckpt' / f'ckpt-{step}.{suffix}').write_text('')
   (run / 'ckpt' / 'checkpoint').write_text(
       f'model_checkpoint_path: "ckpt-{newest}"\nall_model_checkpoint_paths: "ckpt-{newest}"\n')
   result = {'checkpoint': os.path.join(str(run), 'ckpt', f'ckpt-{result_step}'),
@@ -42,7 +45,8 @@ def test_finished_needs_newest_checkpoint_and_same_episodes(tmp_path):
 
 
 def test_checkpoint_file_path_relative_elsewhere(tmp_path):
-  """TensorFlow can write ckpt/checkpoint with a path relative to another folder."""
+  """The newest checkpoint is the one on disk that evaluate.py restores, whatever the state
+  file says (it was once written relative to another folder)."""
   path = make_run(tmp_path, newest=1000, result_step=1000, episodes=400)
   (tmp_path / 'run' / 'ckpt' / 'checkpoint').write_text(
       'model_checkpoint_path: "../../../ckpt-1000"\n')
@@ -88,9 +92,10 @@ def test_committed_runs():
 
 
 def test_every_committed_run_checkpoint_resolves():
-  """ckpt/checkpoint of each committed run names a checkpoint that exists (seven 5-way learner
-  runs once named "../../../../ckpt-1000", so evaluate.py found nothing and train.py would have
-  started over)."""
+  """ckpt/checkpoint of each committed run names a checkpoint that exists. Seven 5-way learner
+  runs once named "../../../../ckpt-1000": train.py and evaluate.py still restored the newest
+  checkpoint on disk, but TensorFlow logged an error and tf.train.latest_checkpoint (what other
+  tools read) returned None."""
   dirs = glob.glob(os.path.join(ROOT, 'runs', '**', 'ckpt'), recursive=True)
   assert dirs
   unresolved = [d for d in dirs if not tf.train.latest_checkpoint(d)]
