@@ -11,7 +11,9 @@
 #      runs/omniglot_1shot_pgd_<norm>.png.
 # Each step resumes if stopped (evaluate.py continues a partial json of the same checkpoint),
 # and a step whose json already holds the newest checkpoint, the same episode count and
-# radii is skipped (runs/finished.py), so rerunning the script continues where it stopped.
+# radii is skipped (runs/finished.py), so rerunning the script continues where it stopped;
+# each evaluation appends its output to runs/<RUN>/evaluate[_pgd_<norm>].out, so a rerun
+# keeps the earlier logs.
 #   bash runs/omniglot_1shot_robustness.sh [EPISODES] [RUN ...]   (from the repository root;
 #   RUNs default: omniglot_1shot_maml omniglot_1shot_metadrop; THREADS=N as in
 #   runs/learners_omniglot_5w1s/run.sh, to run the two side by side, each pinned with taskset;
@@ -38,7 +40,7 @@ finished() {  # JSON EPISODES [EPS]: see runs/finished.py
 for run in "${RUNS[@]}"; do
   if ! finished "runs/$run/eval_test.json" "$CLEAN_EPISODES"; then
     python evaluate.py --savedir="runs/$run" --n_test_iters="$CLEAN_EPISODES" "${THREAD_FLAGS[@]}" \
-      > "runs/$run/evaluate.out" 2>&1
+      >> "runs/$run/evaluate.out" 2>&1
   fi
   for norm in linf l2 l1; do
     if finished "runs/$run/eval_test_pgd_$norm.json" "$EPISODES" "${EPS[$norm]}"; then
@@ -46,7 +48,7 @@ for run in "${RUNS[@]}"; do
     fi
     python evaluate.py --savedir="runs/$run" --attack=pgd --attack_norm="$norm" \
       --attack_eps="${EPS[$norm]}" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
-      > "runs/$run/evaluate_pgd_$norm.out" 2>&1
+      >> "runs/$run/evaluate_pgd_$norm.out" 2>&1
   done
 done
 declare -A LABEL=([omniglot_1shot_maml]=MAML [omniglot_1shot_metadrop]='Meta Dropout')

@@ -5,6 +5,7 @@
 # when eval_test.json already holds that checkpoint and EPISODES episodes: runs/finished.py).
 #   bash runs/learners_omniglot_5w1s/run.sh [ITERS] [EPISODES] [NAME ...]  (from the repository
 #   root; NAMEs: a subset of the runs below, default all; the table lists every finished run)
+# Each command appends its output to <OUT>/<NAME>.{train,eval}.out, so a rerun keeps earlier logs.
 # Environment: WAY (default 5; 20 is the paper's setting) writes to runs/learners_omniglot_<WAY>w1s
 # (or OUT); THREADS=N passes --intra_op_threads=N --inter_op_threads=1 to train and evaluate, so
 # two NAME subsets can run side by side, each pinned to a core with taskset.
@@ -46,10 +47,10 @@ fi
 for name in "${NAMES[@]}"; do
   # shellcheck disable=SC2086
   python train.py "${COMMON[@]}" "${THREAD_FLAGS[@]}" ${LEARNER[$name]} --savedir="$OUT/$name" \
-    > "$OUT/$name.train.out" 2>&1
+    >> "$OUT/$name.train.out" 2>&1
   if ! python runs/finished.py "$OUT/$name/eval_test.json" "$EPISODES"; then
     python evaluate.py --savedir="$OUT/$name" --n_test_iters="$EPISODES" "${THREAD_FLAGS[@]}" \
-      > "$OUT/$name.eval.out" 2>&1
+      >> "$OUT/$name.eval.out" 2>&1
   fi
 done
 python - "$OUT" <<'PY'
