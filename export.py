@@ -1,10 +1,10 @@
 """Export a trained run. Examples:
 
-  python export.py --savedir=runs/omni1_metadrop --export_dir=exports/omni1   # SavedModel
-  python export.py --savedir=runs/omni1_metadrop --mode=visualize             # dump + plots
+  python export.py --savedir=scratch/omni1_metadrop --export_dir=scratch/export_omni1   # SavedModel
+  python export.py --savedir=scratch/omni1_metadrop --mode=visualize             # dump + plots
 """
 
-from metadrop_tf import main
+from metadrop_tf import launch
 
 if __name__ == '__main__':
-  main.export()
+  launch.export()

@@ -28,11 +28,12 @@ setup(
     ],
     extras_require={
         'plots': ['matplotlib', 'scikit-learn'],
-        'test': ['pytest', 'matplotlib', 'scikit-learn', 'ruff'],
+        'test': ['pytest', 'pytest-xdist', 'matplotlib', 'scikit-learn', 'ruff'],
+        'docs': ['mkdocs', 'mkdocs-material'],
     },
     entry_points={'console_scripts': [
-        'metadrop-train=metadrop_tf.main:train',
-        'metadrop-evaluate=metadrop_tf.main:evaluate',
-        'metadrop-export=metadrop_tf.main:export',
+        'metadrop-train=metadrop_tf.launch:train',
+        'metadrop-evaluate=metadrop_tf.launch:evaluate',
+        'metadrop-export=metadrop_tf.launch:export',
     ]},
 )

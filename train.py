@@ -1,11 +1,11 @@
 """Meta-train a learner (Meta Dropout, MAML, Meta-SGD, ANIL, ...). Example:
 
-  python train.py --flagfile=configs/omniglot_1shot_metadrop.cfg --savedir=runs/omni1_metadrop
+  python train.py --flagfile=configs/omniglot_1shot_metadrop.cfg --savedir=scratch/omni1_metadrop
 
 Rerunning the same command resumes from the last checkpoint.
 """
 
-from metadrop_tf import main
+from metadrop_tf import launch
 
 if __name__ == '__main__':
-  main.train()
+  launch.train()

@@ -1,0 +1,27 @@
+"""The programs' entry points: a quiet TensorFlow start-up (quiet.py), then the program (main.py).
+
+Nothing here imports TensorFlow before `quiet.start()` has run.
+"""
+
+from metadrop_tf import quiet
+
+
+def _run(program: str) -> None:
+  quiet.start()
+  from metadrop_tf import main  # pylint: disable=g-import-not-at-top
+  main.run(program)
+
+
+def train() -> None:
+  """Console script `metadrop-train` and `train.py`."""
+  _run('train')
+
+
+def evaluate() -> None:
+  """Console script `metadrop-evaluate` and `evaluate.py`."""
+  _run('evaluate')
+
+
+def export() -> None:
+  """Console script `metadrop-export` and `export.py`."""
+  _run('export')
