@@ -10,6 +10,8 @@ from typing import NamedTuple
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import components
+
 tfd = tfp.distributions
 
 BN_EPSILON = 1e-3
@@ -184,6 +186,13 @@ BLOCK_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
 # the network (model.MetaDropoutNet.bottleneck); its blocks draw none.
 LEARNED_NOISE_TYPES = tuple(BLOCK_NOISES) + ('vib',)
 NOISE_TYPES = LEARNED_NOISE_TYPES + ('fixed_mult', 'fixed_add')
+# The options each noise type reads (--noise_scale: the fixed noises' std; --noise_penalty: the
+# weight of the bottlenecks' KL in the inner loss).
+NOISE_OPTIONS = {'metadrop': (), 'learned_add': (), 'fixed_mult': ('noise_scale',),
+                 'fixed_add': ('noise_scale',), 'info_dropout': ('noise_penalty',),
+                 'vib': ('noise_penalty',)}
+for _kind in NOISE_TYPES:
+  components.declare('noise type', _kind, NOISE_OPTIONS[_kind])
 
 
 def make_noise(kind: str = 'metadrop', scale: float = 0.0):

@@ -13,10 +13,14 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import network
 
 INIT_STDDEV = 0.01  # Finn et al.'s fully connected weights: truncated normal, 0.01
+
+
+components.declare('backbone', 'mlp', ('channels',))  # its hidden units
 
 
 class MLP(network.Network):

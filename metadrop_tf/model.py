@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import mlp
 from metadrop_tf import network
@@ -26,6 +27,9 @@ def feature_dim(image_shape, channels):
   for _ in range(N_BLOCKS):
     size //= 2
   return size * size * channels
+
+
+components.declare('backbone', 'conv4', ('channels',))  # its width
 
 
 class MetaDropoutNet(network.Network):

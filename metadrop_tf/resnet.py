@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import network
 
@@ -32,6 +33,9 @@ WIDTHS = (64, 160, 320, 640)
 LIGHT_WIDTHS = (64, 128, 256, 512)
 LEAK = 0.1
 CONVS = ('a', 'b', 'c')
+
+
+components.declare('backbone', 'resnet12', ('resnet_widths',))
 
 
 class ResNet12(network.Network):

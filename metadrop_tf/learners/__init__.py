@@ -9,6 +9,7 @@
 import importlib
 import pkgutil
 
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import model as model_lib
 
@@ -22,16 +23,20 @@ def register(name: str):
       raise ValueError(f'learner {name!r} is registered twice')
     REGISTRY[name] = cls
     cls.name = name
+    options = {o for klass in cls.__mro__ for o in getattr(klass, 'OPTIONS', ())}
+    components.declare('learner', name, options)
     return cls
   return decorate
 
 
 def check(config) -> None:
-  """ConfigError unless config.learner_name is registered and takes the config's settings
-  (a learner's optional classmethod check_config), before any data is loaded."""
+  """ConfigError unless config.learner_name is registered and every option the config sets
+  belongs to a component it uses (metadrop_tf.components), and the learner's optional
+  classmethod check_config accepts it; before any data is loaded."""
   if config.learner_name not in REGISTRY:
     raise config_lib.ConfigError(f'--learner={config.learner_name!r} is unknown; choose one '
                                  f'of {sorted(REGISTRY)}')
+  components.check(config)
   check_config = getattr(REGISTRY[config.learner_name], 'check_config', None)
   if check_config is not None:
     check_config(config)

@@ -42,6 +42,9 @@ class Learner:
   """
 
   noisy = False
+  # Settings this learner reads beyond the core run settings, added to its base classes'
+  # (metadrop_tf.components: any other learner option is an error for this learner).
+  OPTIONS: tuple = ()
 
   def __init__(self, network, n_steps: int,
                objective: objectives.Objective = objectives.CLASSIFICATION):

@@ -149,18 +149,11 @@ class CSN(base.Learner):
     self.first_order = first_order
     self.own = CSNFunctions(network, key_dim, value_hidden, seed)
 
-  UNSUPPORTED = {'meta_dropout': False, 'lslr': False, 'msl_iters': 0,
-                 'first_order_iters': 0, 'zero_head': False, 'adapt_params': '',
-                 'inner_momentum': 0.0, 'inner_weight_decay': 0.0,
-                 'gradient_checkpointing': False, 'bn_mode': 'transductive'}
+  OPTIONS = ('first_order',)
 
   @classmethod
   def check_config(cls, config) -> None:
-    """ConfigError for settings of gradient learners that CSN has no use for."""
-    for name, default in cls.UNSUPPORTED.items():
-      if getattr(config, name) != default:
-        raise config_lib.ConfigError(f'--{name}={getattr(config, name)} does not apply to '
-                                     '--learner=csn (no inner gradient steps); leave it unset')
+    """ConfigError for a backbone CSN cannot shift."""
     if config.backbone == 'resnet12':
       raise config_lib.ConfigError('--learner=csn shifts conv-4 or MLP neurons; use '
                                    '--backbone=conv4 (images) or mlp (sinusoid)')

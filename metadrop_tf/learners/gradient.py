@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import meta_learner
 from metadrop_tf import objectives
@@ -44,6 +45,9 @@ RUNNING_MOMENTUM = 0.1  # --bn_mode=running: weight of each meta-batch in the av
 MIXUP_STREAM = 5000  # mixup draws of inner step s: fold_seed(step seed, MIXUP_STREAM)
 MC_CHUNK_STREAM = 6000  # noise of MC chunk c (mc_chunks > 1): fold_seed(step seed, 6000, c)
 MIXUP_KINDS = ('', 'input', 'manifold')
+for _kind in MIXUP_KINDS[1:]:
+  components.declare('mixup', _kind, ('mixup_alpha',))
+components.declare('gradient checkpointing', 'True', ('checkpoint_kept_steps',))
 tfd = tfp.distributions
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics (inductive)
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
@@ -121,6 +125,11 @@ class GradientLearner(base.Learner):
       M / mc_chunks each), one after another, each with its own draws, and averages their
       gradients by size (the meta-test's memory; 1: one pass, the reference).
   """
+
+  # The settings this family reads beyond the core run settings (metadrop_tf.components).
+  OPTIONS = ('adapt_params', 'first_order', 'inner_momentum', 'inner_weight_decay', 'zero_head',
+             'lslr', 'msl_iters', 'first_order_iters', 'gradient_checkpointing', 'bn_mode',
+             'inner_mixup', 'meta_dropout', 'noise_type')
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
                adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,

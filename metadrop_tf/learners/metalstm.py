@@ -28,7 +28,6 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from metadrop_tf import config as config_lib
 from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf.learners import base
@@ -95,12 +94,6 @@ class MetaLSTM(base.Learner):
     objective, seed: the task's loss and metric; the LSTM's initializer seed.
   """
 
-  UNSUPPORTED = {'meta_dropout': False, 'lslr': False, 'msl_iters': 0,
-                 'first_order_iters': 0, 'zero_head': False, 'adapt_params': '',
-                 'inner_momentum': 0.0, 'inner_weight_decay': 0.0,
-                 'gradient_checkpointing': False, 'bn_mode': 'transductive',
-                 'first_order': False}
-
   def __init__(self, network, n_steps: int, truncate: bool = True,
                objective: objectives.Objective = objectives.CLASSIFICATION, seed: int = 0):
     super().__init__(network, n_steps, objective)
@@ -108,15 +101,6 @@ class MetaLSTM(base.Learner):
       raise ValueError('--learner=metalstm does not sample noise; drop --meta_dropout')
     self.truncate = truncate
     self.own = MetaLSTMVariables(network.dtype, seed)
-
-  @classmethod
-  def check_config(cls, config) -> None:
-    """ConfigError for settings of the gradient learners that this learner has no use for
-    (its batch norm is its own: training transductive, meta-test running statistics)."""
-    for name, default in cls.UNSUPPORTED.items():
-      if getattr(config, name) != default:
-        raise config_lib.ConfigError(f'--{name}={getattr(config, name)} does not apply to '
-                                     '--learner=metalstm; leave it unset')
 
   @classmethod
   def from_config(cls, network, config):

@@ -1,0 +1,92 @@
+"""Which component owns which option, declared by each component beside its code.
+
+A component is a choice a run makes: its learner, backbone, noise type (noisy learners),
+mixup, gradient checkpointing. Each declares the Config fields it reads beyond the core run
+settings (`declare`, called by the component's own module). An owned option that a run sets to
+a value other than its default must belong to one of the components the run uses; otherwise
+`check` raises a one-line ConfigError naming the option and the component (exit status 2), so
+that no option is recorded in config.json as if it had taken effect. No TF import here.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+from metadrop_tf import config as config_lib
+
+
+class Component(NamedTuple):
+  """kind ('learner', 'backbone', ...), name, the flag that chooses it, the options it reads."""
+  kind: str
+  name: str
+  flag: str
+  options: frozenset
+
+
+# How a run chooses each kind of component: kind -> (flag, the chosen name or None).
+CHOICES = {
+    'learner': ('learner', lambda c: c.learner_name),
+    'backbone': ('backbone', lambda c: c.backbone),
+    'noise type': ('noise_type', lambda c: c.noise_type if c.noisy else None),
+    'mixup': ('inner_mixup', lambda c: c.inner_mixup or None),
+    'gradient checkpointing': ('gradient_checkpointing',
+                               lambda c: 'True' if c.gradient_checkpointing else None),
+}
+REGISTRY: dict = {}  # (kind, name) -> Component
+
+
+def declare(kind: str, name: str, options=()) -> Component:
+  """Records that component `name` of `kind` (a key of CHOICES) reads `options` (Config field
+  names); called once per component, by its module. Redeclaring replaces (module reloads)."""
+  if kind not in CHOICES:
+    raise ValueError(f'unknown component kind {kind!r}; choose one of {list(CHOICES)}')
+  fields = {f.name for f in dataclasses.fields(config_lib.Config)}
+  unknown = sorted(set(options) - fields)
+  if unknown:
+    raise ValueError(f'{kind} {name!r} declares options that are not settings: {unknown}')
+  component = Component(kind, name, f'--{CHOICES[kind][0]}={name}', frozenset(options))
+  REGISTRY[(kind, name)] = component
+  return component
+
+
+def used_by(config) -> list:
+  """The declared components a Config uses."""
+  chosen = [(kind, pick(config)) for kind, (_, pick) in CHOICES.items()]
+  return [REGISTRY[key] for key in chosen if key in REGISTRY]
+
+
+def owners(option: str) -> list:
+  """The components that declare `option`."""
+  return [c for c in REGISTRY.values() if option in c.options]
+
+
+def _describe(holders: list) -> str:
+  """'--learner=anil, maml or metasgd' (components of one kind share the flag)."""
+  parts = []
+  for kind in dict.fromkeys(c.kind for c in holders):
+    names = sorted(c.name for c in holders if c.kind == kind)
+    listed = ', '.join(names[:-1]) + ' or ' + names[-1] if len(names) > 1 else names[0]
+    parts.append(f'--{CHOICES[kind][0]}={listed}')
+  return ' or '.join(parts)
+
+
+def check(config) -> None:
+  """ConfigError for the first owned option set away from its default that no component of
+  the run reads: '--noise_scale=0.3 does not apply to --noise_type=metadrop; ...'."""
+  default = config_lib.Config()
+  used = used_by(config)
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    holders = owners(field.name)
+    if not holders or value == getattr(default, field.name):
+      continue
+    if any(field.name in c.options for c in used):
+      continue
+    kinds = {c.kind for c in holders}
+    same_kind = [c for c in used if c.kind in kinds]
+    where = _describe(holders)
+    if same_kind:
+      raise config_lib.ConfigError(
+          f'--{field.name}={value} does not apply to {same_kind[0].flag}: it is an option of '
+          f'{where}; leave it out')
+    raise config_lib.ConfigError(f'--{field.name}={value} applies only with {where}; '
+                                 f'leave it out or add {where}')

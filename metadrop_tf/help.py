@@ -1,0 +1,67 @@
+"""`--help` of the programs: the program's own flags first, then the run settings grouped by the
+component that reads them (metadrop_tf.components)."""
+
+import dataclasses
+import textwrap
+
+from absl import flags
+
+from metadrop_tf import components
+from metadrop_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+# Settings evaluate.py and export.py take from the command line; the rest come from the run.
+EVALUATION_SETTINGS = ('data_dir', 'n_test_iters', 'n_test_mc_samp', 'test_mc_chunks',
+                       'test_metabatch', 'precision', 'intra_op_threads', 'inter_op_threads',
+                       'strategy', 'cpu_devices')
+
+
+def describe_flag(name: str) -> str:
+  """'  --name: help (default: value)', wrapped; '--[no]name' for a boolean."""
+  flag = FLAGS[name]
+  shown = f'[no]{name}' if flag.boolean else name
+  default = flag.default_as_str if flag.default is not None else 'none'
+  text = f'--{shown}: {flag.help} (default: {default})'
+  return textwrap.fill(text, width=100, initial_indent='  ', subsequent_indent='      ')
+
+
+def _section(title: str, names) -> list[str]:
+  names = [n for n in names if n in FLAGS]
+  return [f'\n{title}:'] + [describe_flag(n) for n in names] if names else []
+
+
+def _component_sections(learner: str | None) -> list[str]:
+  """One section per kind of component, listing what each of its components reads."""
+  lines = []
+  for kind, (flag, _) in components.CHOICES.items():
+    members = [c for c in components.REGISTRY.values() if c.kind == kind and c.options]
+    if kind == 'learner' and learner:
+      members = [c for c in members if c.name == learner]
+      if not members:
+        lines.append(f'\n--learner={learner} takes no options beyond the run settings.')
+        continue
+    options = sorted({o for c in members for o in c.options})
+    for option in options:
+      users = sorted(c.name for c in members if option in c.options)
+      title = f'{kind} options (--{flag}=...)' if option == options[0] else None
+      if title:
+        lines.append(f'\n{title}:')
+      lines.append(describe_flag(option))
+      lines.append(f'      used by --{flag}={", ".join(users)}')
+  return lines
+
+
+def program_help(program: str, doc: str, own: list[str], argv: list[str]) -> str:
+  """The help text of `program` ('train', 'evaluate', 'export'); `own`: its own flag names.
+  With --learner=X among `argv`, the learner section shows only what X takes."""
+  learner = next((a.split('=', 1)[1] for a in argv if a.startswith('--learner=')), None)
+  lines = [(doc or '').strip(), f'\n{program} flags:'] + [describe_flag(n) for n in own]
+  if program != 'train':
+    lines += _section('evaluation settings (the rest come from <savedir>/config.json; '
+                      'train.py --help lists them)', EVALUATION_SETTINGS)
+    return '\n'.join(lines)
+  owned = {o for c in components.REGISTRY.values() for o in c.options}
+  core = [f.name for f in dataclasses.fields(config_lib.Config) if f.name not in owned]
+  lines += _section('run settings', core)
+  lines += _component_sections(learner)
+  return '\n'.join(lines)
