@@ -1,0 +1,240 @@
+"""Results tables of the docs, generated from the committed eval_*.json files under runs/.
+
+  python docs/tables.py           rewrite every table in README.md and docs/*.md
+  python docs/tables.py --check   exit 1 (naming the file and table) if one differs
+
+A table lives in a Markdown file between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; the
+lines between them are this program's output for NAME (see TABLES). Nothing in a table is typed
+by hand: change the results, then rerun this program.
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import Callable
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join(REPO, 'runs')
+DOCS = [os.path.join(REPO, 'README.md')] + sorted(glob.glob(os.path.join(REPO, 'docs', '*.md')))
+
+# Lee et al. 2020, Table 1 (accuracy %, 95% interval), as SPEC.md states them.
+PAPER = {
+    'MAML': ('95.23 ± 0.17', '98.38 ± 0.07', '49.58 ± 0.65', '64.55 ± 0.52'),
+    'Meta Dropout': ('96.63 ± 0.13', '98.73 ± 0.06', '51.93 ± 0.67', '67.42 ± 0.52'),
+}
+TABLE1_COLUMNS = ('Omniglot 20-way 1-shot', 'Omniglot 20-way 5-shot', 'miniImageNet 5-way 1-shot',
+                  'miniImageNet 5-way 5-shot')
+TABLE1_RUNS = {  # row: run directory per column (None: no data set on this machine)
+    'MAML': ('omniglot_1shot_maml', 'omniglot_5shot_maml', None, None),
+    'Meta Dropout': ('omniglot_1shot_metadrop', 'omniglot_5shot_metadrop', None, None),
+}
+BASELINES = ('maml', 'metadrop', 'fixed_mult', 'info_dropout', 'fixed_add', 'learned_add', 'vib',
+             'mixup', 'manifold_mixup')
+# The paper's Figure (PGD), read off to about ±2 points: {norm: {row: {radius: accuracy %}}}.
+PAPER_PGD = {
+    'linf': {'MAML': {0.02: 73, 0.04: 62, 0.06: 42, 0.08: 15, 0.1: 2},
+             'Meta Dropout': {0.02: 89, 0.04: 78, 0.06: 69, 0.08: 59, 0.1: 49}},
+    'l2': {'MAML': {1: 68, 2: 54, 3: 37, 5: 11}, 'Meta Dropout': {1: 77, 2: 63, 3: 53, 5: 41}},
+    'l1': {'MAML': {20: 68, 40: 55, 100: 12}, 'Meta Dropout': {20: 75, 40: 62, 100: 40}},
+}
+# Config fields that describe the machine or the bookkeeping of a run, not its method.
+NOT_METHOD = {'data_dir', 'save_freq', 'log_freq', 'eval_freq', 'eval_batches',
+              'n_train_iters', 'n_test_iters', 'intra_op_threads', 'inter_op_threads',
+              'keep_checkpoints', 'cpu_devices', 'strategy', 'eval_mc_samp', 'test_mc_chunks',
+              'test_metabatch', 'pre_adapt_freq', 'eval_split', 'n_test_mc_samp'}
+
+
+def _load(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+def _metric(result: dict) -> str:
+  """'91.75 ± 0.21' (accuracy %) or '1.012 ± 0.073' (MSE)."""
+  if 'accuracy' in result:
+    return f"{result['accuracy']:.2f} ± {result['ci95']:.2f}"
+  return f"{result['mse']:.3f} ± {result['ci95']:.3f}"
+
+
+def _protocol(result: dict) -> str:
+  commit = result.get('commit') or '?'
+  return (f"{result['checkpoint_step']} it, {result['n_episodes']} ep × "
+          f"{result['mc_samples']} MC, `{commit[:7]}`")
+
+
+def table1() -> list[str]:
+  """Table 1: the paper's cells and ours, each with its budget, protocol and commit."""
+  lines = ['| | ' + ' | '.join(TABLE1_COLUMNS) + ' |', '|---' * (len(TABLE1_COLUMNS) + 1) + '|']
+  for row, cells in PAPER.items():
+    lines.append(f'| {row}, paper | ' + ' | '.join(cells) + ' |')
+  for row, runs in TABLE1_RUNS.items():
+    cells = []
+    for run in runs:
+      result = run and _load(os.path.join(RUNS, run, 'eval_test.json'))
+      if run is None:
+        cells.append('no data here')
+      elif result is None:
+        cells.append('not evaluated yet')
+      else:
+        cells.append(f'{_metric(result)} ({_protocol(result)})')
+    lines.append(f'| {row}, metadrop-tf | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def budget(run: str) -> Callable[[], list[str]]:
+  """Accuracy against iterations of one run: eval_test.json and its eval_test.step*.json."""
+  def make() -> list[str]:
+    paths = glob.glob(os.path.join(RUNS, run, 'eval_test.json'))
+    paths += glob.glob(os.path.join(RUNS, run, 'eval_test.step*.json'))
+    results = sorted((_load(p) for p in paths), key=lambda r: r['checkpoint_step'])
+    lines = ['| iterations | test accuracy (%) | episodes × MC | commit |', '|---|---|---|---|']
+    for r in results:
+      lines.append(f"| {r['checkpoint_step']} | {_metric(r)} | {r['n_episodes']} × "
+                   f"{r['mc_samples']} | `{(r.get('commit') or '?')[:7]}` |")
+    return lines
+  return make
+
+
+def _method(config: dict, reference: dict) -> str:
+  """The method-defining options in which `config` differs from `reference`'s."""
+  changed = sorted(k for k, v in config.items()
+                   if k not in NOT_METHOD and reference.get(k) != v)
+  return ' '.join(f'`--{k}={config[k]}`' for k in changed) or '(the reference row)'
+
+
+def runs_table(rows: list[tuple[str, str]], reference: str) -> Callable[[], list[str]]:
+  """One row per (label, run directory under runs/) with an eval_test.json; the options column
+  lists the method options in which the run's config.json differs from the `reference` run's."""
+  def make() -> list[str]:
+    base = _load(os.path.join(RUNS, reference, 'config.json')) or {}
+    lines = [f'| run | options (against `{reference}`) | test | episodes × MC | iterations |'
+             ' commit |', '|---|---|---|---|---|---|']
+    for label, run in rows:
+      result = _load(os.path.join(RUNS, run, 'eval_test.json'))
+      if result is None:
+        continue
+      config = _load(os.path.join(RUNS, run, 'config.json')) or {}
+      lines.append(f'| {label} | {_method(config, base)} | '
+                   f"{_metric(result)} | {result['n_episodes']} × {result['mc_samples']} | "
+                   f"{result['checkpoint_step']} | `{(result.get('commit') or '?')[:7]}` |")
+    return lines
+  return make
+
+
+def folder(name: str, reference: str = 'maml') -> Callable[[], list[str]]:
+  """runs_table of every run directory in runs/<name>/, against runs/<name>/<reference>."""
+  runs = sorted(os.path.basename(os.path.dirname(p))
+                for p in glob.glob(os.path.join(RUNS, name, '*', 'eval_test.json')))
+  return runs_table([(run, f'{name}/{run}') for run in runs], f'{name}/{reference}')
+
+
+def robustness(norm: str) -> Callable[[], list[str]]:
+  """Clean and attacked accuracy per radius of the two Table 1 runs under PGD in `norm`, the
+  paper's figure in brackets where it has the radius."""
+  def make() -> list[str]:
+    rows = []
+    for label, run in zip(TABLE1_RUNS, ('omniglot_1shot_maml', 'omniglot_1shot_metadrop')):
+      result = _load(os.path.join(RUNS, run, f'eval_test_pgd_{norm}.json'))
+      if result:
+        rows.append((label, result))
+    if not rows:
+      return ['(no result)']
+    radii = [a['eps'] for a in rows[0][1]['attacked']]
+    lines = ['| run (iterations, episodes) | clean | '
+             + ' | '.join(f'{norm} {e:g}' for e in radii)
+             + ' |', '|---' * (len(radii) + 2) + '|']
+    for label, r in rows:
+      paper = PAPER_PGD[norm][label]
+      cells = [f"{a['accuracy']:.2f} ± {a['ci95']:.2f}"
+               + (f" ({paper[a['eps']]})" if a['eps'] in paper else '') for a in r['attacked']]
+      lines.append(f"| {label} ({r['checkpoint_step']}, {r['n_episodes']}) | {_metric(r)} | "
+                   + ' | '.join(cells) + ' |')
+    return lines
+  return make
+
+
+def sinusoid() -> list[str]:
+  """MSE after and before adaptation of every run in runs/sinusoid/."""
+  lines = ['| run | K | MSE after adaptation | before | tasks × MC | iterations | commit |',
+           '|---|---|---|---|---|---|---|']
+  for path in sorted(glob.glob(os.path.join(RUNS, 'sinusoid', '*', 'eval_test.json'))):
+    run_dir = os.path.dirname(path)
+    r, config = _load(path), _load(os.path.join(run_dir, 'config.json')) or {}
+    lines.append(f"| {os.path.basename(run_dir)} | {config.get('shot', '?')} | {_metric(r)} | "
+                 f"{r['mse_pre']:.3f} | {r['n_episodes']} × {r['mc_samples']} | "
+                 f"{r['checkpoint_step']} | `{(r.get('commit') or '?')[:7]}` |")
+  return lines
+
+
+TABLES: dict[str, Callable[[], list[str]]] = {
+    'table1': table1,
+    'maml_budget': budget('omniglot_1shot_maml'),
+    'learners_5w1s': folder('learners_omniglot_5w1s'),
+    'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],
+                                 'learners_omniglot_5w1s/maml'),
+    'baselines_20w1s': folder('learners_omniglot_20w1s'),
+    'bn_modes_5w1s': runs_table(
+        [('maml, transductive', 'learners_omniglot_5w1s/maml'),
+         ('maml, inductive', 'bn_modes_omniglot_5w1s/maml_inductive'),
+         ('metadrop, transductive', 'learners_omniglot_5w1s/metadrop'),
+         ('metadrop, inductive', 'bn_modes_omniglot_5w1s/metadrop_inductive')],
+        'learners_omniglot_5w1s/maml'),
+    'backbones_5w1s': runs_table(
+        [('resnet12, 32-64-128-256', 'resnet12_omniglot_5w1s/resnet12_w32'),
+         ('conv4', 'learners_omniglot_5w1s/maml'),
+         ('resnet12, 64-128-256-512', 'resnet12_omniglot_5w1s/resnet12'),
+         ('conv4', 'resnet12_omniglot_5w1s/conv4')], 'learners_omniglot_5w1s/maml'),
+    'bf16': folder('bf16_check', reference='float32'),
+    'sinusoid': sinusoid,
+    'pgd_linf': robustness('linf'),
+    'pgd_l2': robustness('l2'),
+    'pgd_l1': robustness('l1'),
+}
+
+
+def render(text: str, path: str = '') -> str:
+  """`text` with every marked table replaced by its generated lines (KeyError: unknown name)."""
+  out, lines, i = [], text.split('\n'), 0
+  while i < len(lines):
+    line = lines[i]
+    out.append(line)
+    if line.startswith('<!-- table:') and line.endswith(' -->'):
+      name = line[len('<!-- table:'):-len(' -->')]
+      if name not in TABLES:
+        raise KeyError(f'{path}: unknown table {name!r} (known: {", ".join(TABLES)})')
+      end = lines.index(f'<!-- /table:{name} -->', i)
+      out.extend(TABLES[name]())
+      i = end
+      continue
+    i += 1
+  return '\n'.join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--check', action='store_true', help='compare, do not write')
+  args = parser.parse_args(argv)
+  stale = []
+  for path in DOCS:
+    with open(path) as f:
+      text = f.read()
+    new = render(text, path)
+    if new != text:
+      stale.append(os.path.relpath(path, REPO))
+      if not args.check:
+        with open(path, 'w') as f:
+          f.write(new)
+  if args.check and stale:
+    print(f'tables differ from runs/ in: {", ".join(stale)}; run: python docs/tables.py',
+          file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
