@@ -323,6 +323,23 @@ def is_prepared(out_dir):
              for s in ('train', 'test'))
 
 
+class UserExit(SystemExit):
+  """Exit status 2 (as argparse's own errors) after the one-line error `message`."""
+
+  def __init__(self, message):
+    super().__init__(2)
+    self.message = message
+
+  def __str__(self):
+    return self.message
+
+
+def _fail(message):
+  """A user error: one line on stderr, exit status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  raise UserExit(message)
+
+
 def main(argv):
   parser = argparse.ArgumentParser(description='Prepare Omniglot / miniImageNet shards.')
   parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet', 'tiered'])
@@ -339,7 +356,7 @@ def main(argv):
     print(f'{out_dir} already holds train and test shards (--overwrite to rebuild)')
     return
   if args.source is not None and not os.path.isdir(args.source):
-    sys.exit(f'error: --source={args.source} is not a folder')
+    _fail(f'--source={args.source} is not a folder')
   created = [d for d in (out_dir, args.raw_dir) if not os.path.exists(d)]
   os.makedirs(out_dir, exist_ok=True)
   try:
@@ -354,7 +371,7 @@ def main(argv):
     for folder in created:  # leave no empty folders behind that look like a dataset
       if os.path.isdir(folder) and not os.listdir(folder):
         os.rmdir(folder)
-    sys.exit(f'error: {e}')
+    _fail(str(e))
   write_channel_statistics(args.dataset, out_dir)
   print(f'wrote {args.dataset} shards to {out_dir}')
 

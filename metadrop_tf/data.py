@@ -6,6 +6,7 @@ stored as `<split>.npy` (memory-mapped, for miniImageNet's 813 MB train shard) o
 so a resumed run or a repeated evaluation sees exactly the same tasks.
 """
 
+import difflib
 import json
 import os
 from typing import NamedTuple
@@ -94,9 +95,31 @@ class RaggedShard:
     return flat.reshape(rows.shape + tuple(self.images.shape[1:]))
 
 
-def prepare_hint(config_or_dataset, data_dir):
+def prepare_hint(config_or_dataset, data_dir: str, overwrite: bool = False) -> str:
+  """What to do about a data folder without whole shards: a prepared folder of a similar name
+  beside it (a misspelling), else the command that prepares this one (with --overwrite: over
+  damaged shards)."""
   dataset = getattr(config_or_dataset, 'dataset', config_or_dataset)
-  return f'prepare it with: python data/prepare.py --dataset={dataset} --out_dir={data_dir}'
+  command = (f'python data/prepare.py --dataset={dataset} --out_dir={data_dir}'
+             + (' --overwrite' if overwrite else ''))
+  if dataset in ('mimgnet', 'tiered'):  # no official download: the user's copy of the release
+    command += ' --source=<the folder of your copy of the release>'
+  if overwrite:
+    return f'prepare it again: {command}'
+  parent, name = os.path.split(os.path.normpath(data_dir))
+  try:
+    siblings = [d for d in os.listdir(parent or '.')
+                if d != name and _has_shards(os.path.join(parent, d))]
+  except OSError:
+    siblings = []
+  close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.7)
+  if close:
+    return f'did you mean --data_dir={os.path.join(parent, close[0])}?'
+  return f'prepare it with: {command}'
+
+
+def _has_shards(folder: str) -> bool:
+  return any(os.path.exists(os.path.join(folder, f'train.{ext}')) for ext in ('npz', 'npy'))
 
 
 def load_split(data_dir, split, image_shape, dataset='omniglot'):
@@ -115,7 +138,8 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
                     f'{split}.npz); {prepare_hint(dataset, data_dir)}')
   damage = manifest.check(path)
   if damage:
-    raise DataError(f'{damage}; copy it again or {prepare_hint(dataset, data_dir)} --overwrite')
+    raise DataError(f'{damage}; copy it again or '
+                    f'{prepare_hint(dataset, data_dir, overwrite=True)}')
   try:
     if path == npy:
       images = np.load(npy, mmap_mode='r')
@@ -128,7 +152,7 @@ def load_split(data_dir, split, image_shape, dataset='omniglot'):
     raise
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
     raise DataError(f'{path} is damaged or truncated ({errors.first_line(e, 120)}); copy it '
-                    f'again or {prepare_hint(dataset, data_dir)} --overwrite') from None
+                    f'again or {prepare_hint(dataset, data_dir, overwrite=True)}') from None
   if images.ndim == 4 and image_shape[-1] == 1:
     images = images[..., None]
   if images.dtype != np.uint8 or images.shape[2:] != tuple(image_shape):
@@ -142,15 +166,15 @@ def _load_ragged(path, offsets_path, image_shape, dataset, data_dir):
   for file_path in (path, offsets_path):
     damage = manifest.check(file_path)
     if damage:
-      raise DataError(f'{damage}; copy it again or {prepare_hint(dataset, data_dir)} '
-                      '--overwrite')
+      raise DataError(f'{damage}; copy it again or '
+                      f'{prepare_hint(dataset, data_dir, overwrite=True)}')
   try:
     images = np.load(path, mmap_mode='r')
     offsets = np.load(offsets_path)
   except (OSError, ValueError, EOFError) as e:
     raise DataError(f'{path} or its offsets are damaged or truncated '
                     f'({errors.first_line(e, 120)}); copy them again or '
-                    f'{prepare_hint(dataset, data_dir)} --overwrite') from None
+                    f'{prepare_hint(dataset, data_dir, overwrite=True)}') from None
   if images.dtype != np.uint8 or images.shape[1:] != tuple(image_shape):
     raise DataError(f'{path} holds {images.dtype} {images.shape}; expected uint8 '
                     f'[images, {", ".join(map(str, image_shape))}]')

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
 import time
 
 from absl import logging
@@ -125,6 +126,54 @@ def _write_json(path, value):
   os.replace(path + '.tmp', path)
 
 
+def code_commit() -> str | None:
+  """The git commit of this package's checkout ('+' appended when it has uncommitted changes
+  to tracked files), or None outside a git checkout."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
+                          text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.'],
+                           cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return head + ('+' if dirty else '')
+
+
+def _read_json(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def place_result(path: str, result: dict, overwrite: bool = False) -> str:
+  """Where `result` goes so that no earlier result at `path` (eval_<split>[...].json) is lost.
+
+  - An earlier result of another checkpoint step moves to <name>.step<S>.json (the history of a
+    run that is evaluated as it trains); `path` takes the new result.
+  - An earlier result of the same step with more episodes stays; the new one goes beside it, to
+    <name>.<N>ep.json, unless `overwrite`.
+  Returns the path to write the new result to.
+  """
+  old = _read_json(path)
+  if not old:
+    return path
+  stem = path[:-len('.json')]
+  old_step = old.get('checkpoint_step')
+  if old_step is not None and old_step != result.get('checkpoint_step'):
+    os.replace(path, f'{stem}.step{old_step}.json')
+    logging.info('kept the result of step %s as %s.step%s.json', old_step, stem, old_step)
+    return path
+  if old.get('n_episodes', 0) > result['n_episodes'] and not overwrite:
+    beside = f"{stem}.{result['n_episodes']}ep.json"
+    logging.info('%s holds %d episodes: wrote this %d-episode result beside it '
+                 '(overwrite replaces it)', path, old['n_episodes'], result['n_episodes'])
+    return beside
+  return path
+
+
 def _load_partial(path, key):
   """Per-task outputs {name: [values]} an interrupted evaluation with this key saved, or {}."""
   try:
@@ -204,14 +253,15 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
 
 
 def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
-        progress=True, attack=None, strategy=None):
+        progress=True, attack=None, strategy=None, overwrite=False):
   """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json
   (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 
   Interrupted, it leaves <workdir>/eval_<split>[_pgd_<norm>].partial.json; the same command
-  continues from there (any --n_test_iters, strategy or worker count; a different checkpoint,
+  continues from there (any episode count, strategy or worker count; a different checkpoint,
   MC count, attack or setting starts afresh). Under a tf.distribute `strategy` every replica
-  adapts its share of each call's episodes; only the chief writes files.
+  adapts its share of each call's episodes; only the chief writes files. An earlier result is
+  never lost: see `place_result` (`overwrite` replaces one of more episodes).
   """
   strategy = strategy or tf.distribute.get_strategy()
   n_episodes = n_episodes or config.n_test_iters
@@ -235,9 +285,10 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
                     metabatch=per_call, progress=progress, partial=(partial_path, key),
                     attack=attack, strategy=strategy)
-  result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()))
+  result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()), commit=code_commit())
   out = os.path.join(workdir, f'{name}.json')
   if distribute.is_chief(strategy):
+    out = place_result(out, result, overwrite)
     _write_json(out, result)
     if os.path.exists(partial_path):
       os.remove(partial_path)

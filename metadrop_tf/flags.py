@@ -8,7 +8,9 @@ import dataclasses
 
 from absl import flags
 
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
+from metadrop_tf import learners
 
 FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.Config()
@@ -155,7 +157,26 @@ def define_flags():
   flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
 
 
-def config_from_flags(saved=None, mutable=MUTABLE):
+def _contradiction(name, value, saved_value, program):
+  """The one-line error for a flag that would change a setting of a trained run, with the
+  command that does what the user wants."""
+  savedir = (FLAGS.savedir or 'RUN').rstrip('/')
+  head = f'--{name}={value} contradicts the run in {savedir} ({name}={saved_value})'
+  if program != 'train':
+    return f'{head}; {program}.py uses the run as trained: leave --{name} out'
+  return (f'{head}; to train with it, start another run: python train.py '
+          f'--flagfile={savedir}/flags.cfg --{name}={value} --savedir={savedir}_{name}{value}')
+
+
+def _checked(config):
+  """config, validated: first the rules its components declare (an option of a component the
+  run does not use names both), then the Config's own (metadrop_tf.config)."""
+  if config.learner_name in learners.REGISTRY:
+    components.check(config)
+  return config.validate()
+
+
+def config_from_flags(saved=None, mutable=MUTABLE, program='train'):
   """The Config of this invocation, validated.
 
   Without `saved`: every flag. With the run's saved Config: it, overridden by the flags given
@@ -168,7 +189,7 @@ def config_from_flags(saved=None, mutable=MUTABLE):
     for name, value in config_lib.DATASET_DEFAULTS.get(values['dataset'], {}).items():
       if not FLAGS[name].present:  # e.g. --dataset=sinusoid: --way=1, --backbone=mlp
         values[name] = value
-    return config_lib.Config(**values).validate()
+    return _checked(config_lib.Config(**values))
   changes = {}
   if mutable is not None and saved.zero_head:  # the head is made per task: any way works
     mutable = mutable | {'way'}
@@ -178,8 +199,7 @@ def config_from_flags(saved=None, mutable=MUTABLE):
       changes[field.name] = flag.value
     elif flag.present and flag.value != getattr(saved, field.name):
       if mutable is not None and field.name not in mutable:
-        raise config_lib.ConfigError(
-            f'--{field.name}={flag.value} contradicts the saved run '
-            f'({field.name}={getattr(saved, field.name)}); use a new --savedir')
+        raise config_lib.ConfigError(_contradiction(field.name, flag.value,
+                                                    getattr(saved, field.name), program))
       changes[field.name] = flag.value
-  return saved.replace(**changes).validate()
+  return _checked(saved.replace(**changes))

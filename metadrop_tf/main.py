@@ -23,8 +23,10 @@ from metadrop_tf import data
 from metadrop_tf import distribute
 from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
+from metadrop_tf import help as help_lib
 from metadrop_tf import learners
 from metadrop_tf import objectives
+from metadrop_tf import quiet
 from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
@@ -51,6 +53,8 @@ def _guarded(main):
   def wrapped(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     logging.set_verbosity(logging.INFO)
+    if not quiet.verbose_requested(sys.argv):
+      logging.get_absl_handler().setFormatter(std_logging.Formatter('%(message)s'))
     logging.get_absl_logger().addFilter(_DropLines())
     try:
       if len(argv) > 1:
@@ -130,7 +134,7 @@ def train_main():
 def evaluate_main():
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
-  config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='evaluate')
   learners.check(config)
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   attack = _attack_from_flags()
@@ -140,7 +144,8 @@ def evaluate_main():
                                  f'is {objective.name}')
   strategy = _strategy(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
-                        progress=sys.stderr.isatty(), attack=attack, strategy=strategy)
+                        progress=sys.stderr.isatty(), attack=attack, strategy=strategy,
+                        overwrite=FLAGS.overwrite)
   if not distribute.is_chief(strategy):
     return
   logging.info('wrote %s', result['path'])
@@ -190,7 +195,7 @@ def _attack_from_flags():
 def export_main():
   from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
-  config = flags_lib.config_from_flags(checkpoints.read_config(savedir))
+  config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='export')
   learners.check(config)
   default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
   export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
@@ -225,8 +230,14 @@ def export_main():
   print(f'wrote {len(paths)} plots to {export_dir}')
 
 
+OWN_FLAGS = {'train': [], 'evaluate': [], 'export': []}  # program -> its own flags (--help)
+_defining = []  # the program whose flags are being defined
+
+
 def _define(kind, name, default, help_text, **kwargs):
   """Defines a flag of this module unless already defined (tests run several programs)."""
+  if _defining and name not in OWN_FLAGS[_defining[-1]]:
+    OWN_FLAGS[_defining[-1]].append(name)
   if name in FLAGS:
     return
   if kind == 'enum':
@@ -247,7 +258,8 @@ def define_export_flags():
           enum_values=['savedmodel', 'visualize'])
   _define('string', 'export_dir', None,
           'Output folder (default <savedir>/export, or <savedir>/visualization).')
-  _define('bool', 'overwrite', False, 'Replace an existing SavedModel in --export_dir.')
+  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
+          '(export), a result of more episodes (evaluate).')
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 
@@ -264,6 +276,8 @@ def define_evaluate_flags():
   _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves (at '
           "least the step's L1 length: a pixel moves by at most 1).")
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
+          '(export), a result of more episodes (evaluate).')
 
 
 PROGRAMS = {
@@ -276,18 +290,18 @@ PROGRAMS = {
 def define_program_flags(program: str) -> None:
   if 'seed' not in FLAGS:
     flags_lib.define_flags()
-  for define in PROGRAMS[program][1]:
-    define()
+  _defining.append(program)
+  try:
+    for define in PROGRAMS[program][1]:
+      define()
+  finally:
+    _defining.pop()
 
 
-def print_help(program: str, doc: str = '') -> None:
-  """This program's own flags with their help (absl's --help shows only absl's)."""
-  print((doc or '').strip() + '\n')
-  print(f'{program} flags:')
-  for module in ('metadrop_tf.flags', __name__):
-    text = FLAGS.module_help(module).strip()
-    if text:
-      print('\n'.join(text.splitlines()[1:]))  # drop absl's "module:" header
+def print_help(program: str, doc: str = '', argv=()) -> None:
+  """This program's own flags, then the run settings by component (absl's --help shows only
+  absl's); --learner=X among argv narrows the learner options to X's."""
+  print(help_lib.program_help(program, doc, ['savedir'] + OWN_FLAGS[program], list(argv)))
 
 
 def run(program: str, argv=None) -> None:
@@ -295,8 +309,14 @@ def run(program: str, argv=None) -> None:
   argv = list(sys.argv if argv is None else argv)
   define_program_flags(program)
   if any(arg in HELP_ARGS for arg in argv[1:]):
-    print_help(program, sys.modules['__main__'].__doc__)
+    print_help(program, sys.modules['__main__'].__doc__, argv[1:])
     sys.exit(0)
+  try:
+    FLAGS(argv, known_only=False)
+  except flags.Error as e:
+    print(f'error: {" ".join(str(e).split())} (--help lists the flags)', file=sys.stderr)
+    sys.exit(2)
+  FLAGS.unparse_flags()
   app.run(_guarded(PROGRAMS[program][0]), argv=argv)
 
 

@@ -249,3 +249,19 @@ def test_a_normalized_run_takes_the_statistics_from_the_data_and_keeps_them(tmp_
   checkpoints.restore(checkpoints.make_checkpoint(restored), workdir)
   np.testing.assert_allclose(restored.network.input_mean.numpy(), mean, rtol=1e-6)
   np.testing.assert_allclose(restored.network.input_std.numpy(), std, rtol=1e-6)
+
+
+def test_a_misspelled_data_dir_points_at_the_prepared_folder_beside_it(tmp_path):
+  helpers.write_tiny_shards(str(tmp_path / 'omniglot'))
+  hint = data.prepare_hint('omniglot', str(tmp_path / 'omniglt'))
+  assert hint == f"did you mean --data_dir={tmp_path / 'omniglot'}?"
+  hint = data.prepare_hint('omniglot', str(tmp_path / 'elsewhere'))
+  assert hint == (f"prepare it with: python data/prepare.py --dataset=omniglot "
+                  f"--out_dir={tmp_path / 'elsewhere'}")
+
+
+def test_prepare_advice_for_a_dataset_without_download_asks_for_the_source(tmp_path):
+  hint = data.prepare_hint('mimgnet', str(tmp_path / 'm'))
+  assert '--dataset=mimgnet' in hint and '--source=' in hint
+  hint = data.prepare_hint('omniglot', str(tmp_path / 'o'), overwrite=True)
+  assert hint.startswith('prepare it again: python data/prepare.py') and '--overwrite' in hint

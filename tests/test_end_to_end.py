@@ -44,7 +44,7 @@ def test_train_resume_evaluate(tmp_path):
   assert result['checkpoint_step'] == 4 and len(result['per_episode_accuracy']) == 6
   assert 0 <= result['accuracy'] <= 100 and result['ci95'] >= 0
   contradiction = _run('evaluate.py', f'--savedir={savedir}', '--way=3')
-  _assert_one_line_error(contradiction, '--way=3 contradicts the saved run')
+  _assert_one_line_error(contradiction, '--way=3 contradicts the run in ')
 
 
 def _assert_one_line_error(proc, text):

@@ -160,3 +160,32 @@ def test_attacked_evaluation_writes_clean_and_attacked_accuracy_per_eps(tmp_path
   assert np.mean(strong) <= np.mean(saved['per_episode_accuracy'])
   assert len(strong) == 4 and not os.path.exists(os.path.join(workdir,
                                                               'eval_test_pgd_linf.partial.json'))
+
+
+def _result(step, episodes):
+  return {'checkpoint_step': step, 'n_episodes': episodes, 'accuracy': 50.0}
+
+
+def test_a_result_of_fewer_episodes_goes_beside_the_one_of_more(tmp_path):
+  path = str(tmp_path / 'eval_test.json')
+  eval_lib._write_json(path, _result(100, 1000))
+  beside = eval_lib.place_result(path, _result(100, 40))
+  assert beside == str(tmp_path / 'eval_test.40ep.json')
+  assert eval_lib.place_result(path, _result(100, 40), overwrite=True) == path
+  assert eval_lib.place_result(path, _result(100, 1000)) == path
+  with open(path) as f:
+    assert json.load(f)['n_episodes'] == 1000
+
+
+def test_a_result_of_another_checkpoint_keeps_the_earlier_one_by_its_step(tmp_path):
+  path = str(tmp_path / 'eval_test.json')
+  eval_lib._write_json(path, _result(100, 1000))
+  assert eval_lib.place_result(path, _result(200, 40)) == path
+  with open(tmp_path / 'eval_test.step100.json') as f:
+    assert json.load(f) == _result(100, 1000)
+  assert not os.path.exists(path)  # moved; the caller writes the new result there
+
+
+def test_results_name_the_commit_that_computed_them():
+  commit = eval_lib.code_commit()
+  assert commit is None or len(commit.rstrip('+')) == 40

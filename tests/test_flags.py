@@ -75,6 +75,6 @@ def test_a_zero_head_run_may_be_evaluated_with_another_way():
   saved = config_lib.Config(way=5, zero_head=True).validate()
   _parse('--way=3')
   assert flags_lib.config_from_flags(saved).way == 3
-  with pytest.raises(config_lib.ConfigError, match='--way=3 contradicts the saved run'):
+  with pytest.raises(config_lib.ConfigError, match='--way=3 contradicts the run in RUN'):
     flags_lib.config_from_flags(saved.replace(zero_head=False))
   FLAGS.unparse_flags()

@@ -3,6 +3,7 @@ on the method, so each option trains, evaluates, exports and visualizes from its
 
 import json
 import os
+import shlex
 
 import pytest
 
@@ -56,4 +57,27 @@ def test_every_learner_trains_evaluates_and_exports(tmp_path, capsys, learner_fl
   if '--zero_head' in learner_flags:  # another way than trained
     assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=2',
                        '--way=4') == 0, capsys.readouterr().err[-3000:]
-    assert json.load(open(os.path.join(savedir, 'eval_test.json')))['n_episodes'] == 2
+    # the 4-episode result stays; this 2-episode one goes beside it
+    assert json.load(open(os.path.join(savedir, 'eval_test.json')))['n_episodes'] == 4
+    assert json.load(open(os.path.join(savedir, 'eval_test.2ep.json')))['n_episodes'] == 2
+
+
+@pytest.mark.parametrize('args, words', [
+    (['--n_train_iter=5'], "Unknown command line flag 'n_train_iter'. Did you mean: n_train_iters"),
+    (['--way=abc'], 'flag --way=abc'),
+])
+def test_flag_errors_are_one_line_and_exit_2(capsys, args, words):
+  assert helpers.run_program('train', *args) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and words in err
+
+
+def test_the_advice_for_a_contradicting_flag_runs_when_pasted(tmp_path, capsys):
+  _, run = helpers.saved_run(tmp_path)
+  assert helpers.run_program('train', f'--savedir={run}', '--way=4') == 2
+  advice = capsys.readouterr().err.strip().split('start another run: ')[1]
+  args = shlex.split(advice)
+  assert args[:2] == ['python', 'train.py']
+  assert helpers.run_program('train', *args[2:]) == 0, capsys.readouterr().err[-2000:]
+  with open(os.path.join(f'{run}_way4', 'config.json')) as f:
+    assert json.load(f)['way'] == 4

@@ -144,7 +144,10 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(SystemExit) as exit_info:
     prepare.main(['--source', str(tmp_path / 'empty'), '--out_dir', str(tmp_path / 'o')])
-  assert 'neither images_background.zip' in str(exit_info.value.code)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and 'neither images_background.zip' in err
+  assert len(err.splitlines()) == 1
   (tmp_path / 'zips').mkdir()
   for s in ('background', 'evaluation'):
     (tmp_path / 'zips' / f'images_{s}.zip').write_bytes(b'not a zip')
