@@ -36,6 +36,7 @@ except ImportError:  # run as python data/prepare.py: data/ is on sys.path
   import download
   import mimgnet_pickles
   import tiered
+from metadrop_tf import files as files_lib  # pylint: disable=g-import-not-at-top
 from metadrop_tf import manifest  # pylint: disable=g-import-not-at-top
 
 OMNIGLOT_SIZE = 28
@@ -313,9 +314,7 @@ def prepare_tiered(source, out_dir):
 
 
 def _write_json(path, value):
-  with open(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + '.tmp', path)
+  files_lib.write_json(path, value)
 
 
 def is_prepared(out_dir):

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from metadrop_tf import config as config_lib
 from metadrop_tf import errors
+from metadrop_tf import files
 
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.cfg'
@@ -35,9 +36,7 @@ def write_config(workdir: str, config: config_lib.Config) -> None:
   """Writes <workdir>/config.json atomically, and flags.cfg: the same settings as a flagfile."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json())
-  os.replace(path + '.tmp', path)
+  files.write_text(path, config.to_json())
   with open(os.path.join(workdir, FLAGS_FILE), 'w') as f:
     f.write(''.join(f'--{k}={v}\n' for k, v in sorted(config.to_dict().items())))
     f.write(f'--savedir={workdir}\n')

@@ -16,6 +16,7 @@ from metadrop_tf import attacks
 from metadrop_tf import checkpoints
 from metadrop_tf import data
 from metadrop_tf import distribute
+from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
@@ -119,13 +120,6 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
   return step
 
 
-def _write_json(path, value):
-  """Writes value to path atomically (a temporary file, then a rename)."""
-  with open(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + '.tmp', path)
-
-
 def code_commit() -> str | None:
   """The git commit of this package's checkout ('+' appended when it has uncommitted changes
   to tracked files), or None outside a git checkout."""
@@ -226,7 +220,7 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
     for name, value in step(episode, tf.constant(index * metabatch, tf.int64)).items():
       outputs.setdefault(name, []).extend(value.numpy().tolist())
     if partial and chief:
-      _write_json(partial[0], {'key': partial[1], 'outputs': outputs})
+      files.write_json(partial[0], {'key': partial[1], 'outputs': outputs})
     if not progress and chief and time.time() - last_log >= log_interval_s:
       last_log, done = time.time(), min(len(outputs[key]), n_episodes)
       logging.info('eval %s | %d/%d episodes | %s so far %s | %.2f s per episode',
@@ -289,7 +283,7 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   out = os.path.join(workdir, f'{name}.json')
   if distribute.is_chief(strategy):
     out = place_result(out, result, overwrite)
-    _write_json(out, result)
+    files.write_json(out, result)
     if os.path.exists(partial_path):
       os.remove(partial_path)
   result['path'] = out

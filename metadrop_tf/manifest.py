@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 
+from metadrop_tf import files
+
 MANIFEST_FILE = 'manifest.json'
 CHUNK = 1 << 20
 
@@ -22,9 +24,7 @@ def write(folder: str, names) -> str:
   entries = {name: {'bytes': os.path.getsize(os.path.join(folder, name)),
                     'sha256': sha256(os.path.join(folder, name))} for name in sorted(names)}
   path = os.path.join(folder, MANIFEST_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump({'files': entries}, f, indent=1)
-  os.replace(path + '.tmp', path)
+  files.write_json(path, {'files': entries})
   return path
 
 

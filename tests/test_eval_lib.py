@@ -10,6 +10,7 @@ import pytest
 import helpers
 from metadrop_tf import data
 from metadrop_tf import eval_lib
+from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import metrics
 
@@ -168,7 +169,7 @@ def _result(step, episodes):
 
 def test_a_result_of_fewer_episodes_goes_beside_the_one_of_more(tmp_path):
   path = str(tmp_path / 'eval_test.json')
-  eval_lib._write_json(path, _result(100, 1000))
+  files.write_json(path, _result(100, 1000))
   beside = eval_lib.place_result(path, _result(100, 40))
   assert beside == str(tmp_path / 'eval_test.40ep.json')
   assert eval_lib.place_result(path, _result(100, 40), overwrite=True) == path
@@ -179,7 +180,7 @@ def test_a_result_of_fewer_episodes_goes_beside_the_one_of_more(tmp_path):
 
 def test_a_result_of_another_checkpoint_keeps_the_earlier_one_by_its_step(tmp_path):
   path = str(tmp_path / 'eval_test.json')
-  eval_lib._write_json(path, _result(100, 1000))
+  files.write_json(path, _result(100, 1000))
   assert eval_lib.place_result(path, _result(200, 40)) == path
   with open(tmp_path / 'eval_test.step100.json') as f:
     assert json.load(f) == _result(100, 1000)
