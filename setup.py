@@ -28,12 +28,15 @@ setup(
     ],
     extras_require={
         'plots': ['matplotlib', 'scikit-learn'],
-        'test': ['pytest', 'pytest-xdist', 'matplotlib', 'scikit-learn', 'ruff'],
+        'serve': ['starlette', 'uvicorn'],
+        'test': ['pytest', 'pytest-xdist', 'matplotlib', 'scikit-learn', 'ruff', 'starlette',
+                 'uvicorn', 'httpx'],
         'docs': ['mkdocs', 'mkdocs-material'],
     },
     entry_points={'console_scripts': [
         'metadrop-train=metadrop_tf.launch:train',
         'metadrop-evaluate=metadrop_tf.launch:evaluate',
         'metadrop-export=metadrop_tf.launch:export',
+        'metadrop-serve=metadrop_tf.launch:serve',
     ]},
 )

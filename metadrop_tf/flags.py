@@ -155,6 +155,10 @@ def define_flags():
     else:
       flags.DEFINE_string(field.name, default, help_text)
   flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
+  flags.DEFINE_list('import_modules', [], 'Modules to import before the settings are checked: '
+                    'learners, backbones or noise types of your own, which register themselves '
+                    '(docs/adding.md); pass the same to evaluate.py and export.py. The current '
+                    'directory is searched too.')
 
 
 def _contradiction(name, value, saved_value, program):

@@ -12,6 +12,13 @@ def _run(program: str) -> None:
   main.run(program)
 
 
+def serve() -> None:
+  """Console script `metadrop-serve` and `serve.py`."""
+  quiet.start()
+  from metadrop_tf import serve_main  # pylint: disable=g-import-not-at-top
+  serve_main.run()
+
+
 def train() -> None:
   """Console script `metadrop-train` and `train.py`."""
   _run('train')

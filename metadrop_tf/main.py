@@ -5,6 +5,7 @@ a diverged run) end in one line on stderr and a non-zero exit status (errors.Use
 in a TensorFlow traceback. `--help` lists the program's own flags and exits 0.
 """
 
+import importlib
 import logging as std_logging
 import math
 import os
@@ -301,7 +302,8 @@ def define_program_flags(program: str) -> None:
 def print_help(program: str, doc: str = '', argv=()) -> None:
   """This program's own flags, then the run settings by component (absl's --help shows only
   absl's); --learner=X among argv narrows the learner options to X's."""
-  print(help_lib.program_help(program, doc, ['savedir'] + OWN_FLAGS[program], list(argv)))
+  print(help_lib.program_help(program, doc, ['savedir', 'import_modules'] + OWN_FLAGS[program],
+                              list(argv)))
 
 
 def run(program: str, argv=None) -> None:
@@ -316,8 +318,23 @@ def run(program: str, argv=None) -> None:
   except flags.Error as e:
     print(f'error: {" ".join(str(e).split())} (--help lists the flags)', file=sys.stderr)
     sys.exit(2)
+  _import_modules(FLAGS.import_modules)
   FLAGS.unparse_flags()
   app.run(_guarded(PROGRAMS[program][0]), argv=argv)
+
+
+def _import_modules(names) -> None:
+  """Imports --import_modules (components of the user's, registering themselves); a module
+  that fails to import is one line and exit status 2."""
+  if names and os.getcwd() not in sys.path:
+    sys.path.append(os.getcwd())
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f'error: --import_modules={name}: cannot import it ({type(e).__name__}: '
+            f'{errors.first_line(e, 160)})', file=sys.stderr)
+      sys.exit(2)
 
 
 def train():

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Table 1, further (docs/reproducing.md): MAML 20-way 1-shot continued to 20000 and 30000
+# iterations, each evaluated with the table's protocol (1000 episodes); the Omniglot 20-way
+# 5-shot cells, MAML and Meta Dropout with the reference flags, trained to ITERS_5SHOT and
+# evaluated the same way. Resumable: rerun the same command; training resumes from the last
+# checkpoint and an evaluation whose eval_test.json already holds the newest checkpoint with
+# 1000 episodes is skipped (runs/finished.py). Each evaluation keeps the earlier one of another
+# checkpoint as eval_test.step<N>.json.
+#   bash runs/table1_further.sh JOB   (from the repository root; one JOB per core:)
+#     maml_1shot      runs/omniglot_1shot_maml to 20000, evaluate, to 30000, evaluate
+#     maml_5shot      runs/omniglot_5shot_maml to ITERS_5SHOT (default 5000), evaluate
+#     metadrop_5shot  runs/omniglot_5shot_metadrop to ITERS_5SHOT, evaluate (30 MC samples in
+#                     TEST_MC_CHUNKS chunks, default 3, for memory)
+# THREADS (default 1) threads per op; run each JOB pinned: taskset -c 0 bash ... maml_1shot.
+set -euo pipefail
+JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot}
+ITERS_5SHOT=${ITERS_5SHOT:-5000}
+THREADS=${THREADS:-1}
+THREAD_FLAGS=(--intra_op_threads="$THREADS" --inter_op_threads=1)
+DATA=--data_dir=../shared/data/omniglot
+
+train_and_evaluate() {  # RUN ITERS [EVALUATE FLAGS...]
+  local run=$1 iters=$2
+  shift 2
+  if [ ! -f "runs/$run/config.json" ]; then
+    python train.py --flagfile="configs/$run.cfg" "$DATA" --savedir="runs/$run" \
+      --save_freq=100 --eval_freq=500 --eval_batches=10 --n_train_iters="$iters" \
+      "${THREAD_FLAGS[@]}" >> "runs/$run.out" 2>&1
+  else
+    python train.py --savedir="runs/$run" --n_train_iters="$iters" "${THREAD_FLAGS[@]}" \
+      >> "runs/$run.out" 2>&1
+  fi
+  if ! python runs/finished.py "runs/$run/eval_test.json" 1000; then
+    python evaluate.py --savedir="runs/$run" --n_test_iters=1000 "${THREAD_FLAGS[@]}" "$@" \
+      >> "runs/$run/evaluate.out" 2>&1
+  fi
+}
+
+case "$JOB" in
+  maml_1shot)
+    train_and_evaluate omniglot_1shot_maml 20000
+    train_and_evaluate omniglot_1shot_maml 30000 ;;
+  maml_5shot)
+    train_and_evaluate omniglot_5shot_maml "$ITERS_5SHOT" ;;
+  metadrop_5shot)
+    train_and_evaluate omniglot_5shot_metadrop "$ITERS_5SHOT" \
+      --test_mc_chunks="${TEST_MC_CHUNKS:-3}" ;;
+  *) echo "unknown JOB $JOB" >&2; exit 2 ;;
+esac
