@@ -32,7 +32,9 @@ from metadrop_tf import threads
 
 FLAGS = flags.FLAGS
 HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
-QUIET_TF_LINES = ('Sharding callback duration',)  # logged by TF at every checkpoint save
+# TF's own log lines between the program's: checkpoint saves, SavedModel writes.
+QUIET_TF_LINES = ('Sharding callback duration', 'Assets written to', 'Writing fingerprint to',
+                  'Function `', 'Found untraced functions')
 
 
 def _interrupt(signum, frame):
@@ -56,7 +58,9 @@ def _guarded(main):
     logging.set_verbosity(logging.INFO)
     if not quiet.verbose_requested(sys.argv):
       logging.get_absl_handler().setFormatter(std_logging.Formatter('%(message)s'))
-    logging.get_absl_logger().addFilter(_DropLines())
+    if not quiet.verbose_requested(sys.argv):
+      logging.get_absl_logger().addFilter(_DropLines())
+      std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
     try:
       if len(argv) > 1:
         raise config_lib.ConfigError(f'unexpected arguments {argv[1:]} (flags look like '

@@ -5,10 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 STEP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench',
                     'step.py')
 
 
+@pytest.mark.slow
 def test_a_case_over_the_memory_limit_is_stopped_and_reported():
   # TensorFlow's import alone passes 150 MB, so the case is stopped long before its step.
   result = subprocess.run(

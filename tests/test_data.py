@@ -196,6 +196,7 @@ def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
   assert moved > 0
 
 
+@pytest.mark.slow
 def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
   seen = []

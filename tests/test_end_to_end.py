@@ -23,6 +23,7 @@ def _run(script, *args):
                         text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_train_resume_evaluate(tmp_path):
   savedir = str(tmp_path / 'run')
   first = _run('train.py', *SMALL, f'--savedir={savedir}', '--n_train_iters=2')
@@ -54,6 +55,7 @@ def _assert_one_line_error(proc, text):
   assert last.startswith('error: ') and text in last, last
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(tmp_path):
   _assert_one_line_error(_run('evaluate.py', f'--savedir={tmp_path}'), 'config.json not found')
   _assert_one_line_error(
@@ -64,6 +66,7 @@ def test_bad_input_is_one_line(tmp_path):
       'prepare it with: python data/prepare.py')
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_command_resumes(tmp_path):
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top

@@ -76,6 +76,7 @@ def test_evaluation_of_a_run_warns_once_when_an_episode_may_not_fit(tmp_path, mo
   assert len(warnings) == 1 and 'may run out of memory' in warnings[0]  # no K fits 1 PiB
 
 
+@pytest.mark.slow
 def test_without_a_progress_bar_evaluation_logs_its_progress(tmp_path, caplog):
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
@@ -110,6 +111,7 @@ def _counting_steps(monkeypatch, fail_after=None):
   return calls
 
 
+@pytest.mark.slow
 def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypatch):
   config, workdir = helpers.saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
   partial = os.path.join(workdir, 'eval_test.partial.json')
@@ -128,6 +130,7 @@ def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypa
   assert resumed['accuracy'] == pytest.approx(whole['accuracy'])
 
 
+@pytest.mark.slow
 def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypatch):
   config, workdir = helpers.saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
   with monkeypatch.context() as patch:

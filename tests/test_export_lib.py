@@ -50,6 +50,7 @@ def _trained_run(tmp_path, maml, **changes):
   return config, workdir, model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('maml, changes', [(True, {}), (False, {}),
                                            (False, {'learner': 'csn'})])
 def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml, changes):
@@ -99,6 +100,7 @@ _LABELS = np.arange(3, dtype=np.int64)
      'query_x holds NaN or inf'),
     (_GOOD[:2], _LABELS, _GOOD, 'support images and labels differ in number'),
 ])
+@pytest.mark.slow
 def test_serving_names_the_bad_input(tmp_path, support_x, labels, query_x, words):
   config, _, model = _trained_run(tmp_path, maml=False)
   module = export_lib.AdaptAndPredict(model, config)
@@ -154,6 +156,7 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
   assert 'serving_default' in tf.saved_model.load(target).signatures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('maml, changes', [
     (True, {}), (False, {}), (False, {'learner': 'metasgd', 'zero_head': True})])
 def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
@@ -179,6 +182,7 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n' and os.path.getsize(png) > 1000
 
 
+@pytest.mark.slow
 def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
   """TF Serving and `saved_model_cli run` restore variables by name (TF1 loader)."""
   config, workdir, _ = _trained_run(tmp_path, maml=False)
@@ -196,6 +200,7 @@ def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
   assert 'Result for output key probabilities' in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('changes', [
     {'learner': 'metasgd', 'meta_dropout': True}, {'learner': 'anil', 'zero_head': True},
     {'learner': 'maml', 'lslr': True}, {'learner': 'csn'}])

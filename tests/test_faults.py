@@ -240,6 +240,7 @@ def test_a_diverging_run_stops_with_status_3_and_keeps_a_finite_checkpoint(tmp_p
   assert path.endswith(os.path.basename(saved[-1])[:-len('.index')])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_index_naming_missing_files_resumes_from_the_newest_complete(
     tmp_path, capsys):
   data_dir = str(tmp_path / 'data')

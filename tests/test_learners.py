@@ -229,6 +229,7 @@ def test_inner_momentum_and_weight_decay_follow_torch_sgd():
     np.testing.assert_allclose(got[2][name], theta2[name], rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_zero_head_trained_5_way_evaluates_3_and_10_way():
   learner = helpers.tiny_learner('maml', way=5, zero_head=True, channels=4)
   assert learner.network.theta['dense_kernel'].shape[-1] == 0
@@ -380,6 +381,7 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
                                rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name, options', [('metadrop', {}), ('maml', {}),
                                            ('metasgd', {'meta_dropout': True}),
                                            ('maml', {'lslr': True}),
@@ -401,6 +403,7 @@ def test_gradient_checkpointing_gives_the_same_meta_gradient(name, options):
                                       recomputed.network.phi['conv0_kernel'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name, options', [('metadrop', {}),
                                            ('maml', dict(PER_STEP, lslr=True))])
 @pytest.mark.parametrize('kept', [1, 2])
@@ -417,6 +420,7 @@ def test_gradient_checkpointing_keeping_the_last_steps_gives_the_same_meta_gradi
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_in_a_traced_step():
   episode = helpers.random_episode(metabatch=2)
   grads = []
@@ -435,6 +439,7 @@ def _graph_ops(function) -> int:
   return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the_steps():
   episode = helpers.random_episode(metabatch=1)
   ops = {}
@@ -457,6 +462,7 @@ def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the
     ('metadrop', {'noise_type': 'vib'}),
     ('metadrop', dict(PER_STEP, noise_type='info_dropout')),
 ])
+@pytest.mark.slow
 def test_gradient_checkpointing_with_schedules_and_penalties(name, options):
   episode = helpers.random_episode(metabatch=2)
   plain = helpers.tiny_learner(name, n_steps=3, **options)
@@ -561,6 +567,7 @@ def test_per_step_offsets_are_used_step_by_step():
   assert float(learner.meta_objective(episode, SEED)['loss']) != float(before)
 
 
+@pytest.mark.slow
 def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
   network = helpers.tiny_model(maml=True)
   network.track_running_statistics()
@@ -595,6 +602,7 @@ def test_fixed_noise_trains_no_noise_generator():
       id(v) for v in learned.meta_variables()}
 
 
+@pytest.mark.slow
 def test_mixup_mixes_the_support_and_its_labels_as_drawn():
   """Input mixup at a step equals MAML's step on the hand-mixed support; the manifold draws
   cover the input and the hidden layers; lam follows Beta(alpha, alpha)."""
@@ -666,6 +674,7 @@ def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl
   np.testing.assert_allclose(vib.noise_penalty(x), kl.mean(), rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('noise_type', config_lib.NOISE_TYPES)
 def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
   """A traced training step runs (no variable without a gradient) and moves every trained

@@ -28,6 +28,7 @@ LEARNER_FLAGS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('learner_flags', LEARNER_FLAGS,
                          ids=['_'.join(f.strip('-').split('=')[-1] for f in flags)
                               for flags in LEARNER_FLAGS])
@@ -72,6 +73,7 @@ def test_flag_errors_are_one_line_and_exit_2(capsys, args, words):
   assert len(err.splitlines()) == 1 and words in err
 
 
+@pytest.mark.slow
 def test_the_advice_for_a_contradicting_flag_runs_when_pasted(tmp_path, capsys):
   _, run = helpers.saved_run(tmp_path)
   assert helpers.run_program('train', f'--savedir={run}', '--way=4') == 2

@@ -53,6 +53,7 @@ def test_fixed_gates_perform_plain_sgd():
   assert np.abs(got[-1]['conv0_kernel'] - got[0]['conv0_kernel']).max() > 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['lstm_kernel', 'lstm_bias', 'forget_kernel', 'input_kernel',
                                   'forget_bias', 'input_bias'])
 def test_meta_gradients_of_its_own_weights_match_finite_differences(name):
@@ -118,6 +119,7 @@ def test_settings_it_has_no_use_for_are_one_line(changes, words):
     learners.check(helpers.tiny_config(learner='metalstm', **changes))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('shots', [1, 5])
 def test_the_miniimagenet_configs_train_and_evaluate_on_synthetic_shards(tmp_path, shots):
   """The paper's settings (configs/mimgnet_<K>shot_metalstm.cfg) on miniImageNet-shaped fake

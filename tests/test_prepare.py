@@ -155,6 +155,7 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys):
     prepare.main(['--source', str(tmp_path / 'zips'), '--out_dir', str(tmp_path / 'o')])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(os.path.join(helpers.SHARED_OMNIGLOT, 'source')),
                     reason='needs ../shared/data/omniglot/source')
 def test_real_omniglot_source_rebuilds_the_shared_shards(tmp_path):

@@ -37,6 +37,7 @@ def _count(group):
     ((84, 84, 3), resnet.WIDTHS, 5, (42, 21, 10, 5)),  # miniImageNet / tiered
     ((84, 84, 3), resnet.LIGHT_WIDTHS, 5, (42, 21, 10, 5)),
 ])
+@pytest.mark.slow
 def test_shapes_and_parameter_counts(image_shape, widths, way, maps):
   net = resnet.ResNet12(way, image_shape, widths)
   expected = _expected_counts(image_shape[-1], widths, way)
@@ -95,6 +96,7 @@ def test_fast_weights_equal_the_variables():
     ('maml', 'theta', 'stage3_convc_kernel'),
     ('maml', 'beta', 'stage1_bnshortcut'),
 ])
+@pytest.mark.slow
 def test_second_order_meta_gradient_matches_finite_differences(name, group, variable):
   network = _tiny(maml=name == 'maml')
   learner = learners.REGISTRY[name](network, 2, 0.2)

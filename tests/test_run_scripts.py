@@ -65,6 +65,7 @@ def test_attack_needs_same_radii(tmp_path):
   assert not finished(path, 8, '0.04,0.02')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('episodes,code', [(400, 0), (600, 1)])
 def test_command_line_exit_code(tmp_path, episodes, code):
   path = make_run(tmp_path, newest=1000, result_step=1000, episodes=400)

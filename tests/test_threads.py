@@ -4,10 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import helpers
 from metadrop_tf import threads
 
 
+@pytest.mark.slow
 def test_training_with_a_task_per_core_runs_one_thread_per_op():
   cores = len(os.sched_getaffinity(0))
   config = helpers.tiny_config(metabatch=cores)
@@ -19,6 +22,7 @@ def test_training_with_a_task_per_core_runs_one_thread_per_op():
   assert threads.op_threads(explicit, training=True) == (3, 2)
 
 
+@pytest.mark.slow
 def test_configure_sets_the_runtime_pools():
   code = ('import tensorflow as tf, helpers; from metadrop_tf import threads; '
           'threads.configure(helpers.tiny_config(intra_op_threads=3, inter_op_threads=2), True); '

@@ -118,6 +118,7 @@ def test_bad_tiered_inputs_are_one_line(tmp_path):
     prepare.main(['--dataset=tiered', '--out_dir', str(tmp_path / 'o2')])
 
 
+@pytest.mark.slow
 def test_training_and_evaluation_run_on_ragged_shards(tmp_path, capsys):
   _write(str(tmp_path / 'src'), 'npz')
   out = str(tmp_path / 'out')

@@ -28,6 +28,7 @@ def _call(step, episode, iteration, with_pre=True):
   return step(episode, tf.constant(iteration, tf.int64), tf.constant(with_pre))
 
 
+@pytest.mark.slow
 def test_outer_step_traces_once_for_new_meta_batches():
   config = helpers.tiny_config()
   _, step = _step_for(config)
@@ -37,6 +38,7 @@ def test_outer_step_traces_once_for_new_meta_batches():
   assert set(out) == {'loss', 'acc', 'loss_pre', 'acc_pre', 'grad_norm'}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('maml', [False, True])
 def test_overfits_one_episode_and_trains_the_right_variables(maml):
   config = helpers.tiny_config(maml=maml, channels=8, meta_lr=3e-3, n_steps=1)
@@ -51,6 +53,7 @@ def test_overfits_one_episode_and_trains_the_right_variables(maml):
   assert all(np.abs(v.numpy() - t).max() > 0 for v, t in zip(model.network.theta.values(), theta))
 
 
+@pytest.mark.slow
 def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
   config = helpers.tiny_config(pre_adapt_freq=3)
   episode = _episode(config)
@@ -68,6 +71,7 @@ def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
   assert reported == [every, every, {*every, 'loss_pre', 'acc_pre'}]
 
 
+@pytest.mark.slow
 def test_same_seed_same_loss():
   config = helpers.tiny_config()
   runs = []
@@ -77,6 +81,7 @@ def test_same_seed_same_loss():
   assert runs[0] == runs[1]
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory_and_resumes(tmp_path):
   data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
@@ -100,6 +105,7 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signals', [1, 2])
 def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
     tmp_path, monkeypatch, signals):
