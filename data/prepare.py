@@ -256,7 +256,7 @@ def write_mimgnet_pickles(found, out_dir):
       out[c] = images
     _commit(out, os.path.join(out_dir, f'{split}.npy'))
     names[split] = list(classes)
-  _write_json(os.path.join(out_dir, 'splits.json'), names)
+  files_lib.write_json(os.path.join(out_dir, 'splits.json'), names)
   manifest.write(out_dir, [f'{split}.npy' for split in found])
 
 
@@ -286,7 +286,7 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
                        'miniImageNet_category_split_train_phase_train.pickle)')
   for split, classes in splits.items():
     write_mimgnet_split(classes, os.path.join(out_dir, f'{split}.npy'))
-  _write_json(os.path.join(out_dir, 'splits.json'),
+  files_lib.write_json(os.path.join(out_dir, 'splits.json'),
               {split: sorted(classes) for split, classes in splits.items()})
   manifest.write(out_dir, [f'{split}.npy' for split in splits])
 
@@ -297,7 +297,7 @@ def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
     tmp = os.path.join(out_dir, f'{split}.tmp.npz')
     np.savez_compressed(tmp, images=images)
     os.replace(tmp, os.path.join(out_dir, f'{split}.npz'))
-  _write_json(os.path.join(out_dir, 'splits.json'), splits)
+  files_lib.write_json(os.path.join(out_dir, 'splits.json'), splits)
   manifest.write(out_dir, [f'{split}.npz' for split in arrays])
   return arrays
 
@@ -308,13 +308,9 @@ def prepare_tiered(source, out_dir):
                        '<split>_images.npz or <split>_images_png.pkl + <split>_labels.pkl, or '
                        '<split>/<class>/ image folders')
   names = tiered.prepare(source, out_dir)
-  _write_json(os.path.join(out_dir, 'splits.json'), names)
+  files_lib.write_json(os.path.join(out_dir, 'splits.json'), names)
   manifest.write(out_dir, [f'{split}{suffix}.npy' for split in names
                            for suffix in ('', '_offsets')])
-
-
-def _write_json(path, value):
-  files_lib.write_json(path, value)
 
 
 def is_prepared(out_dir):
@@ -382,7 +378,7 @@ def write_channel_statistics(dataset, out_dir):
   info = config_lib.DATASETS[dataset]
   train = data.load_split(out_dir, 'train', info.image_shape, dataset)
   mean, std = data.compute_channel_statistics(train)
-  _write_json(os.path.join(out_dir, data.CHANNEL_STATS_FILE), {'mean': mean, 'std': std})
+  files_lib.write_json(os.path.join(out_dir, data.CHANNEL_STATS_FILE), {'mean': mean, 'std': std})
 
 
 if __name__ == '__main__':

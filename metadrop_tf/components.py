@@ -9,6 +9,9 @@ that no option is recorded in config.json as if it had taken effect. No TF impor
 """
 
 import dataclasses
+import importlib
+import os
+import sys
 from typing import NamedTuple
 
 from metadrop_tf import config as config_lib
@@ -46,6 +49,22 @@ def declare(kind: str, name: str, options=()) -> Component:
   component = Component(kind, name, f'--{CHOICES[kind][0]}={name}', frozenset(options))
   REGISTRY[(kind, name)] = component
   return component
+
+
+def import_modules(names: str) -> None:
+  """Imports the comma-separated modules `names` (components of the user's, which declare
+  and register themselves), searching the current directory too; ConfigError naming the module
+  if one fails to import."""
+  names = [n.strip() for n in names.split(',') if n.strip()]
+  if names and os.getcwd() not in sys.path:
+    sys.path.append(os.getcwd())
+  for name in names:
+    try:
+      importlib.import_module(name)
+    except Exception as e:  # pylint: disable=broad-except  # any failure of the user's module
+      first = (str(e).strip().splitlines() or [''])[0][:160]
+      raise config_lib.ConfigError(f'--import_modules={name}: cannot import it '
+                                   f'({type(e).__name__}: {first})') from None
 
 
 def used_by(config) -> list:

@@ -50,7 +50,7 @@ ADDED_KEYS = {
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
     'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
     'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
-    'checkpoint_kept_steps': 0,
+    'checkpoint_kept_steps': 0, 'import_modules': '',
 }
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
@@ -93,6 +93,7 @@ class Config:
   test_mc_chunks: int = 1  # the meta-test's MC samples in this many sequential chunks
   maml: bool = False  # the reference's flag: the same as learner='maml'
   learner: str = ''  # a name of learners.REGISTRY; '': maml with --maml, else metadrop
+  import_modules: str = ''  # comma-separated modules of the user's that register components
   meta_dropout: bool = False  # add Meta Dropout's noise to any gradient learner
   noise_type: str = 'metadrop'  # the noise of noisy learners: Meta Dropout's or a baseline's
   noise_scale: float = 0.5  # std of the fixed-noise baselines (fixed_mult, fixed_add)

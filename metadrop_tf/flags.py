@@ -139,6 +139,10 @@ _HELP = {
     'eval_split': 'Split monitored during training (the reference monitors test).',
     'eval_batches': 'Meta-batches per monitoring evaluation (reference: 50).',
     'eval_mc_samp': 'MC samples of the cheaper monitoring evaluation.',
+    'import_modules': 'Comma-separated Python modules to import before the settings are '
+                      'checked: learners, backbones or noise types of your own, which register '
+                      'themselves (docs/adding.md). Recorded in config.json, so evaluate.py and '
+                      'export.py import them again; the current directory is searched too.',
 }
 
 
@@ -155,10 +159,6 @@ def define_flags():
     else:
       flags.DEFINE_string(field.name, default, help_text)
   flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
-  flags.DEFINE_list('import_modules', [], 'Modules to import before the settings are checked: '
-                    'learners, backbones or noise types of your own, which register themselves '
-                    '(docs/adding.md); pass the same to evaluate.py and export.py. The current '
-                    'directory is searched too.')
 
 
 def _contradiction(name, value, saved_value, program):
@@ -173,10 +173,11 @@ def _contradiction(name, value, saved_value, program):
 
 
 def _checked(config):
-  """config, validated: first the rules its components declare (an option of a component the
-  run does not use names both), then the Config's own (metadrop_tf.config)."""
-  if config.learner_name in learners.REGISTRY:
-    components.check(config)
+  """config, validated: its --import_modules imported, then the rules its components declare
+  (an option of a component the run does not use names both; learners.check), then the
+  Config's own (metadrop_tf.config)."""
+  components.import_modules(config.import_modules)
+  learners.check(config)
   return config.validate()
 
 

@@ -5,7 +5,6 @@ a diverged run) end in one line on stderr and a non-zero exit status (errors.Use
 in a TensorFlow traceback. `--help` lists the program's own flags and exits 0.
 """
 
-import importlib
 import logging as std_logging
 import math
 import os
@@ -25,7 +24,6 @@ from metadrop_tf import distribute
 from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import help as help_lib
-from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf import quiet
 from metadrop_tf import threads
@@ -58,7 +56,6 @@ def _guarded(main):
     logging.set_verbosity(logging.INFO)
     if not quiet.verbose_requested(sys.argv):
       logging.get_absl_handler().setFormatter(std_logging.Formatter('%(message)s'))
-    if not quiet.verbose_requested(sys.argv):
       logging.get_absl_logger().addFilter(_DropLines())
       std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
     try:
@@ -104,7 +101,6 @@ def _describe():
   """--describe: the network of the flags, its parameters counted; trains nothing."""
   from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
   config = flags_lib.config_from_flags()
-  learners.check(config)
   network = model_lib.build_model(config)
   widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
   print(f'{config.backbone} (widths {widths}), {config.dataset} {config.image_shape} '
@@ -130,7 +126,6 @@ def train_main():
   savedir = _savedir()
   saved, mutable = _saved_config(savedir)
   config = flags_lib.config_from_flags(saved, mutable)
-  learners.check(config)
   _directory('data_dir', config.resolved_data_dir)
   strategy = _strategy(config, training=True)
   train_lib.train(config, savedir, progress=sys.stderr.isatty(), strategy=strategy)
@@ -140,7 +135,6 @@ def evaluate_main():
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='evaluate')
-  learners.check(config)
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
   attack = _attack_from_flags()
   objective = objectives.for_config(config)
@@ -201,7 +195,6 @@ def export_main():
   from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='export')
-  learners.check(config)
   default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
   export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
   if FLAGS.mode == 'savedmodel':
@@ -251,6 +244,11 @@ def _define(kind, name, default, help_text, **kwargs):
     getattr(flags, f'DEFINE_{kind}')(name, default, help_text, **kwargs)
 
 
+def _define_overwrite():
+  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
+          '(export), a result of more episodes (evaluate).')
+
+
 def define_train_flags():
   _define('bool', 'describe', False, 'Print the network of these flags and its parameter '
           'counts per group and variable, then exit (no --savedir needed).')
@@ -263,8 +261,7 @@ def define_export_flags():
           enum_values=['savedmodel', 'visualize'])
   _define('string', 'export_dir', None,
           'Output folder (default <savedir>/export, or <savedir>/visualization).')
-  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
-          '(export), a result of more episodes (evaluate).')
+  _define_overwrite()
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 
@@ -281,8 +278,7 @@ def define_evaluate_flags():
   _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves (at '
           "least the step's L1 length: a pixel moves by at most 1).")
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
-  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
-          '(export), a result of more episodes (evaluate).')
+  _define_overwrite()
 
 
 PROGRAMS = {
@@ -306,8 +302,7 @@ def define_program_flags(program: str) -> None:
 def print_help(program: str, doc: str = '', argv=()) -> None:
   """This program's own flags, then the run settings by component (absl's --help shows only
   absl's); --learner=X among argv narrows the learner options to X's."""
-  print(help_lib.program_help(program, doc, ['savedir', 'import_modules'] + OWN_FLAGS[program],
-                              list(argv)))
+  print(help_lib.program_help(program, doc, ['savedir'] + OWN_FLAGS[program], list(argv)))
 
 
 def run(program: str, argv=None) -> None:
@@ -322,23 +317,8 @@ def run(program: str, argv=None) -> None:
   except flags.Error as e:
     print(f'error: {" ".join(str(e).split())} (--help lists the flags)', file=sys.stderr)
     sys.exit(2)
-  _import_modules(FLAGS.import_modules)
   FLAGS.unparse_flags()
   app.run(_guarded(PROGRAMS[program][0]), argv=argv)
-
-
-def _import_modules(names) -> None:
-  """Imports --import_modules (components of the user's, registering themselves); a module
-  that fails to import is one line and exit status 2."""
-  if names and os.getcwd() not in sys.path:
-    sys.path.append(os.getcwd())
-  for name in names:
-    try:
-      importlib.import_module(name)
-    except Exception as e:  # pylint: disable=broad-except
-      print(f'error: --import_modules={name}: cannot import it ({type(e).__name__}: '
-            f'{errors.first_line(e, 160)})', file=sys.stderr)
-      sys.exit(2)
 
 
 def train():

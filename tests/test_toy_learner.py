@@ -43,8 +43,9 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
                '--eval_batches=1', '--log_freq=1', '--n_test_iters=2')
   assert train.returncode == 0, train.stderr[-3000:]
   with open(os.path.join(run, 'config.json')) as f:
-    assert json.load(f)['learner'] == 'toy_half_rate'
-  evaluation = _run(tmp_path, 'evaluate.py', *common)
+    saved = json.load(f)
+  assert saved['learner'] == 'toy_half_rate' and saved['import_modules'] == 'toy_learner'
+  evaluation = _run(tmp_path, 'evaluate.py', f'--savedir={run}')  # config.json names the module
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   assert 'toy_half_rate | test | step 2 | 2 episodes' in evaluation.stdout
   # its options are the gradient learners' (it subclasses them); a base-class option check
@@ -55,6 +56,8 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
   assert bad.stderr.strip() == ('error: --resnet_widths=2,2,2,2 does not apply to '
                                 '--backbone=conv4: it is an option of --backbone=resnet12; '
                                 'leave it out')
-  missing = _run(tmp_path, 'train.py', '--import_modules=no_such_module', f'--savedir={run}')
+  missing = _run(tmp_path, 'train.py', '--import_modules=no_such_module', f'--savedir={run}_3',
+                 f'--data_dir={data_dir}')
   assert missing.returncode == 2
   assert missing.stderr.startswith('error: --import_modules=no_such_module: cannot import it')
+  assert not os.path.exists(f'{run}_3/config.json')
