@@ -22,7 +22,6 @@ from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
 from metadrop_tf import objectives
-from metadrop_tf.learners import gradient as gradient_lib
 
 TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
 
@@ -99,23 +98,21 @@ def make_outer_step(learner, optimizer, config, strategy=None):
   strategy = strategy or tf.distribute.get_strategy()
   variables = learner.meta_variables()
   meta_gradients = make_meta_gradients(learner, config, strategy)
-  running = getattr(learner, 'running', False)  # --bn_mode=running
 
-  def replica_statistics(episode):
+  def replica_state(episode):
     part, _ = distribute.replica_share(episode)
-    return distribute.all_reduce_sum(
-        learner.running_statistics_share(part, episode.support_x.shape[0]))
+    share = learner.training_state_share(part, episode.support_x.shape[0])
+    return None if share is None else distribute.all_reduce_sum(share)
 
   @tf.function
   def step(episode, iteration, with_pre):
     out, grads = meta_gradients(episode, iteration, with_pre)
     grad_norm = tf.linalg.global_norm(grads)
     grads = [tf.clip_by_value(g, -config.grad_clip, config.grad_clip) for g in grads]
-    if running:  # the meta-batch's support statistics, under the weights of this iteration
-      statistics = distribute.local(strategy, strategy.run(replica_statistics, (episode,)))
+    state = strategy.run(replica_state, (episode,))  # under the weights of this iteration
     optimizer.apply_gradients(zip(grads, variables))
-    if running:
-      learner.network.update_running_statistics(statistics, gradient_lib.RUNNING_MOMENTUM)
+    if state is not None:  # e.g. running batch-norm statistics (Learner.training_state_share)
+      learner.update_training_state(distribute.local(strategy, state))
     return {**out, 'grad_norm': grad_norm}
   return step
 

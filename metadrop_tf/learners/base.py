@@ -84,6 +84,18 @@ class Learner:
     own = list(self.own.variables) if self.own is not None else []
     return list(self.network.variables) + own
 
+  def training_state_share(self, episode, total_tasks: int):
+    """State the learner keeps outside its meta-gradient and updates after every optimizer
+    step (e.g. running batch-norm statistics): this replica's share of it for `episode`,
+    summed over its tasks and divided by total_tasks (shares add up to the meta-batch mean),
+    computed under the weights before the step. None (the default): no such state."""
+    del episode, total_tasks
+    return None
+
+  def update_training_state(self, share) -> None:
+    """Folds the all-reduced training_state_share into the learner's state."""
+    del share
+
   def trackables(self) -> dict:
     """What tf.train.Checkpoint saves: the network as 'model' (the layout of every committed
     run), and the learner's own variables as 'learner' when it has any."""

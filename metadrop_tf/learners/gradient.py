@@ -24,7 +24,8 @@ Every gradient-based learner is a GradientLearner with other options or rates:
                              per_step (MAML++ BNRS + BNWB): inductive, with learned offsets
                              per inner step (state s, after s steps, uses offsets s); running:
                              the query normalized with running averages of support statistics
-                             tracked during meta-training (PyTorch-MAML's non-episodic norm)
+                             tracked during meta-training (PyTorch-MAML's non-episodic norm;
+                             training_state_share / update_training_state)
 """
 
 from typing import Optional
@@ -115,7 +116,7 @@ class GradientLearner(base.Learner):
     per_step_offsets: MAML++'s per-step batch-norm offsets ([S + 1, C] per norm, learned, in
       `own`, starting at zero; the network's beta is then unused); with inductive, per_step.
     running: predictions normalize with the network's running statistics (it must track
-      them: track_running_statistics), which training updates (running_statistics_share).
+      them: track_running_statistics), which training updates (training_state_share).
     objective: the task's loss (inner and outer) and metric (metadrop_tf.objectives).
     mixup: '' (off), 'input' or 'manifold': mix every inner step's support batch (mixing);
       not with noise (one copy). mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
@@ -244,17 +245,21 @@ class GradientLearner(base.Learner):
     statistics = self.network.batch_statistics(support_x, state, beta=state.get(OFFSETS))
     return {**state, STATISTICS: statistics}
 
-  def running_statistics_share(self, episode, total_tasks):
+  def training_state_share(self, episode, total_tasks):
     """With running statistics: the support's batch statistics under the meta-learned
     weights (what PyTorch-MAML's first inner forward records), summed over the tasks of
-    `episode` and divided by total_tasks (replica shares add up to the meta-batch mean);
-    None otherwise."""
+    `episode` and divided by total_tasks; None otherwise."""
     if not self.running:
       return None
     per_task = [self.network.batch_statistics(episode.support_x[b])
                 for b in range(episode.support_x.shape[0])]
     return tf.nest.map_structure(lambda *t: tf.stop_gradient(tf.add_n(t) / total_tasks),
                                  *per_task)
+
+  def update_training_state(self, share) -> None:
+    """running <- (1 - RUNNING_MOMENTUM) * running + RUNNING_MOMENTUM * share."""
+    if self.running:
+      self.network.update_running_statistics(share, RUNNING_MOMENTUM)
 
   def with_offsets(self, state, step):
     """state with the batch-norm offsets of inner step `step` (per_step; else state)."""
