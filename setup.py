@@ -16,6 +16,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['metadrop_tf', 'metadrop_tf.*']),
+    package_data={'metadrop_tf': ['page/*.html', 'page/*.js', 'page/*.css']},
     install_requires=[
         'tensorflow>=2.18',
         'tf-keras>=2.18',  # tensorflow-probability imports it
@@ -30,7 +31,7 @@ setup(
         'plots': ['matplotlib', 'scikit-learn'],
         'serve': ['starlette', 'uvicorn'],
         'test': ['pytest', 'pytest-xdist', 'matplotlib', 'scikit-learn', 'ruff', 'starlette',
-                 'uvicorn', 'httpx'],
+                 'uvicorn', 'httpx', 'selenium'],
         'docs': ['mkdocs', 'mkdocs-material'],
     },
     entry_points={'console_scripts': [

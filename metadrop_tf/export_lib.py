@@ -11,11 +11,14 @@ from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import eval_lib
+from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import sinusoid
 
 SERVE_STREAM = 2  # noise seed of serving: [seed, 2], fixed so predictions are repeatable
+SPREAD_SAMPLES = 10  # noise samples of the `spread` signature (noisy learners)
+DESCRIPTION_FILE = os.path.join('assets.extra', 'metadrop_tf.json')  # TF Serving ignores it
 VIS_EPISODES = 10
 VIS_SAMPLES = 10
 
@@ -103,9 +106,34 @@ class AdaptAndPredict(_Served):
     self.serve_onehot = tf.function(self._serve_onehot, input_signature=[
         images('support_x'), tf.TensorSpec([None, None], tf.float32, name='support_y'),
         images('query_x')])
+    self.noisy = bool(getattr(learner, 'noisy', False))
+    if self.noisy:
+      self.serve_spread = tf.function(self._serve_spread, input_signature=[
+          images('support_x'), tf.TensorSpec([None], tf.int64, name='support_labels'),
+          images('query_x')])
 
   def signatures(self) -> dict:
-    return {'serving_default': self.serve_labels, 'onehot': self.serve_onehot}
+    served = {'serving_default': self.serve_labels, 'onehot': self.serve_onehot}
+    if self.noisy:
+      served['spread'] = self.serve_spread
+    return served
+
+  def _serve_spread(self, support_x, support_labels, query_x):
+    """serving_default's outputs, plus 'sample_probabilities' [SPREAD_SAMPLES, n_query, way]:
+    the query probabilities after adapting under each of SPREAD_SAMPLES single noise samples,
+    how much the prediction depends on the noise drawn (Meta Dropout's uncertainty)."""
+    outputs = self._serve_labels(support_x, support_labels, query_x)
+    support_y = tf.one_hot(support_labels, self.way)
+    support_x = tf.ensure_shape(support_x, [None, *self.image_shape])
+    query_x = tf.ensure_shape(query_x, [None, *self.image_shape])
+    support_y = tf.ensure_shape(support_y, [None, self.way])
+
+    def sample(index):  # adaptation under one noise sample (a loop, not SPREAD_SAMPLES graphs)
+      seed = meta_learner.fold_seed(self.seed, index + 1)
+      state = self.learner.adapt(support_x, support_y, seed, 1)[-1]
+      return tf.cast(tf.nn.softmax(self.learner.predict(state, query_x)), tf.float32)
+    samples = tf.map_fn(sample, tf.range(SPREAD_SAMPLES), fn_output_signature=tf.float32)
+    return {**outputs, 'sample_probabilities': samples}
 
   def _serve_labels(self, support_x, support_labels, query_x):
     checks = [
@@ -169,6 +197,15 @@ def restore_learner(config, workdir, checkpoint=None):
   return learner, int(ckpt.step.numpy())
 
 
+def describe(config, module: _Served) -> dict:
+  """What a client needs beyond the signatures (read by serve.py's page): the task, the
+  classes (way) and input shape the model was exported for, its signatures."""
+  return {'task': 'regression' if isinstance(module, AdaptAndRegress) else 'classification',
+          'dataset': config.dataset, 'way': config.way, 'shot': config.shot,
+          'input_shape': list(config.image_shape), 'mc_samples': config.test_mc_samples,
+          'signatures': sorted(module.signatures())}
+
+
 def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=False):
   """Writes the SavedModel of a trained run to export_dir; returns export_dir.
 
@@ -188,6 +225,8 @@ def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=Fa
   for leftover in (partial, old):
     shutil.rmtree(leftover, ignore_errors=True)
   tf.saved_model.save(module, partial, signatures=module.signatures())
+  os.makedirs(os.path.join(partial, os.path.dirname(DESCRIPTION_FILE)), exist_ok=True)
+  files.write_json(os.path.join(partial, DESCRIPTION_FILE), describe(config, module))
   if os.path.exists(export_dir):
     os.replace(export_dir, old)
   os.replace(partial, export_dir)

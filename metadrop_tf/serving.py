@@ -5,6 +5,8 @@
   POST /v1/models/NAME[/versions/V]:predict    {"signature_name": S, "inputs": {...}} (columnar)
                                                or {"instances": [{...}, ...]} (rows)
   GET  /healthz
+  GET  /                                       a page to draw new classes and adapt to them
+  GET  /page/models                            the served models, for the page
 
 Answers are TF Serving's: {"outputs": ...} for columnar requests, {"predictions": ...} for rows,
 {"error": "one line"} with status 400 (the request), 404 (no such model, version or signature),
@@ -26,6 +28,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 import tensorflow as tf
 
@@ -43,11 +46,18 @@ class ServingError(Exception):
     self.status = status
 
 
+PAGE_DIR = os.path.join(os.path.dirname(__file__), 'page')
+PAGE_FILES = {'index.html': 'text/html', 'app.js': 'text/javascript', 'style.css': 'text/css'}
+DESCRIPTION_FILE = os.path.join('assets.extra', 'metadrop_tf.json')  # export_lib writes it
+
+
 class Model(NamedTuple):
-  """One loaded version of a model: its signatures (name -> concrete function)."""
+  """One loaded version of a model: its signatures (name -> concrete function) and the
+  description export.py writes beside them (None for an export without one)."""
   name: str
   version: int
   signatures: dict
+  description: dict | None = None
 
 
 def find_versions(export_dir: str) -> dict:
@@ -70,7 +80,15 @@ def load(export_dir: str, name: str) -> Model:
   versions = find_versions(export_dir)
   version = max(versions)
   loaded = tf.saved_model.load(versions[version])
-  return Model(name, version, dict(loaded.signatures))
+  return Model(name, version, dict(loaded.signatures), _description(versions[version]))
+
+
+def _description(path: str) -> dict | None:
+  try:
+    with open(os.path.join(path, DESCRIPTION_FILE)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def _spec(tensor_spec) -> dict:
@@ -233,6 +251,23 @@ def make_app(models: dict, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
     del request
     return {'status': 'ok', 'models': sorted(models)}
 
+  async def page_models(request: Request):
+    del request
+    return {'models': [{'name': m.name, 'version': m.version, 'description': m.description,
+                        'signatures': sorted(m.signatures)} for m in models.values()]}
+
+  # The page's files are read once, here: no request names a path.
+  page = {}
+  for name, kind in PAGE_FILES.items():
+    with open(os.path.join(PAGE_DIR, name), 'rb') as f:
+      page[name] = (f.read(), kind)
+
+  async def page_file(request: Request):
+    name = request.path_params.get('file', 'index.html')
+    if name not in page:
+      return JSONResponse({'error': f'no page file {name}'}, status_code=404)
+    return Response(page[name][0], media_type=page[name][1])
+
   def endpoint(handler):
     async def wrapped(request: Request):
       start = time.perf_counter()
@@ -249,7 +284,10 @@ def make_app(models: dict, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
     return wrapped
 
   prefix = '/v1/models/{name}'
-  routes = [Route('/healthz', endpoint(healthz))]
+  routes = [Route('/healthz', endpoint(healthz)),
+            Route('/page/models', endpoint(page_models), methods=['GET']),
+            Route('/', page_file, methods=['GET']),
+            Route('/page/{file}', page_file, methods=['GET'])]
   for base in (prefix, prefix + '/versions/{version}'):
     routes += [Route(base, endpoint(status), methods=['GET']),
                Route(base + '/metadata', endpoint(get_metadata), methods=['GET']),

@@ -1,6 +1,10 @@
 """Shared tiny fixtures: configs, models, episodes and shards small enough for fast tests."""
 
+import json
 import os
+import socket
+import urllib.error
+import urllib.request
 
 import numpy as np
 import tensorflow as tf
@@ -162,3 +166,21 @@ def check_against_finite_differences(learner, episode, variable, iteration=None)
     numeric = finite_difference(learner, episode, variable, index, iteration)
     # atol: the central difference's rounding floor, ~1e-16 * |loss| / h, a few 1e-9.
     np.testing.assert_allclose(grad[index], numeric, rtol=1e-5, atol=3e-9)
+
+
+def free_port() -> int:
+  """A loopback port free at the moment of the call."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def http_call(url: str, body=None, timeout: float = 120) -> tuple:
+  """(status, parsed JSON answer) of a GET (body None) or a JSON POST to url."""
+  data = None if body is None else json.dumps(body).encode()
+  request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
+  try:
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+      return answer.status, json.loads(answer.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())

@@ -5,12 +5,10 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -61,7 +59,8 @@ def test_status_metadata_and_health(client):
   assert status['model_version_status'][0]['state'] == 'AVAILABLE'
   meta = client.get('/v1/models/omni/versions/1/metadata').json()
   defs = meta['metadata']['signature_def']['signature_def']
-  assert set(defs) == {'serving_default', 'onehot'}
+  assert set(defs) == {'serving_default', 'onehot', 'spread'}  # spread: a noisy learner's
+  assert set(defs['spread']['outputs']) == {'probabilities', 'labels', 'sample_probabilities'}
   assert defs['serving_default']['inputs']['support_labels']['dtype'] == 'DT_INT64'
   assert client.get('/v1/models/other').status_code == 404
   assert client.get('/v1/models/omni/versions/2').status_code == 404
@@ -150,30 +149,43 @@ def test_an_internal_failure_is_a_500_and_the_server_keeps_serving(export_dir, m
   assert client.post('/v1/models/omni:predict', json={'inputs': _episode()}).status_code == 200
 
 
+def test_spread_adds_the_probabilities_under_each_noise_sample(client):
+  episode = _episode(3)
+  plain = client.post('/v1/models/omni:predict', json={'inputs': episode}).json()['outputs']
+  spread = client.post('/v1/models/omni:predict',
+                       json={'signature_name': 'spread', 'inputs': episode}).json()['outputs']
+  np.testing.assert_allclose(spread['probabilities'], plain['probabilities'], rtol=1e-6)
+  samples = np.array(spread['sample_probabilities'])
+  assert samples.shape == (export_lib.SPREAD_SAMPLES, WAY * QUERY, WAY)
+  np.testing.assert_allclose(samples.sum(-1), 1, rtol=1e-5)
+  assert np.ptp(samples, axis=0).max() > 1e-4  # adapting under other noise moves the answer
+
+
+def test_the_page_and_its_model_list(client):
+  page = client.get('/')
+  assert page.status_code == 200 and page.headers['content-type'].startswith('text/html')
+  assert '<script src="/page/app.js">' in page.text
+  assert client.get('/page/app.js').headers['content-type'].startswith('text/javascript')
+  assert client.get('/page/style.css').status_code == 200
+  for path in ('/page/serving.py', '/page/..%2Fserving.py', '/page/%2Fetc%2Fpasswd'):
+    assert client.get(path).status_code == 404, path
+  (model,) = client.get('/page/models').json()['models']
+  assert model['name'] == 'omni' and model['version'] == 1
+  assert model['signatures'] == ['onehot', 'serving_default', 'spread']
+  assert model['description'] == {
+      'task': 'classification', 'dataset': 'omniglot', 'way': WAY, 'shot': SHOT,
+      'input_shape': [28, 28, 1], 'mc_samples': 2,
+      'signatures': ['onehot', 'serving_default', 'spread']}
+
+
 def test_a_folder_without_a_savedmodel_is_refused(tmp_path):
   with pytest.raises(ValueError, match='holds no SavedModel'):
     serving.find_versions(str(tmp_path))
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def _call(url, body=None):
-  data = None if body is None else json.dumps(body).encode()
-  request = urllib.request.Request(url, data=data, headers={'Content-Type': 'application/json'})
-  try:
-    with urllib.request.urlopen(request, timeout=120) as answer:
-      return answer.status, json.loads(answer.read())
-  except urllib.error.HTTPError as e:
-    return e.code, json.loads(e.read())
-
-
 @pytest.mark.slow
 def test_a_real_server_answers_concurrently_and_stops_gracefully(export_dir):
-  port = _free_port()
+  port = helpers.free_port()
   proc = subprocess.Popen([sys.executable, 'serve.py', f'--export_dir={export_dir}',
                            f'--port={port}'], cwd=helpers.REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -181,27 +193,27 @@ def test_a_real_server_answers_concurrently_and_stops_gracefully(export_dir):
   deadline = time.time() + 180
   while True:
     try:
-      assert _call(base + '/healthz')[0] == 200
+      assert helpers.http_call(base + '/healthz')[0] == 200
       break
     except (urllib.error.URLError, ConnectionError):
       assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
       time.sleep(0.5)
   episodes = [_episode(seed) for seed in range(8)]
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    answers = list(pool.map(lambda e: _call(base + '/v1/models/omni:predict', {'inputs': e}),
-                            episodes))
+    answers = list(pool.map(
+        lambda e: helpers.http_call(base + '/v1/models/omni:predict', {'inputs': e}), episodes))
   direct = tf.saved_model.load(os.path.join(export_dir, '1')).signatures['serving_default']
   for episode, (status, body) in zip(episodes, answers):
     assert status == 200
     expected = direct(**{k: tf.constant(v, tf.int64 if k == 'support_labels' else tf.float32)
                          for k, v in episode.items()})['probabilities'].numpy()
     np.testing.assert_allclose(body['outputs']['probabilities'], expected, rtol=1e-6, atol=1e-7)
-  assert _call(base + '/v1/models/omni:predict', {'inputs': {}})[0] == 400
-  assert _call(base + '/healthz')[0] == 200
+  assert helpers.http_call(base + '/v1/models/omni:predict', {'inputs': {}})[0] == 400
+  assert helpers.http_call(base + '/healthz')[0] == 200
   proc.send_signal(signal.SIGTERM)  # uvicorn finishes what is in flight, then exits by it
   out, err = proc.communicate(timeout=60)
   assert proc.returncode in (0, -signal.SIGTERM), err[-2000:]
-  assert out.startswith('serving omni version 1 (serving_default, onehot) at ')
+  assert out.startswith('serving omni version 1 (serving_default, onehot, spread) at ')
   assert 'POST /v1/models/omni:predict 200' in err and 'Traceback' not in err
 
 
