@@ -1,4 +1,5 @@
-"""Results tables of the docs, generated from the committed eval_*.json files under runs/.
+"""Results tables of the docs, generated from the committed eval_*.json files under runs/ and
+the bench JSON under bench/results/.
 
   python docs/tables.py           rewrite every table in README.md and docs/*.md
   python docs/tables.py --check   exit 1 (naming the file and table) if one differs
@@ -171,6 +172,23 @@ def sinusoid() -> list[str]:
   return lines
 
 
+def serve_load() -> list[str]:
+  """bench/serve_load.py's figures, one row per bench/results/serve_load_*.json."""
+  lines = ['| model | episodes | requests × clients | requests/s | p50 ms | p90 ms | p99 ms | '
+           'failed | batch probe: sequential / 2 threads / one call (s) |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for path in sorted(glob.glob(os.path.join(REPO, 'bench', 'results', 'serve_load_*.json'))):
+    r = _load(path)
+    latency, probe = r['latency_ms'], r.get('batch_probe', {})
+    probe_cell = (f"{probe['sequential_s']} / {probe['two_threads_s']} / {probe['one_call_s']} "
+                  f"({probe['episodes']} episodes)" if probe else '')
+    lines.append(f"| {os.path.basename(path)[len('serve_load_'):-len('.json')]} | "
+                 f"{r['episode']} | {r['requests']} × {r['clients']} | {r['requests_per_s']} | "
+                 f"{latency['p50']} | {latency['p90']} | {latency['p99']} | {r['failed']} | "
+                 f"{probe_cell} |")
+  return lines
+
+
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
     'maml_budget': budget('omniglot_1shot_maml'),
@@ -191,6 +209,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
          ('conv4', 'resnet12_omniglot_5w1s/conv4')], 'learners_omniglot_5w1s/maml'),
     'bf16': folder('bf16_check', reference='float32'),
     'sinusoid': sinusoid,
+    'serve_load': serve_load,
     'pgd_linf': robustness('linf'),
     'pgd_l2': robustness('l2'),
     'pgd_l1': robustness('l1'),

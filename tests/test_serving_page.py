@@ -37,6 +37,10 @@ SYMBOLS = [[[(0.2, 0.2), (0.8, 0.8)], [(0.8, 0.2), (0.2, 0.8)]],
            [[(0.5, 0.15), (0.5, 0.85)], [(0.25, 0.5), (0.75, 0.5)]],
            [[(0.2, 0.3), (0.5, 0.75), (0.8, 0.3)]]]
 QUERY = [[(0.52, 0.2), (0.5, 0.8)], [(0.3, 0.52), (0.72, 0.5)]]
+# Two more for a 5-way episode of the trained model: a square and a Z.
+MORE = [[[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75), (0.25, 0.25)]],
+        [[(0.2, 0.2), (0.8, 0.2), (0.2, 0.8), (0.8, 0.8)]]]
+TRAINED_RUN = 'runs/omniglot_1shot_metadrop'  # committed: Meta Dropout, 10000 iterations
 
 
 def _omniglot_image(strokes, width=8):
@@ -67,10 +71,15 @@ def served(tmp_path_factory):
   omni = _export(root / 'omni', n_test_mc_samp=2)
   sine = _export(root / 'sine', dataset='sinusoid', way=1, shot=5, query=10, channels=8,
                  backbone='mlp', learner='maml', maml=True)
+  trained = str(root / 'trained' / '1')
+  subprocess.run([sys.executable, 'export.py', f'--savedir={TRAINED_RUN}',
+                  f'--export_dir={trained}'], cwd=helpers.REPO, check=True,
+                 capture_output=True)
   port = helpers.free_port()
   proc = subprocess.Popen(
       [sys.executable, 'serve.py', f'--export_dir={os.path.dirname(omni)},'
-       f'{os.path.dirname(sine)}', '--model_name=omni,sine', f'--port={port}'],
+       f'{os.path.dirname(sine)},{os.path.dirname(trained)}', '--model_name=omni,sine,trained',
+       f'--port={port}'],
       cwd=helpers.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   base = f'http://127.0.0.1:{port}'
   deadline = time.time() + 180
@@ -81,7 +90,7 @@ def served(tmp_path_factory):
     except (urllib.error.URLError, ConnectionError):
       assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
       time.sleep(0.5)
-  yield base, {'omni': omni, 'sine': sine}
+  yield base, {'omni': omni, 'sine': sine, 'trained': trained}
   proc.send_signal(signal.SIGTERM)
   proc.communicate(timeout=60)
 
@@ -184,6 +193,28 @@ def test_the_page_shows_what_the_model_answers_with_its_noise_spread(served, bro
                              rtol=1e-5)
   best = int(np.argmax(expected))
   assert browser.find_element('id', 'status').text.startswith(f'class {best + 1} (')
+
+
+def test_a_trained_model_knows_a_redrawn_support_symbol(served, browser):
+  """The committed Omniglot run, five symbols it never saw drawn once each on the page, and a
+  query that redraws one of them, shifted: the page names that class, with the spread of
+  Meta Dropout's noise samples shown. METADROP_PAGE_SCREENSHOT=PATH saves the page (docs)."""
+  base, _ = served
+  _open(browser, base, 'trained')
+  assert browser.find_element('id', 'about').text.startswith('omniglot, exported for 20-way')
+  symbols = SYMBOLS + MORE
+  for i, strokes in enumerate(symbols):
+    _draw(browser, f'support-{i}-0', strokes)
+  target = 3  # the square, redrawn 0.03 of the pad to the right and down
+  _draw(browser, 'query', [[(x + 0.03, y + 0.03) for x, y in line] for line in symbols[target]])
+  browser.find_element('id', 'predict').click()
+  _wait(browser, 'return metadrop.state.last !== null', timeout=300)
+  last = browser.execute_script('return metadrop.state.last')
+  assert int(np.argmax(last['probabilities'])) == target, last['probabilities']
+  assert browser.find_element('id', 'status').text.startswith(f'class {target + 1} (')
+  assert len(browser.find_elements('css selector', '.whisker')) == len(symbols)
+  if os.environ.get('METADROP_PAGE_SCREENSHOT'):
+    browser.save_screenshot(os.environ['METADROP_PAGE_SCREENSHOT'])
 
 
 def test_the_sinusoid_page_draws_the_adapted_curve_of_the_clicked_points(served, browser):
