@@ -132,8 +132,8 @@ def test_export_refuses_a_non_empty_folder_and_replaces_only_with_overwrite(tmp_
     export_lib.export_savedmodel(config, workdir, str(target))
   assert (target / 'notes.txt').read_text() == 'mine'
   export_lib.export_savedmodel(config, workdir, str(target), overwrite=True)
-  assert sorted(os.listdir(target)) == ['assets', 'fingerprint.pb', 'saved_model.pb',
-                                        'variables']
+  assert sorted(os.listdir(target)) == ['assets', 'assets.extra', 'fingerprint.pb',
+                                        'saved_model.pb', 'variables']
   assert sorted(os.listdir(tmp_path)) == ['data', 'export', 'run']  # no temporary left
 
 
