@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -30,17 +29,7 @@ import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+from step import cpu_model  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def episodes(n, way, shot, query, shape, seed=0):

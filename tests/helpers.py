@@ -3,6 +3,9 @@
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -184,3 +187,20 @@ def http_call(url: str, body=None, timeout: float = 120) -> tuple:
       return answer.status, json.loads(answer.read())
   except urllib.error.HTTPError as e:
     return e.code, json.loads(e.read())
+
+
+def start_server(*args: str, timeout: float = 180) -> tuple:
+  """(process, base URL) of serve.py started with args on a free loopback port, once its
+  /healthz answers 200."""
+  port = free_port()
+  proc = subprocess.Popen([sys.executable, 'serve.py', *args, f'--port={port}'], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  base = f'http://127.0.0.1:{port}'
+  deadline = time.time() + timeout
+  while True:
+    try:
+      assert http_call(base + '/healthz')[0] == 200
+      return proc, base
+    except (urllib.error.URLError, ConnectionError):
+      assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
+      time.sleep(0.5)

@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
 
 import numpy as np
 import pytest
@@ -185,19 +183,7 @@ def test_a_folder_without_a_savedmodel_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_server_answers_concurrently_and_stops_gracefully(export_dir):
-  port = helpers.free_port()
-  proc = subprocess.Popen([sys.executable, 'serve.py', f'--export_dir={export_dir}',
-                           f'--port={port}'], cwd=helpers.REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-  base = f'http://127.0.0.1:{port}'
-  deadline = time.time() + 180
-  while True:
-    try:
-      assert helpers.http_call(base + '/healthz')[0] == 200
-      break
-    except (urllib.error.URLError, ConnectionError):
-      assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
-      time.sleep(0.5)
+  proc, base = helpers.start_server(f'--export_dir={export_dir}')
   episodes = [_episode(seed) for seed in range(8)]
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     answers = list(pool.map(

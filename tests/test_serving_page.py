@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 
 import numpy as np
 from PIL import Image
@@ -75,21 +74,9 @@ def served(tmp_path_factory):
   subprocess.run([sys.executable, 'export.py', f'--savedir={TRAINED_RUN}',
                   f'--export_dir={trained}'], cwd=helpers.REPO, check=True,
                  capture_output=True)
-  port = helpers.free_port()
-  proc = subprocess.Popen(
-      [sys.executable, 'serve.py', f'--export_dir={os.path.dirname(omni)},'
-       f'{os.path.dirname(sine)},{os.path.dirname(trained)}', '--model_name=omni,sine,trained',
-       f'--port={port}'],
-      cwd=helpers.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  base = f'http://127.0.0.1:{port}'
-  deadline = time.time() + 180
-  while True:
-    try:
-      assert helpers.http_call(base + '/healthz')[0] == 200
-      break
-    except (urllib.error.URLError, ConnectionError):
-      assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:]
-      time.sleep(0.5)
+  proc, base = helpers.start_server(
+      f'--export_dir={os.path.dirname(omni)},{os.path.dirname(sine)},'
+      f'{os.path.dirname(trained)}', '--model_name=omni,sine,trained')
   yield base, {'omni': omni, 'sine': sine, 'trained': trained}
   proc.send_signal(signal.SIGTERM)
   proc.communicate(timeout=60)
