@@ -1,5 +1,6 @@
-"""The TF Serving REST API over exported SavedModels: in-process (Starlette's test client) and a
-real server in a subprocess on a free loopback port."""
+"""The TF Serving REST API over exported SavedModels. Every request test runs twice: against the
+app in-process (Starlette's test client, the quick lane) and against serve.py started in a
+subprocess on a free loopback port, spoken to over HTTP (marked slow)."""
 
 import concurrent.futures
 import json
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import httpx
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
@@ -44,10 +46,25 @@ def _episode(seed=0, size=28):
           'query_x': rng.random((WAY * QUERY, size, size, 1)).round(3).tolist()}
 
 
-@pytest.fixture(scope='module')
-def client(export_dir):
-  model = serving.load(export_dir, 'omni')
-  return TestClient(serving.make_app({'omni': model}, max_body=2 << 20))
+MAX_BODY = 2 << 20
+
+
+@pytest.fixture(scope='module',
+                params=['in_process', pytest.param('server', marks=pytest.mark.slow)])
+def client(request, export_dir):
+  """An HTTP client (httpx API) of the served export: the app in this process, or serve.py in a
+  subprocess on loopback. The server is started before any test's conftest tracking, so it
+  lives for the module and is stopped here."""
+  if request.param == 'in_process':
+    model = serving.load(export_dir, 'omni')
+    yield TestClient(serving.make_app({'omni': model}, max_body=MAX_BODY))
+    return
+  proc, base = helpers.start_server(f'--export_dir={export_dir}', f'--max_body_bytes={MAX_BODY}')
+  with httpx.Client(base_url=base, timeout=120) as http:
+    yield http
+  proc.terminate()
+  _, err = proc.communicate(timeout=60)
+  assert 'Traceback' not in err, err[-3000:]
 
 
 def test_status_metadata_and_health(client):
@@ -115,7 +132,7 @@ BAD = [
     ('unknown signature', dict(json=_bad(signature_name='nope')), 404,
      'signature "nope" not found'),
     ('unknown field', dict(json={'inputs': {}, 'foo': 1}), 400, "unknown request fields ['foo']"),
-    ('body over the limit', dict(content=b' ' * (3 << 20),
+    ('body over the limit', dict(content=b' ' * (MAX_BODY + 1),
                                  headers={'content-type': 'application/json'}), 413,
      'over the limit'),
     ('rows of different sizes', dict(json={'instances': [
@@ -136,6 +153,7 @@ def test_bad_requests_are_one_line_errors_naming_the_input(client, request_kwarg
 
 
 def test_an_internal_failure_is_a_500_and_the_server_keeps_serving(export_dir, monkeypatch):
+  """In-process only: no request can make the model fail, so the failure is patched in."""
   model = serving.load(export_dir, 'omni')
   client = TestClient(serving.make_app({'omni': model}), raise_server_exceptions=False)
   real = serving.predict
