@@ -36,9 +36,9 @@ def compute(strategy) -> dict:
       if name == 'maml_running':
         network = helpers.tiny_model(maml=True)
         network.track_running_statistics()
-        learner = learners.REGISTRY['maml'](network, 2, 0.2, running=True)
+        learner = learners.REGISTRY['maml'](network, 1, 0.2, running=True)
       else:
-        learner = helpers.tiny_learner(name)
+        learner = helpers.tiny_learner(name, n_steps=1)
       optimizer = train_lib.make_optimizer(learner, config)
     meta_gradients = tf.function(train_lib.make_meta_gradients(learner, config, strategy))
     outputs, grads = meta_gradients(episode, iteration, with_pre)

@@ -18,6 +18,7 @@ import helpers
 from metadrop_tf import config as config_lib
 from metadrop_tf import distribute
 
+pytestmark = pytest.mark.xdist_group('distribute')  # one worker: module fixtures built once
 SCRIPT = os.path.join(helpers.REPO, 'tests', 'distributed_step.py')
 # SGD, not Adam: Adam turns round-off-sized gradient differences (another reduction order on
 # another thread count) into full steps, so runs are compared under SGD (see docs/testing.md).
@@ -176,7 +177,7 @@ def test_distributed_evaluation_gives_the_single_process_episodes(two_worker_run
 
 @pytest.mark.slow
 def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
-  flags = [f'--savedir={two_worker_run}', '--strategy=multi_worker', '--n_test_iters=1000',
+  flags = [f'--savedir={two_worker_run}', '--strategy=multi_worker', '--n_test_iters=200',
            '--test_metabatch=1', '--split=train']
   partial = os.path.join(two_worker_run, 'eval_train.partial.json')
   procs = _start_workers(['evaluate.py', *flags])
@@ -189,12 +190,12 @@ def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
     p.send_signal(signal.SIGTERM)
   _wait(procs)
   done = len(json.load(open(partial))['outputs']['acc'])
-  assert 4 <= done < 1000
+  assert 4 <= done < 200
   outputs = _run_workers(['evaluate.py', *flags])
   assert f'continuing after the {done} episodes' in outputs[0]
   with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
     resumed = json.load(f)['per_episode_accuracy']
-  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}', '--n_test_iters=1000',
+  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}', '--n_test_iters=200',
                              '--split=train') == 0
   with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
     assert json.load(f)['per_episode_accuracy'] == resumed
@@ -203,7 +204,7 @@ def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data_dir):
   root = os.path.dirname(data_dir)
-  flags = [f'--data_dir={data_dir}', '--n_train_iters=40', '--save_freq=1000',
+  flags = [f'--data_dir={data_dir}', '--n_train_iters=20', '--save_freq=1000',
            '--strategy=multi_worker', *TINY_FLAGS]
   uninterrupted = os.path.join(root, 'uninterrupted')
   _run_workers(['train.py', f'--savedir={uninterrupted}', *flags])
@@ -212,7 +213,7 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data
   log = os.path.join(workdir, 'train.log')
   deadline = time.time() + 240
   while time.time() < deadline:
-    if os.path.exists(log) and 'train | step 5 ' in open(log).read():
+    if os.path.exists(log) and 'train | step 2 ' in open(log).read():
       break
     assert all(p.poll() is None for p in procs), 'a worker ended early'
     time.sleep(0.2)
@@ -222,14 +223,14 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data
   saved = [f for f in os.listdir(os.path.join(workdir, 'ckpt')) if f.endswith('.index')]
   assert len(saved) == 1, saved
   stopped_at = int(saved[0][len('ckpt-'):-len('.index')])
-  assert 5 <= stopped_at < 40
+  assert 2 <= stopped_at < 20
   with open(log) as f:
     assert f'preempted: saved iteration {stopped_at}' in f.read()
   _run_workers(['train.py', f'--savedir={workdir}', *flags])
   with open(log) as f:
-    assert f'resumed at iteration {stopped_at} of 40' in f.read()
-  _assert_close(_weights(os.path.join(workdir, 'ckpt', 'ckpt-40')),
-                _weights(os.path.join(uninterrupted, 'ckpt', 'ckpt-40')), rtol=0, atol=0)
+    assert f'resumed at iteration {stopped_at} of 20' in f.read()
+  _assert_close(_weights(os.path.join(workdir, 'ckpt', 'ckpt-20')),
+                _weights(os.path.join(uninterrupted, 'ckpt', 'ckpt-20')), rtol=0, atol=0)
 
 
 # --- settings ----------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_every_learner_trains_evaluates_and_exports(tmp_path, capsys, learner_fl
   savedir = str(tmp_path / 'run')
   args = [f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3', '--shot=1',
           '--query=2', '--n_steps=2', '--metabatch=2', '--n_train_iters=3',
-          '--save_freq=3', '--eval_freq=3', '--eval_batches=1', '--log_freq=1',
+          '--save_freq=3', '--eval_freq=1000', '--log_freq=1',
           '--n_test_mc_samp=2', *learner_flags]
   if not any(f.startswith('--backbone') for f in learner_flags):
     args.append('--channels=4')

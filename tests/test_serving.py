@@ -21,6 +21,7 @@ from metadrop_tf import export_lib
 from metadrop_tf import learners
 from metadrop_tf import serving
 
+pytestmark = pytest.mark.xdist_group('serving')  # one worker: module fixtures built once
 WAY, SHOT, QUERY = 3, 1, 2
 
 

@@ -24,7 +24,7 @@ from metadrop_tf import learners
 
 webdriver = pytest.importorskip('selenium.webdriver')
 CHROMEDRIVER = shutil.which('chromedriver')
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('serving_page'), pytest.mark.skipif(
     CHROMEDRIVER is None, reason='no chromedriver: apt-get install chromium chromium-driver')]
 
 sys.path.insert(0, os.path.join(helpers.REPO, 'data'))
