@@ -52,7 +52,7 @@ ADDED_KEYS = {
     'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
     'checkpoint_kept_steps': 0, 'import_modules': '',
 }
-MIXUP_KINDS = ('', 'input', 'manifold')  # learners.gradient.MIXUP_KINDS
+MIXUP_KINDS = ('', 'input', 'manifold')  # learners.mixup.KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
                'fixed_add')  # layers.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')

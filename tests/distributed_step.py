@@ -36,7 +36,7 @@ def compute(strategy) -> dict:
       if name == 'maml_running':
         network = helpers.tiny_model(maml=True)
         network.track_running_statistics()
-        learner = learners.REGISTRY['maml'](network, 1, 0.2, running=True)
+        learner = learners.REGISTRY['maml'](network, 1, 0.2, bn_mode='running')
       else:
         learner = helpers.tiny_learner(name, n_steps=1)
       optimizer = train_lib.make_optimizer(learner, config)

@@ -7,7 +7,7 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import config as config_lib
 from metadrop_tf import layers
-from metadrop_tf.learners import gradient
+from metadrop_tf.learners import mixup
 
 SEED = tf.constant([3, 4], tf.int32)
 
@@ -194,7 +194,7 @@ def test_baseline_noises_are_their_formulas():
   with pytest.raises(ValueError, match='unknown noise type'):
     layers.make_noise('dropout')
   assert layers.NOISE_TYPES == config_lib.NOISE_TYPES  # config.py keeps a TF-free copy
-  assert gradient.MIXUP_KINDS == config_lib.MIXUP_KINDS
+  assert mixup.KINDS == config_lib.MIXUP_KINDS
 
 
 def test_mix_is_a_convex_combination_with_a_permutation():

@@ -17,7 +17,10 @@ from metadrop_tf import layers
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import train_lib
+from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import gradient
+from metadrop_tf.learners import mc_chunks
+from metadrop_tf.learners import schedules
 
 SEED = tf.constant(helpers.FD_SEED, tf.int32)
 MC = helpers.FD_MC  # MC samples of the support loss in these tests (training uses 1)
@@ -37,7 +40,7 @@ def _variable(learner, group, name):
   return getattr(learner.network, group)[name]
 
 
-PER_STEP = {'inductive': True, 'per_step_offsets': True}  # --bn_mode=per_step
+PER_STEP = {'bn_mode': 'per_step'}
 FD_CASES = [
     # (learner, options, group, variable name, iteration)
     ('metadrop', {}, 'theta', 'conv1_kernel', None),
@@ -59,10 +62,10 @@ FD_CASES = [
     ('maml', {'first_order_iters': 5}, 'theta', 'conv1_kernel', 5),
     ('maml', {'momentum': 0.6, 'weight_decay': 0.05}, 'theta', 'conv2_kernel', None),
     ('maml', {'zero_head': True}, 'theta', 'conv3_kernel', None),
-    ('metadrop', {'inductive': True}, 'theta', 'conv1_kernel', None),
-    ('metadrop', {'inductive': True}, 'phi', 'conv0_kernel', None),
-    ('maml', {'inductive': True}, 'beta', 'bn2', None),
-    ('maml', {'inductive': True, 'msl_iters': 4}, 'theta', 'conv3_kernel', 1),
+    ('metadrop', {'bn_mode': 'inductive'}, 'theta', 'conv1_kernel', None),
+    ('metadrop', {'bn_mode': 'inductive'}, 'phi', 'conv0_kernel', None),
+    ('maml', {'bn_mode': 'inductive'}, 'beta', 'bn2', None),
+    ('maml', {'bn_mode': 'inductive', 'msl_iters': 4}, 'theta', 'conv3_kernel', 1),
     ('maml', PER_STEP, 'offsets', 'bnstep_bn1', None),
     ('metadrop', PER_STEP, 'theta', 'conv1_kernel', None),
     ('maml', dict(PER_STEP, lslr=True), 'rates', 'lslr_conv0_kernel', None),
@@ -178,7 +181,9 @@ def test_multi_step_loss_with_all_weight_on_the_last_step_is_maml():
 
 def test_multi_step_loss_weights_anneal_to_the_last_step():
   learner = helpers.tiny_learner('maml', n_steps=5, msl_iters=100)
-  weights = [learner.step_weights(tf.constant(i, tf.int64)).numpy() for i in (0, 50, 100, 99)]
+  weights = [schedules.multi_step_weights(tf.constant(i, tf.int64), learner.n_steps,
+                                          learner.msl_iters, learner.dtype).numpy()
+             for i in (0, 50, 100, 99)]
   np.testing.assert_allclose(weights[0], [0.2] * 5)
   np.testing.assert_allclose(weights[2], [0, 0, 0, 0, 1])
   assert weights[1][0] < 0.2 < weights[1][-1] and abs(weights[1].sum() - 1) < 1e-9
@@ -491,7 +496,6 @@ def test_chunked_monte_carlo_step_is_the_mean_of_each_chunks_own_gradient(mc_sam
   """--test_mc_chunks: M samples in K chunks of about M / K, chunk c drawn from its own seed
   (sizes differing by one when K does not divide M, as in the monitoring evaluation)."""
   from metadrop_tf import meta_learner  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.learners import gradient  # pylint: disable=g-import-not-at-top
   episode = helpers.random_episode(metabatch=1)
   x, y = episode.support_x[0], episode.support_y[0]
   seed = tf.constant([3, 4])
@@ -504,7 +508,7 @@ def test_chunked_monte_carlo_step_is_the_mean_of_each_chunks_own_gradient(mc_sam
     with tf.GradientTape() as tape:
       tape.watch(theta)
       logits = learner.network(x, theta=theta, sample=True, copies=copies,
-                               seed=meta_learner.fold_seed(step_seed, gradient.MC_CHUNK_STREAM, c))
+                               seed=meta_learner.fold_seed(step_seed, mc_chunks.STREAM, c))
       loss = meta_learner.cross_entropy(logits, tf.tile(y, [copies, 1]))
     grads.append({n: g * copies / mc_samples for n, g in tape.gradient(loss, theta).items()})
   for name, value in theta.items():
@@ -525,8 +529,8 @@ def _predictions_alone_and_in_batches(learner):
           learner.predict(state, query)[0])
 
 
-@pytest.mark.parametrize('name, options', [('maml', {'inductive': True}),
-                                           ('metadrop', {'inductive': True}),
+@pytest.mark.parametrize('name, options', [('maml', {'bn_mode': 'inductive'}),
+                                           ('metadrop', {'bn_mode': 'inductive'}),
                                            ('metadrop', PER_STEP)])
 def test_inductive_query_predictions_do_not_depend_on_the_other_query_images(name, options):
   alone, with_class, mixed = _predictions_alone_and_in_batches(
@@ -543,10 +547,10 @@ def test_transductive_query_predictions_depend_on_the_batch():
 
 
 def test_inductive_statistics_are_the_supports_under_the_adapted_weights():
-  learner = helpers.tiny_learner('maml', inductive=True)
+  learner = helpers.tiny_learner('maml', bn_mode='inductive')
   episode = helpers.random_episode(metabatch=1, shot=2)
   states = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
-  assert gradient.STATISTICS not in states[0] and gradient.STATISTICS in states[-1]
+  assert batch_norm.STATISTICS not in states[0] and batch_norm.STATISTICS in states[-1]
   # Normalizing the support with its own statistics is transductive batch norm on it.
   support = episode.support_x[0]
   np.testing.assert_allclose(learner.predict(states[-1], support),
@@ -563,7 +567,7 @@ def test_per_step_offsets_are_used_step_by_step():
   learner.offsets.bnstep_bn2.assign(learner.offsets.bnstep_bn2 + tf.constant(
       [[0.0, 0.0], [0.0, 0.0], [0.5, -0.5]], tf.float64))  # only the last step's
   states = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)
-  np.testing.assert_array_equal(states[-1][gradient.OFFSETS]['bn2'], [0.5, -0.5])
+  np.testing.assert_array_equal(states[-1][batch_norm.OFFSETS]['bn2'], [0.5, -0.5])
   assert float(learner.meta_objective(episode, SEED)['loss']) != float(before)
 
 
@@ -571,20 +575,20 @@ def test_per_step_offsets_are_used_step_by_step():
 def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
   network = helpers.tiny_model(maml=True)
   network.track_running_statistics()
-  learner = learners.REGISTRY['maml'](network, 2, 0.2, running=True)
+  learner = learners.REGISTRY['maml'](network, 2, 0.2, bn_mode='running')
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
   step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
   episode = helpers.random_episode(metabatch=2)
   expected = [network.batch_statistics(episode.support_x[b]) for b in range(2)]
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
-  m = gradient.RUNNING_MOMENTUM
+  m = batch_norm.RUNNING_MOMENTUM
   for (mean, var), first, second in zip(network.running_statistics(), *expected):
     np.testing.assert_allclose(mean, m * (first[0] + second[0]) / 2, rtol=1e-10)
     np.testing.assert_allclose(var, (1 - m) + m * (first[1] + second[1]) / 2, rtol=1e-10)
   alone, with_class, mixed = _predictions_alone_and_in_batches(learner)
   np.testing.assert_allclose(mixed, alone, rtol=1e-12, atol=1e-14)
   state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
-  for (mean, var), (r_mean, r_var) in zip(state[gradient.STATISTICS],
+  for (mean, var), (r_mean, r_var) in zip(state[batch_norm.STATISTICS],
                                           network.running_statistics()):
     np.testing.assert_array_equal(mean, r_mean)
   helpers.check_against_finite_differences(learner, helpers.random_episode(metabatch=1),

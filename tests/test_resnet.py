@@ -135,7 +135,7 @@ def test_inductive_batch_norm_meta_gradient_and_independence():
   # statistics of 3 support images, grow through the 16 norms of this random net (logits
   # ~1e219, README "Batch-norm modes").
   network = _tiny()
-  learner = learners.REGISTRY['metadrop'](network, 2, 0.2, inductive=True)
+  learner = learners.REGISTRY['metadrop'](network, 2, 0.2, bn_mode='inductive')
   episode = helpers.random_episode(metabatch=1, shot=2, query=3)
   helpers.check_against_finite_differences(learner, episode,
                                            network.theta['stage2_conva_kernel'])

@@ -3,6 +3,7 @@ parameter, meta-trained with the initialization (initialized to --inner_lr)."""
 
 from metadrop_tf import learners
 from metadrop_tf.learners import gradient
+from metadrop_tf.learners import inner_rates
 
 
 @learners.register('metasgd')
@@ -18,9 +19,9 @@ class MetaSGD(gradient.GradientLearner):
     shapes = {name: tuple(network.theta[name].shape) for name in self.adapted}
     if self.zero_head:  # the head's width is the task's way: one rate per row, every class
       shapes.update({name: shapes[name][:-1] + (1,) for name in network.head_names})
-    self.rates = gradient.StepRates(shapes, inner_lr, dtype=network.dtype,
-                                    trainable=learn_rates)
-    self.own = self.own_variables()
+    self.rates = inner_rates.StepRates(shapes, inner_lr, dtype=network.dtype,
+                                       trainable=learn_rates)
+    self.own = inner_rates.own_variables(self.rates, self.offsets)
 
   def inner_rates(self, state, step):
     """The learned rates (every step); a state whose parameter is cut (e.g. a head of fewer
