@@ -111,7 +111,7 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
                                     share.support_x.shape[0])
     return learner.per_task_outputs(share, seeds, mc_samples, extra=extra)
 
-  @tf.function
+  @tf.function(autograph=False)  # Python control flow only: tracing skips the conversion
   def step(episode, first_task):
     outputs = strategy.run(replica_step, (episode, first_task))
     if distribute.num_replicas(strategy) == 1:

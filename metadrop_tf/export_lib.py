@@ -55,7 +55,7 @@ class AdaptAndRegress(_Served):
   def __init__(self, learner, config):
     super().__init__(learner, config)
     points = lambda name: tf.TensorSpec([None, None], tf.float32, name=name)
-    self.serve = tf.function(self._serve, input_signature=[
+    self.serve = tf.function(self._serve, autograph=False, input_signature=[
         points('support_x'), points('support_y'), points('query_x')])
 
   def signatures(self) -> dict:
@@ -100,15 +100,16 @@ class AdaptAndPredict(_Served):
     # Image shapes are checked in the graph (a mismatch in the signature itself fails deep in
     # the runtime with a message no client can act on), so the specs accept any [n, h, w, c].
     images = lambda name: tf.TensorSpec([None, None, None, None], tf.float32, name=name)
-    self.serve_labels = tf.function(self._serve_labels, input_signature=[
+    self.serve_labels = tf.function(self._serve_labels, autograph=False, input_signature=[
         images('support_x'), tf.TensorSpec([None], tf.int64, name='support_labels'),
         images('query_x')])
-    self.serve_onehot = tf.function(self._serve_onehot, input_signature=[
+    self.serve_onehot = tf.function(self._serve_onehot, autograph=False, input_signature=[
         images('support_x'), tf.TensorSpec([None, None], tf.float32, name='support_y'),
         images('query_x')])
     self.noisy = bool(getattr(learner, 'noisy', False))
     if self.noisy:
-      self.serve_spread = tf.function(self._serve_spread, input_signature=[
+      self.serve_spread = tf.function(self._serve_spread, autograph=False,
+                                      input_signature=[
           images('support_x'), tf.TensorSpec([None], tf.int64, name='support_labels'),
           images('query_x')])
 

@@ -104,7 +104,7 @@ def make_outer_step(learner, optimizer, config, strategy=None):
     share = learner.training_state_share(part, episode.support_x.shape[0])
     return None if share is None else distribute.all_reduce_sum(share)
 
-  @tf.function
+  @tf.function(autograph=False)  # Python control flow only: tracing skips the conversion
   def step(episode, iteration, with_pre):
     out, grads = meta_gradients(episode, iteration, with_pre)
     grad_norm = tf.linalg.global_norm(grads)
