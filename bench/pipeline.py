@@ -19,11 +19,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from metadrop_tf import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metadrop_tf import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def measure(images, way, shot, query, metabatch, batches):
-  sampler = data.EpisodeSampler(images, way, shot, query, seed=0)
-  stream = iter(data.make_dataset(sampler, metabatch))
+  sampler = sampling.EpisodeSampler(images, way, shot, query, seed=0)
+  stream = iter(sampling.make_dataset(sampler, metabatch))
   for _ in range(10):  # warm-up: pipeline start and prefetch
     next(stream)
   start = time.perf_counter()

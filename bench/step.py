@@ -175,12 +175,12 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import data  # pylint: disable=g-import-not-at-top
   from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
   from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import sampling  # pylint: disable=g-import-not-at-top
   from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import train_step  # pylint: disable=g-import-not-at-top
 
   row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
   test = name.endswith('_test')
@@ -206,19 +206,19 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   metabatch = eval_lib.episodes_per_call(config) * replicas if test else config.metabatch
   rng = np.random.default_rng(0)
   images = lambda n: tf.constant(rng.random((metabatch, n) + config.image_shape, np.float32))
-  episode = data.Episode(images(way * shot), data.one_hot_labels(metabatch, way, shot),
+  episode = sampling.Episode(images(way * shot), sampling.one_hot_labels(metabatch, way, shot),
                          images(way * config.query),
-                         data.one_hot_labels(metabatch, way, config.query))
+                         sampling.one_hot_labels(metabatch, way, config.query))
   with strategy.scope():
     learner = learners.build(config)
-    optimizer = None if test else train_lib.make_optimizer(learner, config)
+    optimizer = None if test else train_step.make_optimizer(learner, config)
   if test:
     eval_step = eval_lib.make_eval_step(learner, config.test_mc_samples, 0, strategy=strategy)
     step = lambda i: tf.nest.map_structure(lambda t: t.numpy(),
                                            eval_step(episode, tf.constant(i, tf.int64)))
   else:
-    outer_step = train_lib.make_outer_step(learner, optimizer, config, strategy)
-    step = lambda i: train_lib.run_outer_step(outer_step, episode, i, config)
+    outer_step = train_step.make_outer_step(learner, optimizer, config, strategy)
+    step = lambda i: train_step.run_outer_step(outer_step, episode, i, config)
   start = time.perf_counter()
   step(0)
   trace_s = time.perf_counter() - start

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import math
 import os
 from typing import NamedTuple
 
@@ -38,20 +37,6 @@ BN_MODES = ('transductive', 'inductive', 'per_step', 'running')
 EVAL_SPLITS = ('train', 'val', 'test')
 
 
-# Keys added after runs were committed, with the value that reproduces those runs: a saved
-# config.json without one loads with this value (logged); any other missing key is an error.
-ADDED_KEYS = {
-    'test_metabatch': 0, 'learner': '', 'meta_dropout': False, 'adapt_params': '',
-    'inner_momentum': 0.0, 'inner_weight_decay': 0.0, 'zero_head': False, 'lslr': False,
-    'msl_iters': 0, 'first_order_iters': 0, 'meta_optimizer': 'adam', 'meta_momentum': 0.9,
-    'lr_schedule': 'constant', 'lr_step_iters': 10000, 'lr_step_gamma': 0.5,
-    'adam_epsilon': 1e-7,  # Keras' default, which the runs made before this key used
-    'gradient_checkpointing': False, 'strategy': 'auto', 'cpu_devices': 0,
-    'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
-    'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
-    'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
-    'checkpoint_kept_steps': 0, 'import_modules': '',
-}
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.mixup.KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
                'fixed_add')  # layers.make_noise
@@ -140,7 +125,7 @@ class Config:
   eval_batches: int = 50  # meta-batches per monitoring evaluation
   eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
 
-  _POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma',
+  POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma',
                'noise_scale', 'mixup_alpha')
 
   @property
@@ -205,120 +190,11 @@ class Config:
     if self.dataset not in DATASETS:
       raise ConfigError(f'--dataset={self.dataset!r} is unknown; choose one of '
                         f'{sorted(DATASETS)}')
-    for name in ('way', 'shot', 'query', 'metabatch', 'n_steps', 'n_train_iters',
-                 'n_test_iters', 'n_test_mc_samp', 'save_freq', 'keep_checkpoints',
-                 'log_freq', 'pre_adapt_freq', 'eval_freq', 'eval_batches', 'eval_mc_samp',
-                 'test_mc_chunks'):
-      if getattr(self, name) < 1:
-        raise ConfigError(f'--{name}={getattr(self, name)} must be a positive integer')
-    for field in dataclasses.fields(self):
-      value = getattr(self, field.name)
-      if field.type is float and not math.isfinite(value):
-        positive = field.name in self._POSITIVE
-        raise ConfigError(f'--{field.name}={value} must be a '
-                          f'{"positive " if positive else ""}finite number')
-    for name in self._POSITIVE:
-      value = getattr(self, name)
-      if not value > 0:
-        raise ConfigError(f'--{name}={value} must be a positive finite number')
-    for name in ('inner_momentum', 'meta_momentum'):
-      if not 0 <= getattr(self, name) < 1:
-        raise ConfigError(f'--{name}={getattr(self, name)} must be in [0, 1)')
-    for name in ('inner_weight_decay', 'msl_iters', 'first_order_iters'):
-      if getattr(self, name) < 0:
-        raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: off)')
-    if self.checkpoint_kept_steps < 0:
-      raise ConfigError(f'--checkpoint_kept_steps={self.checkpoint_kept_steps} must be >= 0 '
-                        '(0: recompute every inner step)')
-    if self.n_test_mc_samp % self.test_mc_chunks:
-      raise ConfigError(f'--test_mc_chunks={self.test_mc_chunks} must divide '
-                        f'--n_test_mc_samp={self.n_test_mc_samp} (equal chunks)')
-    if self.lr_step_iters < 1:
-      raise ConfigError(f'--lr_step_iters={self.lr_step_iters} must be a positive integer')
-    for name, choices in (('meta_optimizer', META_OPTIMIZERS), ('lr_schedule', LR_SCHEDULES),
-                          ('strategy', STRATEGIES)):
-      if getattr(self, name) not in choices:
-        raise ConfigError(f'--{name}={getattr(self, name)!r} must be one of {list(choices)}')
-    if self.lslr and self.learner_name == 'metasgd':
-      raise ConfigError('--lslr (per-step rates) and --learner=metasgd (per-element rates) are '
-                        'two kinds of learned rates; choose one')
-    for name in ('intra_op_threads', 'inter_op_threads', 'test_metabatch', 'cpu_devices'):
-      if getattr(self, name) < 0:
-        raise ConfigError(f'--{name}={getattr(self, name)} must be >= 0 (0: auto)')
-    if self.backbone not in BACKBONES:
-      raise ConfigError(f'--backbone={self.backbone!r} must be one of {list(BACKBONES)}')
-    if (self.backbone == 'mlp') != (self.info.backbone == 'mlp'):
-      kind = 'numbers' if self.backbone == 'mlp' else 'images'
-      raise ConfigError(f'--backbone={self.backbone} does not fit --dataset={self.dataset} '
-                        f'(its inputs are not {kind}); use --backbone={self.info.backbone}')
-    if self.info.objective == 'regression':
-      self._validate_regression()
-    parts = self.resnet_widths.split(',')
-    if len(parts) != 4 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-      raise ConfigError(f'--resnet_widths={self.resnet_widths!r} must be four positive '
-                        'integers separated by commas, e.g. 64,160,320,640')
-    if self.channels and self.backbone == 'resnet12':
-      raise ConfigError('--channels is the width of conv-4; --backbone=resnet12 takes '
-                        '--resnet_widths')
-    if self.channels < 0:
-      raise ConfigError(f'--channels={self.channels} must be >= 0 (0: dataset default)')
-    if self.way < 2 and self.info.objective == 'classification':
-      raise ConfigError(f'--way={self.way} must be at least 2')
-    if self.shot + self.query > self.info.instances:
-      raise ConfigError(
-          f'--shot={self.shot} plus --query={self.query} exceeds the '
-          f'{self.info.instances} instances per class of {self.dataset}')
-    if self.precision not in PRECISIONS:
-      raise ConfigError(f'--precision={self.precision!r} must be one of {PRECISIONS}')
-    if self.noise_sampler not in NOISE_SAMPLERS:
-      raise ConfigError(f'--noise_sampler={self.noise_sampler!r} must be one of '
-                        f'{NOISE_SAMPLERS}')
-    if self.noise_type not in NOISE_TYPES:
-      raise ConfigError(f'--noise_type={self.noise_type!r} must be one of {list(NOISE_TYPES)}')
-    if self.noise_type != 'metadrop':
-      if not self.noisy:
-        raise ConfigError(f'--noise_type={self.noise_type} needs a noisy learner: '
-                          '--learner=metadrop, or --meta_dropout with another gradient learner')
-      if self.backbone == 'resnet12':
-        raise ConfigError(f'--noise_type={self.noise_type} is built for conv4 and mlp; '
-                          'ResNet-12 has Meta Dropout\'s noise only')
-      if self.noise_type in ('info_dropout', 'vib') and self.backbone != 'conv4':
-        raise ConfigError(f'--noise_type={self.noise_type} is built for --backbone=conv4')
-    if self.noise_penalty < 0:
-      raise ConfigError(f'--noise_penalty={self.noise_penalty} must be >= 0')
-    if self.inner_mixup not in MIXUP_KINDS:
-      raise ConfigError(f'--inner_mixup={self.inner_mixup!r} must be one of '
-                        f'{list(MIXUP_KINDS)} (empty: off)')
-    if self.inner_mixup and self.backbone == 'resnet12':
-      raise ConfigError('--inner_mixup is built for conv4 and mlp, not --backbone=resnet12')
-    if self.inner_mixup and self.noisy:
-      raise ConfigError('--inner_mixup is a baseline for learners without noise; use '
-                        '--learner=maml (or another gradient learner without --meta_dropout)')
-    if self.bn_mode not in BN_MODES:
-      raise ConfigError(f'--bn_mode={self.bn_mode!r} must be one of {BN_MODES}')
-    check_split(self.eval_split, self.dataset, self.val_characters, '--eval_split')
-    if self.val_characters < 0:
-      raise ConfigError(f'--val_characters={self.val_characters} must be >= 0')
-    if self.val_characters and self.dataset != 'omniglot':
-      raise ConfigError('--val_characters applies to omniglot only '
-                        '(miniImageNet ships its own val split)')
-    for split, n_classes in self.split_classes().items():
-      if self.way > n_classes:
-        raise ConfigError(f'--way={self.way} exceeds the {n_classes} classes of the '
-                          f'{self.dataset} {split} split')
+    from metadrop_tf import config_checks  # pylint: disable=g-import-not-at-top  # imports this
+    for check in (config_checks.numbers, config_checks.network, config_checks.episodes,
+                  config_checks.noise, config_checks.splits):
+      check(self)
     return self
-
-  def _validate_regression(self) -> None:
-    """The settings a regression dataset (sinusoid) cannot take."""
-    if self.way != 1:
-      raise ConfigError(f'--way={self.way}: {self.dataset} is regression with one output; '
-                        'pass --way=1')
-    for name in ('augment', 'normalize', 'zero_head', 'val_characters'):
-      if getattr(self, name):
-        raise ConfigError(f'--{name} applies to image datasets, not --dataset={self.dataset}')
-    if self.bn_mode != 'transductive':
-      raise ConfigError(f'--bn_mode={self.bn_mode}: the {self.backbone} network has no batch '
-                        'norm; leave --bn_mode at transductive')
 
   def replace(self, **changes) -> 'Config':
     return dataclasses.replace(self, **changes)
@@ -331,44 +207,7 @@ class Config:
 
   @classmethod
   def from_json(cls, text: str, source: str = 'config') -> tuple:
-    """Parses JSON written by to_json; returns (Config, [keys that took ADDED_KEYS defaults]).
-
-    Every error is one line naming `source` and the key: invalid JSON, unknown or missing
-    keys, a value of the wrong type (an int where a bool belongs, a string for a number,
-    null, a non-finite number). The values are not validated here (see validate()).
-    """
-    try:
-      values = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f'{source} is not valid JSON: {e}; fix it or delete the run '
-                        'directory') from None
-    if not isinstance(values, dict):
-      raise ConfigError(f'{source} holds a JSON {type(values).__name__}, not an object of '
-                        'settings')
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-      raise ConfigError(f'{source} has unknown keys {unknown}')
-    missing = sorted(set(fields) - set(values) - set(ADDED_KEYS))
-    if missing:
-      raise ConfigError(f'{source} lacks the keys {missing}; restore the file (flags.cfg '
-                        'beside it lists the same settings)')
-    added = sorted(k for k in ADDED_KEYS if k in fields and k not in values)
-    parsed = {k: ADDED_KEYS[k] for k in added}
-    for key, value in values.items():
-      parsed[key] = _typed(key, value, fields[key].type, source)
-    return cls(**parsed), added
-
-
-def _typed(key, value, kind, source):
-  """value as `kind` (bool, int, float or str), or ConfigError naming the key."""
-  if kind is float and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-  if ok and kind is float and not math.isfinite(value):
-    ok = False
-  if not ok:
-    expected = 'a finite number' if kind is float else {
-        bool: 'true or false', int: 'an integer', str: 'a string'}[kind]
-    raise ConfigError(f'{source}: "{key}" is {json.dumps(value)}; expected {expected}')
-  return value
+    """Parses JSON written by to_json, including the files of older runs (migration.py);
+    returns (Config, [keys that took migration.ADDED_KEYS defaults])."""
+    from metadrop_tf import migration  # pylint: disable=g-import-not-at-top  # it imports this
+    return migration.from_json(cls, text, source)

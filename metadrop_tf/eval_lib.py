@@ -21,6 +21,7 @@ from metadrop_tf import learners
 from metadrop_tf import meta_learner
 from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
+from metadrop_tf import sampling
 
 EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
 ATTACK_STREAM = 7000  # random starts of the attack at eps index j: fold_seed(task seed, 7000 + j)
@@ -201,7 +202,7 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   strategy = strategy or tf.distribute.get_strategy()
   chief = distribute.is_chief(strategy)
   progress = progress and chief
-  sampler = data.make_sampler(config, split, images)
+  sampler = sampling.make_sampler(config, split, images)
   n_batches = math.ceil(n_episodes / metabatch)
   step = eval_step or make_eval_step(learner, mc_samples, config.seed, attack, strategy)
   outputs = _load_partial(*partial) if partial else {}
@@ -212,7 +213,7 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   if first and chief:
     logging.info('eval %s | continuing after the %d episodes saved in %s', split,
                  first * metabatch, partial[0])
-  stream = data.make_dataset(sampler, metabatch, first, n_batches - first)
+  stream = sampling.make_dataset(sampler, metabatch, first, n_batches - first)
   start = last_log = time.time()
   for index, episode in enumerate(tqdm(stream, total=n_batches, initial=first,
                                        disable=not progress, desc=f'eval {split}',
@@ -228,12 +229,17 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
                    objective.format(objective.scale * np.mean(outputs[key][:done])),
                    (last_log - start) / (index + 1 - first) / metabatch)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
-  mean, ci = metrics.mean_ci95(outputs[key])
+  return _result(outputs, objective, n_episodes, mc_samples, split, config.seed, attack)
+
+
+def _result(outputs, objective, n_episodes, mc_samples, split, seed, attack=None) -> dict:
+  """evaluate's answer from the per-task outputs (name -> [n_episodes])."""
+  mean, ci = metrics.mean_ci95(outputs[objective.key])
   name, scale = objective.result, objective.scale
   result = {name: scale * mean, 'ci95': scale * ci, 'loss': float(outputs['loss'].mean()),
             f'{name}_pre': scale * float(outputs[objective.pre_key].mean()),
-            f'per_episode_{name}': outputs[key].tolist(), 'n_episodes': int(n_episodes),
-            'mc_samples': int(mc_samples), 'split': split, 'seed': config.seed}
+            f'per_episode_{name}': outputs[objective.key].tolist(), 'n_episodes': int(n_episodes),
+            'mc_samples': int(mc_samples), 'split': split, 'seed': seed}
   if attack:
     result['attack'] = dict(attack._asdict(), eps=list(attack.eps),
                             step_sizes=[attack.step_for(e) for e in attack.eps])

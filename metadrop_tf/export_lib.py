@@ -14,6 +14,7 @@ from metadrop_tf import eval_lib
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
+from metadrop_tf import sampling
 from metadrop_tf import sinusoid
 
 SERVE_STREAM = 2  # noise seed of serving: [seed, 2], fixed so predictions are repeatable
@@ -254,7 +255,7 @@ def visualization_dump(learner, config, test_images):
                              'dense_kernel', 'dense_bias')}
   n_perturbed = VIS_SAMPLES if learner.noisy else 0
   for c in range(VIS_EPISODES):
-    pair = data.to_float(test_images[[c, c + 5]])  # [2, instances, H, W, C]
+    pair = sampling.to_float(test_images[[c, c + 5]])  # [2, instances, H, W, C]
     support = tf.reshape(pair[:, :k], [2 * k, *config.image_shape])
     query = tf.reshape(pair[:, k:k + q], [2 * q, *config.image_shape])
     theta0 = learner.initial_state(2)
@@ -290,7 +291,7 @@ def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID)
   x [G], true [E, G], support_x / support_y [E, K], predictions [E, S+1, G] after 0..S inner
   steps (as the meta-test adapts: same seeds and MC samples), noisy [E, VIS_SAMPLES, G]:
   sampling forwards of the initial state (empty without noise), amplitude / phase [E]."""
-  sampler = data.make_sampler(config, 'test')
+  sampler = sampling.make_sampler(config, 'test')
   x = np.linspace(*sinusoid.X_RANGE, grid).astype(np.float32)[:, None]
   out = {key: [] for key in ('true', 'support_x', 'support_y', 'predictions', 'noisy',
                              'amplitude', 'phase')}
@@ -335,7 +336,7 @@ def noise_maps(model, images, n_samples=4, seed=0):
 
   Returns a list (1 + n_samples) of lists (4 blocks) of [H_l, W_l, C] arrays.
   """
-  x = data.to_float(images)
+  x = sampling.to_float(images)
   columns = [model.block_outputs(x)]
   columns += [model.block_outputs(x, sample=True, seed=tf.constant([seed, s], tf.int32))
               for s in range(n_samples)]

@@ -23,6 +23,7 @@ def main(argv) -> None:
   import uvicorn  # pylint: disable=g-import-not-at-top
 
   from metadrop_tf import serving  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import serving_app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]} (flags look like --name=value)')
   if not FLAGS.export_dir:
@@ -40,7 +41,7 @@ def main(argv) -> None:
   for model in models.values():
     print(f'serving {model.name} version {model.version} ({", ".join(model.signatures)}) at '
           f'http://{FLAGS.host}:{FLAGS.port}/v1/models/{model.name}', flush=True)
-  uvicorn.run(serving.make_app(models, FLAGS.max_body_bytes), host=FLAGS.host, port=FLAGS.port,
+  uvicorn.run(serving_app.make_app(models, FLAGS.max_body_bytes), host=FLAGS.host, port=FLAGS.port,
               log_level='warning', timeout_graceful_shutdown=30)
 
 

@@ -1,4 +1,5 @@
-"""TensorFlow Serving's REST API for exported SavedModels (export.py), on Starlette.
+"""TensorFlow Serving's REST API for exported SavedModels (export.py): the models, their
+metadata and predictions (this module), answered over HTTP by serving_app.py (Starlette).
 
   GET  /v1/models/NAME[/versions/V]            the version's status
   GET  /v1/models/NAME[/versions/V]/metadata   its signatures: inputs and outputs, dtypes, shapes
@@ -15,25 +16,16 @@ a worker thread, so requests are answered concurrently without blocking the even
 request holds is used as a path.
 """
 
-import asyncio
 import json
 import logging
-import math
 import os
 import re
-import time
 from typing import NamedTuple
 
 import numpy as np
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.responses import Response
-from starlette.routing import Route
 import tensorflow as tf
 
 LOG = logging.getLogger('metadrop_tf.serving')
-DEFAULT_MAX_BODY = 16 << 20  # bytes: a 20-way 5-shot episode of 28x28 images is ~0.5 MB of JSON
 DTYPES = {tf.float32: 'DT_FLOAT', tf.int64: 'DT_INT64', tf.int32: 'DT_INT32',
           tf.float64: 'DT_DOUBLE'}
 
@@ -46,8 +38,6 @@ class ServingError(Exception):
     self.status = status
 
 
-PAGE_DIR = os.path.join(os.path.dirname(__file__), 'page')
-PAGE_FILES = {'index.html': 'text/html', 'app.js': 'text/javascript', 'style.css': 'text/css'}
 DESCRIPTION_FILE = os.path.join('assets.extra', 'metadrop_tf.json')  # export_lib writes it
 
 
@@ -185,111 +175,10 @@ def _assertion(message: str) -> str:
   if found:
     return found.group(1)
   lines = [line for line in message.splitlines() if 'Graph execution error' not in line]
-  return _first_line('\n'.join(lines))
+  return first_line('\n'.join(lines))
 
 
-def _first_line(message: str) -> str:
+def first_line(message) -> str:
+  """The first non-empty line of message, stripped."""
   lines = [line.strip() for line in str(message).splitlines() if line.strip()]
   return lines[0] if lines else 'invalid input'
-
-
-def _json_safe(value):
-  """value with non-finite floats as strings (JSON has no NaN)."""
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
-  if isinstance(value, list):
-    return [_json_safe(v) for v in value]
-  if isinstance(value, dict):
-    return {k: _json_safe(v) for k, v in value.items()}
-  return value
-
-
-def make_app(models: dict, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
-  """The ASGI app serving `models` ({name: Model})."""
-
-  def find(request: Request) -> Model:
-    name = request.path_params['name']
-    if name not in models:
-      raise ServingError(404, f'model "{name}" not found; serving {sorted(models)}')
-    model = models[name]
-    version = request.path_params.get('version')
-    if version is not None and version != str(model.version):
-      raise ServingError(404, f'version {version} of model "{name}" not found; serving '
-                         f'version {model.version}')
-    return model
-
-  async def status(request: Request):
-    model = find(request)
-    return {'model_version_status': [{'version': str(model.version), 'state': 'AVAILABLE',
-                                      'status': {'error_code': 'OK', 'error_message': ''}}]}
-
-  async def get_metadata(request: Request):
-    return metadata(find(request))
-
-  async def post_predict(request: Request):
-    model = find(request)
-    if request.path_params['method'] != 'predict':
-      raise ServingError(404, 'unknown method; this server answers :predict')
-    kind = request.headers.get('content-type', '').split(';')[0].strip()
-    if kind not in ('application/json', ''):
-      raise ServingError(400, f'content type {kind} is not JSON; send application/json')
-    size = int(request.headers.get('content-length') or 0)
-    if size > max_body:
-      raise ServingError(413, f'request body of {size} bytes is over the limit of {max_body}')
-    raw = await request.body()
-    if len(raw) > max_body:
-      raise ServingError(413, f'request body of {len(raw)} bytes is over the limit of '
-                         f'{max_body}')
-    try:
-      body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-      raise ServingError(400, f'the request body is not valid JSON ({_first_line(e)})') from None
-    loop = asyncio.get_running_loop()
-    return _json_safe(await loop.run_in_executor(None, predict, model, body))
-
-  async def healthz(request: Request):
-    del request
-    return {'status': 'ok', 'models': sorted(models)}
-
-  async def page_models(request: Request):
-    del request
-    return {'models': [{'name': m.name, 'version': m.version, 'description': m.description,
-                        'signatures': sorted(m.signatures)} for m in models.values()]}
-
-  # The page's files are read once, here: no request names a path.
-  page = {}
-  for name, kind in PAGE_FILES.items():
-    with open(os.path.join(PAGE_DIR, name), 'rb') as f:
-      page[name] = (f.read(), kind)
-
-  async def page_file(request: Request):
-    name = request.path_params.get('file', 'index.html')
-    if name not in page:
-      return JSONResponse({'error': f'no page file {name}'}, status_code=404)
-    return Response(page[name][0], media_type=page[name][1])
-
-  def endpoint(handler):
-    async def wrapped(request: Request):
-      start = time.perf_counter()
-      try:
-        answer, code = await handler(request), 200
-      except ServingError as e:
-        answer, code = {'error': str(e)}, e.status
-      except Exception as e:  # pylint: disable=broad-except  # the server keeps serving
-        LOG.exception('internal error on %s', request.url.path)
-        answer, code = {'error': f'internal error ({type(e).__name__})'}, 500
-      LOG.info('%s %s %d %.1f ms', request.method, request.url.path, code,
-               1000 * (time.perf_counter() - start))
-      return JSONResponse(answer, status_code=code)
-    return wrapped
-
-  prefix = '/v1/models/{name}'
-  routes = [Route('/healthz', endpoint(healthz)),
-            Route('/page/models', endpoint(page_models), methods=['GET']),
-            Route('/', page_file, methods=['GET']),
-            Route('/page/{file}', page_file, methods=['GET'])]
-  for base in (prefix, prefix + '/versions/{version}'):
-    routes += [Route(base, endpoint(status), methods=['GET']),
-               Route(base + '/metadata', endpoint(get_metadata), methods=['GET']),
-               Route(base + ':{method}', endpoint(post_predict), methods=['POST'])]
-  return Starlette(routes=routes)

@@ -2,8 +2,8 @@
 
 Task i of a split is y = A sin(x - p) with amplitude A ~ U[0.1, 5.0] and phase p ~ U[0, pi];
 its K support and Q query points have x ~ U[-5, 5]. Everything about task i depends only on
-(seed, split, i), like the image episodes (metadrop_tf.data.EpisodeSampler), so a resumed
-run or a repeated evaluation sees the same tasks. NumPy only: data.make_dataset streams it.
+(seed, split, i), like the image episodes (metadrop_tf.sampling.EpisodeSampler), so a resumed
+run or a repeated evaluation sees the same tasks. NumPy only: sampling.make_dataset streams it.
 """
 
 import math
@@ -29,7 +29,7 @@ class SinusoidSampler:
     seed: the run's seed. split: train, val or test (each its own stream of tasks).
   """
 
-  generated = True  # data.make_dataset: float inputs and targets, no image shard
+  generated = True  # sampling.make_dataset: float inputs and targets, no image shard
 
   def __init__(self, shot: int, query: int, seed: int, split: str = 'train'):
     self.shot, self.query = shot, query

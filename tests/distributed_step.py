@@ -25,7 +25,7 @@ def compute(strategy) -> dict:
   'maml/loss', ... for each of LEARNERS."""
   import helpers  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import train_step  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(metabatch=METABATCH, meta_optimizer='sgd', meta_momentum=0.0,
                                meta_lr=0.5, grad_clip=GRAD_CLIP)
   episode = helpers.random_episode(metabatch=METABATCH)
@@ -39,11 +39,11 @@ def compute(strategy) -> dict:
         learner = learners.REGISTRY['maml'](network, 1, 0.2, bn_mode='running')
       else:
         learner = helpers.tiny_learner(name, n_steps=1)
-      optimizer = train_lib.make_optimizer(learner, config)
-    meta_gradients = tf.function(train_lib.make_meta_gradients(learner, config, strategy),
+      optimizer = train_step.make_optimizer(learner, config)
+    meta_gradients = tf.function(train_step.make_meta_gradients(learner, config, strategy),
                                  autograph=False)
     outputs, grads = meta_gradients(episode, iteration, with_pre)
-    step = train_lib.make_outer_step(learner, optimizer, config, strategy)
+    step = train_step.make_outer_step(learner, optimizer, config, strategy)
     step(episode, iteration, with_pre)
     for key, value in outputs.items():
       out[f'{name}/{key}'] = value.numpy()

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
-from metadrop_tf import data
 from metadrop_tf import model as model_lib
+from metadrop_tf import sampling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_OMNIGLOT = os.path.join(REPO, '..', 'shared', 'data', 'omniglot')
@@ -28,7 +28,7 @@ def tiny_model(maml=False, dtype='float64', way=3, channels=2, seed=0, **kwargs)
 
 def random_episode(metabatch=2, way=3, shot=1, query=2, image_shape=TINY_IMAGE, seed=0,
                    dtype=np.float64):
-  """A data.Episode of uniform random images, labels class by class."""
+  """A sampling.Episode of uniform random images, labels class by class."""
   rng = np.random.default_rng(seed)
 
   def labels(per_class):
@@ -38,7 +38,7 @@ def random_episode(metabatch=2, way=3, shot=1, query=2, image_shape=TINY_IMAGE, 
   def images(per_class):
     return tf.constant(rng.random((metabatch, way * per_class) + image_shape).astype(dtype))
 
-  return data.Episode(images(shot), labels(shot), images(query), labels(query))
+  return sampling.Episode(images(shot), labels(shot), images(query), labels(query))
 
 
 def write_tiny_shards(directory, classes=(12, 8), instances=6, size=28, channels=None,

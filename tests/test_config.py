@@ -5,6 +5,7 @@ import json
 import pytest
 
 from metadrop_tf import config as config_lib
+from metadrop_tf import migration
 
 Config = config_lib.Config
 
@@ -103,7 +104,7 @@ def test_non_finite_numbers_in_json_are_rejected():
 
 def test_keys_added_after_a_run_take_their_logged_default():
   """A run made before a key existed still loads, with the value that reproduces it."""
-  for key, default in config_lib.ADDED_KEYS.items():
+  for key, default in migration.ADDED_KEYS.items():
     config, added = Config.from_json(_edited(**{key: _DELETE}), source='old.json')
     assert added == [key] and getattr(config, key) == default
   config, _ = Config.from_json(_edited(inner_lr=1), source='int.json')  # an int is a number

@@ -8,10 +8,10 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import config as config_lib
-from metadrop_tf import data
 from metadrop_tf import learners
 from metadrop_tf import mlp
 from metadrop_tf import objectives
+from metadrop_tf import sampling
 from metadrop_tf import sinusoid
 from metadrop_tf.learners import csn
 
@@ -39,7 +39,7 @@ def _conv_learner(seed=0):
 
 def _sinusoid_episode(metabatch=2, shot=3, query=4):
   parts = sinusoid.SinusoidSampler(shot, query, seed=0, split='train').meta_batch(0, metabatch)
-  return data.Episode(*[tf.constant(p, tf.float64) for p in parts])
+  return sampling.Episode(*[tf.constant(p, tf.float64) for p in parts])
 
 
 def _zero_values(learner):

@@ -10,6 +10,7 @@ import tensorflow as tf
 import helpers
 from metadrop_tf import data
 from metadrop_tf import manifest
+from metadrop_tf import sampling
 
 
 @pytest.fixture(name='shards')
@@ -18,7 +19,7 @@ def _shards(tmp_path):
 
 
 def _sampler(shards, split='train', seed=0, way=4, shot=2, query=3):
-  return data.EpisodeSampler(shards[split][..., None], way, shot, query, seed, split)
+  return sampling.EpisodeSampler(shards[split][..., None], way, shot, query, seed, split)
 
 
 def test_task_invariants(shards):
@@ -59,7 +60,7 @@ def test_meta_batch_is_consecutive_tasks(shards):
 
 def test_dataset_yields_float_episodes(shards):
   sampler = _sampler(shards)
-  episodes = list(data.make_dataset(sampler, 2, start=1, count=3))
+  episodes = list(sampling.make_dataset(sampler, 2, start=1, count=3))
   assert len(episodes) == 3
   ep = episodes[0]
   assert ep.support_x.shape == (2, 8, 16, 16, 1) and ep.query_y.shape == (2, 12, 4)
@@ -160,8 +161,8 @@ def test_a_file_as_data_dir_is_named(tmp_path):
 
 # --- augmentation (--augment) ----------------------------------------------------------------
 def _episodes(images, augment_seed, index=0, way=3):
-  sampler = data.EpisodeSampler(images, way, 1, 2, seed=0)
-  return next(iter(data.make_dataset(sampler, 2, start=index, count=1,
+  sampler = sampling.EpisodeSampler(images, way, 1, 2, seed=0)
+  return next(iter(sampling.make_dataset(sampler, 2, start=index, count=1,
                                      augment_seed=augment_seed)))
 
 
@@ -185,7 +186,7 @@ def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
   images = helpers.write_tiny_shards(str(tmp_path))['train']
   plain = _episodes(images, None).support_x.numpy().reshape((-1, 28, 28))
   shifted = _episodes(images, 5).support_x.numpy().reshape((-1, 28, 28))
-  pad = data.SHIFT_PIXELS
+  pad = sampling.SHIFT_PIXELS
   moved = 0
   for original, got in zip(plain, shifted):
     padded = np.pad(original, pad)
@@ -200,8 +201,8 @@ def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
 def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
   seen = []
-  original = data.make_dataset
-  monkeypatch.setattr(data, 'make_dataset', lambda *a, **k: seen.append(k.get(
+  original = sampling.make_dataset
+  monkeypatch.setattr(sampling, 'make_dataset', lambda *a, **k: seen.append(k.get(
       'augment_seed')) or original(*a, **k))
   for augment in (False, True):
     config, workdir = helpers.saved_run(tmp_path / str(augment), checkpoints_at=(),

@@ -17,6 +17,7 @@ from metadrop_tf import data
 from metadrop_tf import eval_lib
 from metadrop_tf import export_lib
 from metadrop_tf import learners
+from metadrop_tf import sampling
 
 N_EPISODES = 4
 
@@ -57,7 +58,8 @@ def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml, change
   config, workdir, model = _trained_run(tmp_path, maml, **changes)
   export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
   test = data.load_splits(config, ('test',))['test']
-  sampler = data.EpisodeSampler(test, config.way, config.shot, config.query, config.seed, 'test')
+  sampler = sampling.EpisodeSampler(test, config.way, config.shot, config.query, config.seed,
+                                    'test')
   tasks = [sampler.task(i) for i in range(N_EPISODES)]
   episodes = dict(support_x=np.stack([t[0] for t in tasks]).astype(np.float32) / 255,
                   query_x=np.stack([t[1] for t in tasks]).astype(np.float32) / 255,

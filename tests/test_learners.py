@@ -16,7 +16,7 @@ from metadrop_tf import config as config_lib
 from metadrop_tf import layers
 from metadrop_tf import learners
 from metadrop_tf import meta_learner
-from metadrop_tf import train_lib
+from metadrop_tf import train_step
 from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import gradient
 from metadrop_tf.learners import mc_chunks
@@ -241,8 +241,8 @@ def test_zero_head_trained_5_way_evaluates_3_and_10_way():
   assert not {id(learner.network.theta[n]) for n in learner.network.head_names} & {
       id(v) for v in learner.meta_variables()}
   config = helpers.tiny_config(way=5, zero_head=True, metabatch=2, meta_lr=3e-3)
-  optimizer = train_lib.make_optimizer(learner, config)
-  step = train_lib.make_outer_step(learner, optimizer, config)
+  optimizer = train_step.make_optimizer(learner, config)
+  step = train_step.make_outer_step(learner, optimizer, config)
   before = learner.network.theta['conv0_kernel'].numpy().copy()
   for i in range(3):
     step(helpers.random_episode(metabatch=2, way=5, seed=i), tf.constant(i, tf.int64),
@@ -375,7 +375,7 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
   learner = _Reptile(network, 2, 0.2)
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5,
                                grad_clip=100.0)
-  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
   episode = helpers.random_episode(metabatch=1, dtype=np.float32)
   before = {n: v.numpy().copy() for n, v in network.theta.items()}
   target = learner.adapt(episode.support_x[0], episode.support_y[0],
@@ -577,7 +577,7 @@ def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
   network.track_running_statistics()
   learner = learners.REGISTRY['maml'](network, 2, 0.2, bn_mode='running')
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
-  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
   episode = helpers.random_episode(metabatch=2)
   expected = [network.batch_statistics(episode.support_x[b]) for b in range(2)]
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
@@ -685,7 +685,7 @@ def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
   variable."""
   config = helpers.tiny_config(noise_type=noise_type, meta_lr=0.05)
   learner = learners.build(config)
-  step = train_lib.make_outer_step(learner, train_lib.make_optimizer(learner, config), config)
+  step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
   before = [v.numpy().copy() for v in learner.meta_variables()]
   episode = helpers.random_episode(metabatch=2, dtype=np.float32, image_shape=(28, 28, 1))
   step(episode, tf.constant(0, tf.int64), tf.constant(False))

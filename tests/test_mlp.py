@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import data
 from metadrop_tf import learners
 from metadrop_tf import mlp
 from metadrop_tf import model as model_lib
 from metadrop_tf import objectives
+from metadrop_tf import sampling
 from metadrop_tf import sinusoid
 
 
@@ -101,7 +101,7 @@ def test_sampled_hidden_units_follow_the_noise_distribution():
 def _episode(metabatch=2, shot=3, query=4):
   sampler = sinusoid.SinusoidSampler(shot, query, seed=0, split='train')
   parts = sampler.meta_batch(0, metabatch)
-  return data.Episode(*[tf.constant(p, tf.float64) for p in parts])
+  return sampling.Episode(*[tf.constant(p, tf.float64) for p in parts])
 
 
 @pytest.mark.parametrize('name', ['maml', 'metadrop'])

@@ -20,6 +20,7 @@ from metadrop_tf import checkpoints
 from metadrop_tf import export_lib
 from metadrop_tf import learners
 from metadrop_tf import serving
+from metadrop_tf import serving_app
 
 pytestmark = pytest.mark.xdist_group('serving')  # one worker: module fixtures built once
 WAY, SHOT, QUERY = 3, 1, 2
@@ -58,7 +59,7 @@ def client(request, export_dir):
   lives for the module and is stopped here."""
   if request.param == 'in_process':
     model = serving.load(export_dir, 'omni')
-    yield TestClient(serving.make_app({'omni': model}, max_body=MAX_BODY))
+    yield TestClient(serving_app.make_app({'omni': model}, max_body=MAX_BODY))
     return
   proc, base = helpers.start_server(f'--export_dir={export_dir}', f'--max_body_bytes={MAX_BODY}')
   with httpx.Client(base_url=base, timeout=120) as http:
@@ -156,7 +157,7 @@ def test_bad_requests_are_one_line_errors_naming_the_input(client, request_kwarg
 def test_an_internal_failure_is_a_500_and_the_server_keeps_serving(export_dir, monkeypatch):
   """In-process only: no request can make the model fail, so the failure is patched in."""
   model = serving.load(export_dir, 'omni')
-  client = TestClient(serving.make_app({'omni': model}), raise_server_exceptions=False)
+  client = TestClient(serving_app.make_app({'omni': model}), raise_server_exceptions=False)
   real = serving.predict
   monkeypatch.setattr(serving, 'predict', lambda *a: 1 / 0)
   answer = client.post('/v1/models/omni:predict', json={'inputs': _episode()})

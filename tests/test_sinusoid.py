@@ -11,6 +11,7 @@ import pytest
 
 import helpers
 from metadrop_tf import data
+from metadrop_tf import sampling
 from metadrop_tf import sinusoid
 
 
@@ -55,8 +56,8 @@ def test_the_stream_gives_the_sampler_meta_batches_in_order():
   config = helpers.tiny_config(dataset='sinusoid', way=1, backbone='mlp', shot=4, query=6,
                                channels=0, metabatch=3)
   assert data.load_splits(config, ('train', 'test')) == {'train': None, 'test': None}
-  sampler = data.make_sampler(config, 'test')
-  episodes = list(data.make_dataset(sampler, 3, start=2, count=2))
+  sampler = sampling.make_sampler(config, 'test')
+  episodes = list(sampling.make_dataset(sampler, 3, start=2, count=2))
   assert len(episodes) == 2
   for offset, episode in enumerate(episodes):
     expected = sampler.meta_batch(2 + offset, 3)

@@ -13,6 +13,7 @@ from data import prepare
 from data import tiered
 import helpers
 from metadrop_tf import data as data_lib
+from metadrop_tf import sampling
 
 COUNTS = {'train': [3, 5, 4], 'val': [2, 3], 'test': [4, 2, 3]}
 
@@ -77,7 +78,7 @@ def test_episodes_from_a_ragged_shard_stay_inside_each_class(tmp_path):
   out = str(tmp_path / 'out')
   prepare.main(['--dataset=tiered', '--source', str(tmp_path / 'src'), '--out_dir', out])
   shard = data_lib.load_split(out, 'train', (84, 84, 3), 'tiered')
-  sampler = data_lib.EpisodeSampler(shard, way=2, shot=1, query=1, seed=0)
+  sampler = sampling.EpisodeSampler(shard, way=2, shot=1, query=1, seed=0)
   seen = set()
   for index in range(40):
     support, query = sampler.task(index)
@@ -90,13 +91,13 @@ def test_episodes_from_a_ragged_shard_stay_inside_each_class(tmp_path):
     np.testing.assert_array_equal(sampler.task(index)[0], support)  # a pure function of index
   assert (1, 4) in seen  # the largest class's last image is reachable
   with pytest.raises(data_lib.DataError, match='--shot=2 plus --query=2 exceeds the 3'):
-    data_lib.EpisodeSampler(shard, way=2, shot=2, query=2, seed=0)
+    sampling.EpisodeSampler(shard, way=2, shot=2, query=2, seed=0)
 
 
 def test_a_uniform_shard_draws_the_same_episodes_as_before():
   """The ragged support must not move the episodes of uniform shards (committed runs)."""
   images = np.random.default_rng(0).integers(0, 256, (6, 5, 4, 4, 1), dtype=np.uint8)
-  sampler = data_lib.EpisodeSampler(images, way=3, shot=1, query=2, seed=4)
+  sampler = sampling.EpisodeSampler(images, way=3, shot=1, query=2, seed=4)
   rng = np.random.default_rng([4, 0, 7])  # what the sampler did before ragged shards
   classes = rng.choice(6, 3, replace=False)
   instances = np.stack([rng.choice(5, 3, replace=False) for _ in range(3)])

@@ -11,12 +11,13 @@ import helpers
 from metadrop_tf import checkpoints
 from metadrop_tf import learners
 from metadrop_tf import train_lib
+from metadrop_tf import train_step
 
 
 def _step_for(config):
   model = learners.build(config)
-  optimizer = train_lib.make_optimizer(model, config)
-  return model, train_lib.make_outer_step(model, optimizer, config)
+  optimizer = train_step.make_optimizer(model, config)
+  return model, train_step.make_outer_step(model, optimizer, config)
 
 
 def _episode(config, seed=0):
@@ -66,7 +67,7 @@ def test_pre_adaptation_metrics_are_optional_and_change_nothing_else():
   assert float(with_pre['loss']) == float(without['loss'])
   for a, b in zip(with_model.meta_variables(), without_model.meta_variables()):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
-  reported = [set(train_lib.run_outer_step(with_step, episode, i, config)) for i in range(1, 4)]
+  reported = [set(train_step.run_outer_step(with_step, episode, i, config)) for i in range(1, 4)]
   every = {'loss', 'acc', 'grad_norm'}
   assert reported == [every, every, {*every, 'loss_pre', 'acc_pre'}]
 
@@ -114,7 +115,7 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, n_train_iters=100, metabatch=1, save_freq=100)
   checkpoints.write_config(workdir, config)
-  real_step = train_lib.run_outer_step
+  real_step = train_step.run_outer_step
 
   def step_then_signal(outer_step, episode, step, cfg):
     values = real_step(outer_step, episode, step, cfg)
@@ -134,7 +135,7 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
     return
   assert [os.path.basename(p) for p in saved] == ['ckpt-3.index']
   model = learners.build(config)
-  optimizer = train_lib.make_optimizer(model, config)
+  optimizer = train_step.make_optimizer(model, config)
   ckpt = checkpoints.make_checkpoint(model, optimizer)
   checkpoints.restore(ckpt, workdir)
   assert int(ckpt.step.numpy()) == 3 == int(optimizer.iterations.numpy())

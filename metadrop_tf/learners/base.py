@@ -131,7 +131,7 @@ class Learner:
                        iteration=None, extra=None) -> dict:
     """task_outputs (plus pre_adaptation_outputs if with_pre) of every task: dict of [B].
 
-    episode: data.Episode with a static leading meta-batch axis B; seeds: B task seeds. Each
+    episode: sampling.Episode with a static leading meta-batch axis B; seeds: B task seeds. Each
     task adapts and normalizes on its own. The tasks are a Python loop: on CPU this was
     faster than vectorized_map or grouped convolutions.
     """

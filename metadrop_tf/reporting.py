@@ -1,0 +1,110 @@
+"""What meta-training reports: window averages of the step outputs to TensorBoard (tb/train,
+tb/eval), train.log and a progress bar; a worker that is not the chief reports nothing."""
+
+import os
+import time
+
+from absl import logging
+import tensorflow as tf
+from tqdm import tqdm
+
+from metadrop_tf import metrics
+from metadrop_tf import objectives
+
+
+def noise_summaries(network, images):
+  """Mean and std of each of the network's noise scales on `images` (none without noise)."""
+  out = {}
+  for name, scale in network.noise_scales(images).items():
+    out[f'noise/{name}_mean'] = float(tf.reduce_mean(scale))
+    out[f'noise/{name}_std'] = float(tf.math.reduce_std(scale))
+  return out
+
+
+class RunLog:
+  """Writes each line to absl logging and appends it, time-stamped, to <workdir>/train.log."""
+
+  def __init__(self, workdir):
+    self._file = open(os.path.join(workdir, 'train.log'), 'a')
+
+  def __call__(self, fmt, *args):
+    line = fmt % args
+    logging.info(line)
+    self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+    self._file.flush()
+
+  def close(self):
+    self._file.close()
+
+
+class Reporter:
+  """Averages step outputs over a window and writes them to TensorBoard (tb/train, tb/eval),
+  train.log and the progress bar."""
+
+  def __init__(self, workdir, config, start, progress):
+    self.log = RunLog(workdir)
+    self.objective = objectives.for_config(config)
+    self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, 'tb', k))
+                    for k in ('train', 'eval')}
+    self.window, self.tick = metrics.WindowAverage(), time.time()
+    self.bar = tqdm(total=config.n_train_iters, initial=start, disable=not progress,
+                    desc='train', dynamic_ncols=True)
+    if not start:
+      with self.writers['train'].as_default(step=0):
+        tf.summary.text('config', '```\n' + config.to_json() + '\n```')
+
+  def add(self, outputs):
+    self.window.add(outputs)
+    self.bar.update(1)
+
+  def train_window(self, step, extra):
+    """Writes the window's averages plus `extra` scalars and starts a new window."""
+    count = len(self.window)
+    values = self.window.result()
+    values['iters_per_sec'] = count / max(time.time() - self.tick, 1e-9)
+    values.update(extra)
+    self.tick = time.time()
+    self._scalars('train', values, step)
+    key, pre_key = self.objective.key, self.objective.pre_key
+    self.bar.set_postfix(loss=f"{values['loss']:.3f}", **{key: f'{values[key]:.3f}'})
+    self.log(f'train | step %d | %.3f it/s | loss %.4f {key} %.4f | pre loss %.4f {key} %.4f',
+             step, values['iters_per_sec'], values['loss'], values[key],
+             values.get('loss_pre', float('nan')), values.get(pre_key, float('nan')))
+
+  def evaluation(self, step, split, result):
+    objective = self.objective
+    value = result[objective.result]
+    self._scalars('eval', {objective.key: value / objective.scale, 'loss': result['loss']},
+                  step)
+    self.log('eval %s | step %d | loss %.4f %s', split, step, result['loss'],
+             objective.describe(value, result['ci95']).replace('accuracy', 'acc'))
+
+  def _scalars(self, writer, values, step):
+    with self.writers[writer].as_default(step=step):
+      for key, value in values.items():
+        tf.summary.scalar(key, value)
+    self.writers[writer].flush()
+
+  def close(self):
+    self.bar.close()
+    self.log.close()
+
+
+class WorkerReport:
+  """The Reporter of a worker that is not the chief: writes nothing (the chief writes the run
+  directory), logs its own warnings to absl only."""
+
+  def add(self, outputs):
+    del outputs
+
+  def train_window(self, step, extra):
+    del step, extra
+
+  def evaluation(self, step, split, result):
+    del step, split, result
+
+  def log(self, fmt, *args):
+    logging.info(fmt, *args)
+
+  def close(self):
+    pass
