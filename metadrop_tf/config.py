@@ -32,14 +32,14 @@ DATASETS = {
 # Flags whose default depends on --dataset when not given explicitly (metadrop_tf.flags).
 DATASET_DEFAULTS = {'sinusoid': {'way': 1, 'backbone': 'mlp'}}
 PRECISIONS = ('float32', 'bfloat16')
-NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.layers.SAMPLERS
+NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.noise_lib.SAMPLERS
 BN_MODES = ('transductive', 'inductive', 'per_step', 'running')
 EVAL_SPLITS = ('train', 'val', 'test')
 
 
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.mixup.KINDS
 NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
-               'fixed_add')  # layers.make_noise
+               'fixed_add')  # noise_lib.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py

@@ -1,18 +1,15 @@
-"""Pure math of one forward pass: conv product, multiplicative noise, batch norm, noisy head.
+"""Pure math of one forward pass: conv product, batch norm, mixup, noisy block and head (the
+noise distributions: noise.py).
 
 No variables live here; every weight comes in as a tensor so the inner loop can pass fast
 weights. Shapes: images and feature maps are NHWC, `n` is the number of images of one call.
 """
 
-import math
 from typing import NamedTuple
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from metadrop_tf import components
-
-tfd = tfp.distributions
+from metadrop_tf import noise as noise_lib
 
 BN_EPSILON = 1e-3
 
@@ -91,123 +88,6 @@ def normalize(x, offset, statistics):
   return (x - mean) * tf.math.rsqrt(variance + BN_EPSILON) + offset
 
 
-def box_muller_normal(shape, seed, dtype=tf.float32):
-  """Exact N(0, 1) samples of `shape` from a stateless seed (int32 [2]), by Box-Muller.
-
-  The same distribution as tf.random.stateless_normal (what tfp's Normal.sample draws with),
-  but about 1.7x faster on CPU: TF's kernel transforms each uniform pair with scalar libm
-  calls, these element-wise ops are vectorized. The noise draw was a third of a meta-test step.
-  """
-  total = tf.reduce_prod(shape)
-  half = (total + 1) // 2
-  u = tf.random.stateless_uniform(tf.stack([2, half]), seed, dtype=dtype)  # [0, 1)
-  radius = tf.sqrt(-2 * tf.math.log(1 - u[0]))
-  angle = (2 * math.pi) * u[1]
-  pairs = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
-  return tf.reshape(pairs[:total], shape)
-
-
-def tfp_normal(shape, seed, dtype=tf.float32):
-  """N(0, 1) samples of `shape` drawn by tfp's Normal (TF's stateless normal kernel)."""
-  return tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)).sample(shape, seed=seed)
-
-
-SAMPLERS = {'box_muller': box_muller_normal, 'tfp': tfp_normal}
-
-
-def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal,
-                         noise_shape=None):
-  """Meta Dropout's noise: mu * softplus(z), z = alpha + eps with eps ~ N(0, 1)
-  (reparameterized) when sampling, z = alpha otherwise.
-
-  mu, alpha: shapes that broadcast to noise_shape (default alpha's shape), the shape of eps and
-  of the result when sampling. seed: int32 [2] stateless seed, needed when sample is True.
-  sampler: one of SAMPLERS, (shape, seed, dtype) -> N(0, 1) samples.
-  """
-  if sample:
-    shape = tf.shape(alpha) if noise_shape is None else noise_shape
-    z = alpha + sampler(shape, seed, alpha.dtype)
-  else:
-    z = alpha
-  return mu * tf.nn.softplus(z)
-
-
-def additive_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, noise_shape=None):
-  """Learned additive noise (a regularizer baseline): mu + softplus(alpha) * eps when
-  sampling, mu otherwise (the noise's mean). Arguments as multiplicative_noise."""
-  if not sample:
-    return mu
-  shape = tf.shape(alpha) if noise_shape is None else noise_shape
-  return mu + tf.nn.softplus(alpha) * sampler(shape, seed, alpha.dtype)
-
-
-def fixed_noise(kind: str, scale: float):
-  """Noise of a set scale s that nothing learns (the paper's "meta-learned or fixed?"
-  baselines): 'fixed_mult' mu * (1 + s * eps), 'fixed_add' mu + s * eps when sampling, mu
-  otherwise. Returns a function with multiplicative_noise's arguments (alpha is ignored; its
-  shape gives the noise's shape when noise_shape is None)."""
-  def noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, noise_shape=None):
-    if not sample:
-      return mu
-    shape = tf.shape(alpha) if noise_shape is None else noise_shape
-    eps = scale * sampler(shape, seed, mu.dtype)
-    return mu * (1 + eps) if kind == 'fixed_mult' else mu + eps
-  return noise
-
-
-INFO_DROPOUT_MAX = 0.7  # Achille & Soatto cap the log-normal noise's std at 0.7
-
-
-def information_dropout_scale(alpha):
-  """Information dropout's noise std a(x) = INFO_DROPOUT_MAX * sigmoid(alpha), in (0, 0.7)."""
-  return INFO_DROPOUT_MAX * tf.sigmoid(alpha)
-
-
-def information_dropout(mu, alpha, sample, seed=None, sampler=box_muller_normal,
-                        noise_shape=None):
-  """Information dropout (Achille & Soatto 2018): mu * exp(a(x) eps), log-normal
-  multiplicative noise of learned std a(x) (information_dropout_scale), when sampling; mu
-  otherwise. Arguments as multiplicative_noise."""
-  if not sample:
-    return mu
-  shape = tf.shape(alpha) if noise_shape is None else noise_shape
-  return mu * tf.exp(information_dropout_scale(alpha) * sampler(shape, seed, alpha.dtype))
-
-
-def information_dropout_kl(alpha):
-  """Elementwise KL of information dropout's noise to its log-uniform prior for ReLU
-  activations, up to a constant: -log a(x) (Achille & Soatto 2018, proposition 4)."""
-  return -tf.math.log(information_dropout_scale(alpha))
-
-
-BLOCK_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
-                'info_dropout': information_dropout}  # learned by phi, drawn in the blocks
-# 'vib' (the variational information bottleneck) is learned noise on the features, drawn by
-# the network (model.MetaDropoutNet.bottleneck); its blocks draw none.
-LEARNED_NOISE_TYPES = tuple(BLOCK_NOISES) + ('vib',)
-NOISE_TYPES = LEARNED_NOISE_TYPES + ('fixed_mult', 'fixed_add')
-# The options each noise type reads (--noise_scale: the fixed noises' std; --noise_penalty: the
-# weight of the bottlenecks' KL in the inner loss).
-NOISE_OPTIONS = {'metadrop': (), 'learned_add': (), 'fixed_mult': ('noise_scale',),
-                 'fixed_add': ('noise_scale',), 'info_dropout': ('noise_penalty',),
-                 'vib': ('noise_penalty',)}
-for _kind in NOISE_TYPES:
-  components.declare('noise type', _kind, NOISE_OPTIONS[_kind])
-
-
-def make_noise(kind: str = 'metadrop', scale: float = 0.0):
-  """The block noise function of a --noise_type (NOISE_TYPES), with --noise_scale for the
-  fixed kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu; None for
-  'vib', whose blocks draw no noise."""
-  if kind in BLOCK_NOISES:
-    return BLOCK_NOISES[kind]
-  if kind == 'vib':
-    return None
-  if kind not in NOISE_TYPES:
-    raise ValueError(f'unknown noise type {kind!r}; choose one of {NOISE_TYPES}')
-  return fixed_noise(kind, scale)
-
-
 class Mixing(NamedTuple):
   """Mixup of one batch (Zhang et al. 2018; manifold mixup, Verma et al. 2019): at mixable
   layer `layer` (int32 scalar; 0 = the input), h <- lam * h + (1 - lam) * h[perm]."""
@@ -249,17 +129,18 @@ def _normalize_and_pool(h, offset, groups, statistics=None, shift=None):
 
 
 def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, groups=1, compute_dtype=None, sampler=box_muller_normal,
+               sample=False, seed=None, groups=1, compute_dtype=None,
+               sampler=noise_lib.box_muller_normal,
                statistics=None, return_statistics=False, shift=None,
-               noise=multiplicative_noise):
+               noise=noise_lib.multiplicative_noise):
   """conv -> noise -> batch norm [+ shift] -> ReLU -> 2x2 max-pool: [n,H,W,Cin] ->
   [n,H/2,W/2,C].
 
   statistics: (mean, variance) [C] for inductive batch norm (norm), None for the batch's.
   return_statistics: also return the batch's (mean, variance) before the norm (moments; the
   block then normalizes with them, one group). shift: per image and channel [n, C] (or [C]),
-  added before the ReLU (_normalize_and_pool). noise: how alpha perturbs mu (make_noise;
-  default Meta Dropout's multiplicative_noise).
+  added before the ReLU (_normalize_and_pool). noise: how alpha perturbs mu (noise_lib.make_noise;
+  default Meta Dropout's noise_lib.multiplicative_noise).
 
   With phi (Meta Dropout) mu and alpha are two convolutions of the same input; without phi
   (MAML) there is no noise at all. (One convolution with the kernels concatenated, then split,
@@ -276,7 +157,7 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
 
 def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
                       copies=1, sample=False, seed=None, compute_dtype=None,
-                      sampler=box_muller_normal, noise=multiplicative_noise):
+                      sampler=noise_lib.box_muller_normal, noise=noise_lib.multiplicative_noise):
   """conv_block on `copies` noise samples of the same images: [n,H,W,Cin] -> [copies*n,H/2,W/2,C].
 
   The outputs are stacked copy by copy, and each copy is normalized with its own statistics,
@@ -308,7 +189,7 @@ def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_
 
 
 def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, sampler=box_muller_normal):
+               sample=False, seed=None, sampler=noise_lib.box_muller_normal):
   """Logits [n, N] from features [n, F]: mu = f W + b, plus softplus(f w_phi + b_phi) * eps.
 
   phi_kernel is ONE column [F, 1] (bias [1]) broadcast to all N classes, so the noise does not

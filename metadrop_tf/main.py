@@ -25,6 +25,7 @@ from metadrop_tf import errors
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import help as help_lib
 from metadrop_tf import objectives
+from metadrop_tf import program_flags
 from metadrop_tf import quiet
 from metadrop_tf import threads
 
@@ -100,12 +101,13 @@ def _saved_config(savedir):
 def _describe():
   """--describe: the network of the flags, its parameters counted; trains nothing."""
   from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import network as network_lib  # pylint: disable=g-import-not-at-top
   config = flags_lib.config_from_flags()
   network = model_lib.build_model(config)
   widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
   print(f'{config.backbone} (widths {widths}), {config.dataset} {config.image_shape} '
         f'{config.way}-way, {config.method}')
-  print(model_lib.describe(network))
+  print(network_lib.describe(network))
 
 
 def _strategy(config, training):
@@ -193,6 +195,7 @@ def _attack_from_flags():
 
 def export_main():
   from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf import visualization  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='export')
   default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
@@ -202,7 +205,7 @@ def export_main():
                                  overwrite=FLAGS.overwrite)
     print(f'wrote SavedModel to {export_dir}')
     return
-  path = export_lib.export_visualization(config, savedir,
+  path = visualization.export_visualization(config, savedir,
                                          os.path.join(export_dir, 'visualization.npz'),
                                          FLAGS.checkpoint)
   print(f'wrote {path}')
@@ -223,86 +226,25 @@ def export_main():
   learner, _ = export_lib.restore_learner(config, savedir, FLAGS.checkpoint)
   test = data.load_splits(config, ('test',))['test']
   if learner.noisy:
-    paths.append(plots.plot_noise(export_lib.noise_maps(learner.network, test[0, :config.way]),
+    paths.append(plots.plot_noise(visualization.noise_maps(learner.network, test[0, :config.way]),
                                   os.path.join(export_dir, 'noise.png')))
   print(f'wrote {len(paths)} plots to {export_dir}')
 
 
-OWN_FLAGS = {'train': [], 'evaluate': [], 'export': []}  # program -> its own flags (--help)
-_defining = []  # the program whose flags are being defined
-
-
-def _define(kind, name, default, help_text, **kwargs):
-  """Defines a flag of this module unless already defined (tests run several programs)."""
-  if _defining and name not in OWN_FLAGS[_defining[-1]]:
-    OWN_FLAGS[_defining[-1]].append(name)
-  if name in FLAGS:
-    return
-  if kind == 'enum':
-    flags.DEFINE_enum(name, default, kwargs.pop('enum_values'), help_text, **kwargs)
-  else:
-    getattr(flags, f'DEFINE_{kind}')(name, default, help_text, **kwargs)
-
-
-def _define_overwrite():
-  _define('bool', 'overwrite', False, 'Replace what is there: the SavedModel in --export_dir '
-          '(export), a result of more episodes (evaluate).')
-
-
-def define_train_flags():
-  _define('bool', 'describe', False, 'Print the network of these flags and its parameter '
-          'counts per group and variable, then exit (no --savedir needed).')
-
-
-def define_export_flags():
-  _define('enum', 'mode', 'savedmodel',
-          'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump of features '
-          'per inner step, plus plots when the plots extra is installed.',
-          enum_values=['savedmodel', 'visualize'])
-  _define('string', 'export_dir', None,
-          'Output folder (default <savedir>/export, or <savedir>/visualization).')
-  _define_overwrite()
-  _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
-
-
-def define_evaluate_flags():
-  _define('string', 'split', 'test', 'Split to evaluate on (train, val or test).')
-  _define('enum', 'attack', '', 'pgd: also score the query under a white-box PGD attack on '
-          'the adapted model (writes eval_<split>_pgd_<norm>.json).', enum_values=['', 'pgd'])
-  _define('string', 'attack_norm', 'linf', 'Norm of the attack ball: linf, l2 or l1.')
-  _define('string', 'attack_eps', '0.03', 'Radii of the attack ball, comma-separated (pixels '
-          'in [0, 1]).')
-  _define('integer', 'attack_steps', 10, 'PGD steps.')
-  _define('float', 'attack_step_size', 0.0, 'PGD step size; 0: 2.5 * eps / steps.')
-  _define('bool', 'attack_random_start', False, 'Start PGD at a random point of the ball.')
-  _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves (at '
-          "least the step's L1 length: a pixel moves by at most 1).")
-  _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
-  _define_overwrite()
-
-
-PROGRAMS = {
-    'train': (train_main, (define_train_flags,)),
-    'evaluate': (evaluate_main, (define_evaluate_flags,)),
-    'export': (export_main, (define_export_flags,)),
-}
+PROGRAMS = {'train': train_main, 'evaluate': evaluate_main, 'export': export_main}
 
 
 def define_program_flags(program: str) -> None:
   if 'seed' not in FLAGS:
     flags_lib.define_flags()
-  _defining.append(program)
-  try:
-    for define in PROGRAMS[program][1]:
-      define()
-  finally:
-    _defining.pop()
+  program_flags.define(program)
 
 
 def print_help(program: str, doc: str = '', argv=()) -> None:
   """This program's own flags, then the run settings by component (absl's --help shows only
   absl's); --learner=X among argv narrows the learner options to X's."""
-  print(help_lib.program_help(program, doc, ['savedir'] + OWN_FLAGS[program], list(argv)))
+  own = ['savedir'] + program_flags.OWN_FLAGS[program]
+  print(help_lib.program_help(program, doc, own, list(argv)))
 
 
 def run(program: str, argv=None) -> None:
@@ -318,7 +260,7 @@ def run(program: str, argv=None) -> None:
     print(f'error: {" ".join(str(e).split())} (--help lists the flags)', file=sys.stderr)
     sys.exit(2)
   FLAGS.unparse_flags()
-  app.run(_guarded(PROGRAMS[program][0]), argv=argv)
+  app.run(_guarded(PROGRAMS[program]), argv=argv)
 
 
 def train():

@@ -2,7 +2,7 @@
 
 Finn et al.'s sinusoid network: two hidden layers of 40 units with ReLU, one linear output,
 no batch norm. Meta Dropout's noise sits on the hidden units as on conv-4's feature maps
-(layers.multiplicative_noise): each hidden layer's pre-activation mu = h W + b is multiplied
+(noise_lib.multiplicative_noise): each hidden layer's pre-activation mu = h W + b is multiplied
 by softplus(alpha + eps), alpha = h W_phi + b_phi from phi (the same shapes as theta), then
 passes the ReLU. The output layer has no noise (regression has no logits to perturb).
 """
@@ -16,6 +16,7 @@ import tensorflow_probability as tfp
 from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import network
+from metadrop_tf import noise as noise_lib
 
 INIT_STDDEV = 0.01  # Finn et al.'s fully connected weights: truncated normal, 0.01
 
@@ -32,7 +33,7 @@ class MLP(network.Network):
     input_shape: (D_in,) of one input.
     hidden: units of each hidden layer.
     maml, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
-    noise_sampler: name in layers.SAMPLERS.
+    noise_sampler: name in noise_lib.SAMPLERS.
   """
 
   def __init__(self, outputs: int = 1, input_shape: Sequence[int] = (1,),
@@ -42,7 +43,7 @@ class MLP(network.Network):
     self.outputs, self.hidden = outputs, tuple(hidden)
     self.image_shape = tuple(input_shape)  # the interface's name for one input's shape
     self.feature_dim = self.hidden[-1]
-    self.sampler = layers.SAMPLERS[noise_sampler]
+    self.sampler = noise_lib.SAMPLERS[noise_sampler]
     units_in = int(input_shape[-1])
     for index, units in enumerate(self.hidden):
       for group in ('theta', 'phi'):

@@ -6,7 +6,6 @@ The first implementation of the network interface (metadrop_tf/network.py): topo
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -14,6 +13,7 @@ from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import mlp
 from metadrop_tf import network
+from metadrop_tf import noise as noise_lib
 from metadrop_tf import resnet
 
 N_BLOCKS = 4
@@ -43,8 +43,8 @@ class MetaDropoutNet(network.Network):
     dtype: variable dtype (float64 for gradient checks).
     compute_dtype: dtype of the convolutions (e.g. 'bfloat16'), None for `dtype`.
     seed: initializer seed.
-    noise_sampler: name in layers.SAMPLERS of the N(0, 1) draws of the noise.
-    noise_type, noise_scale: which noise the blocks draw (layers.make_noise; Meta Dropout's by
+    noise_sampler: name in noise_lib.SAMPLERS of the N(0, 1) draws of the noise.
+    noise_type, noise_scale: which noise the blocks draw (noise_lib.make_noise; Meta Dropout's by
       default, the regularizer baselines otherwise).
   """
 
@@ -57,7 +57,7 @@ class MetaDropoutNet(network.Network):
     self.image_shape = tuple(image_shape)
     self.channels = channels
     self.compute_dtype_override = compute_dtype
-    self.sampler = layers.SAMPLERS[noise_sampler]
+    self.sampler = noise_lib.SAMPLERS[noise_sampler]
     self.feature_dim = feature_dim(image_shape, channels)
     in_channels = image_shape[-1]
     for block in range(N_BLOCKS):
@@ -215,7 +215,7 @@ class MetaDropoutNet(network.Network):
     if self.noise_type == 'vib':
       feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
       return {'vib_sigma': self.bottleneck(feats)[1]}
-    scale = (layers.information_dropout_scale if self.noise_type == 'info_dropout'
+    scale = (noise_lib.information_dropout_scale if self.noise_type == 'info_dropout'
              else tf.nn.softplus)
     scales = [scale(alpha) for alpha in self._block_alphas(x, theta, outputs)]
     feats = tf.reshape(outputs[-1], [-1, self.feature_dim])
@@ -233,7 +233,7 @@ class MetaDropoutNet(network.Network):
             for b, h in enumerate(inputs)]
 
   def noise_penalty(self, x, theta=None, phi=None, beta=None):
-    """Information dropout's KL (layers.information_dropout_kl), averaged over every
+    """Information dropout's KL (noise_lib.information_dropout_kl), averaged over every
     element of every block, of images x under weights theta; evaluated at the deterministic
     forward's block inputs (our simplification: the sampled forward's would differ by the
     noise of earlier blocks). VIB: KL(N(mean, sigma^2) || N(0, 1)) averaged over the
@@ -245,7 +245,7 @@ class MetaDropoutNet(network.Network):
                             - tf.math.log(sigma))
     if self.noise_type != 'info_dropout' or not self.noisy:
       return tf.constant(0.0, self.dtype)
-    return tf.add_n([tf.reduce_mean(layers.information_dropout_kl(a))
+    return tf.add_n([tf.reduce_mean(noise_lib.information_dropout_kl(a))
                      for a in self._block_alphas(x, theta, phi=phi, beta=beta)]) / N_BLOCKS
 
 
@@ -294,21 +294,3 @@ def build_model(config, dtype='float32'):
   if config.bn_mode == 'running':
     network.track_running_statistics()
   return network
-
-
-def describe(network) -> str:
-  """A table of the network's parameters: per group, then every variable with its shape."""
-  count = lambda v: int(np.prod(v.shape))
-  groups = {'theta': network.theta, 'phi': network.phi, 'beta': network.beta}
-  lines = [f'{"group":<8}{"parameters":>14}  role']
-  roles = {'theta': 'adapted by the inner loop', 'phi': "Meta Dropout's noise generator",
-           'beta': 'batch-norm offsets, meta-learned only'}
-  for name, group in groups.items():
-    lines.append(f'{name:<8}{sum(count(v) for v in group.values()):>14,}  {roles[name]}')
-  trained = sum(count(v) for v in network.meta_variables())
-  lines.append(f'{"trained":<8}{trained:>14,}  meta-trained (phi only with noise)')
-  lines.append('')
-  for name, group in groups.items():
-    for key, v in group.items():
-      lines.append(f'{name:<8}{key:<28}{str(tuple(v.shape)):>22}{count(v):>12,}')
-  return '\n'.join(lines)

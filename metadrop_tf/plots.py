@@ -115,7 +115,7 @@ def plot_robustness(results: dict, path: str, title: str = '') -> str:
 
 
 def plot_regression(dump, path, title=''):
-  """One panel per task of export_lib.regression_dump: the true curve, the support points,
+  """One panel per task of visualization.regression_dump: the true curve, the support points,
   the prediction before and after adaptation, and (Meta Dropout) noisy forwards of the
   initial state. Returns path."""
   n_tasks = len(dump['true'])

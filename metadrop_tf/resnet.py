@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 from metadrop_tf import components
 from metadrop_tf import layers
 from metadrop_tf import network
+from metadrop_tf import noise as noise_lib
 
 WIDTHS = (64, 160, 320, 640)
 LIGHT_WIDTHS = (64, 128, 256, 512)
@@ -56,7 +57,7 @@ class ResNet12(network.Network):
       raise ValueError(f'ResNet-12 needs 4 positive stage widths, got {list(widths)}')
     self.way, self.image_shape, self.widths = way, tuple(image_shape), tuple(widths)
     self.compute_dtype_override = compute_dtype
-    self.sampler = layers.SAMPLERS[noise_sampler]
+    self.sampler = noise_lib.SAMPLERS[noise_sampler]
     self.feature_dim = self.widths[-1]
     c_in = image_shape[-1]
     for s, w in enumerate(self.widths):
@@ -127,11 +128,11 @@ class ResNet12(network.Network):
           alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
           if with_noise_scales:
             scales[name] = tf.nn.softplus(alpha)
-          out_mu = layers.multiplicative_noise(out_mu, alpha, sample, seeds[3 * s + i],
+          out_mu = noise_lib.multiplicative_noise(out_mu, alpha, sample, seeds[3 * s + i],
                                                self.sampler)
         elif noisy:  # the deterministic forward keeps the noise's mean factor softplus(alpha)
           alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
-          out_mu = layers.multiplicative_noise(out_mu, alpha, False)
+          out_mu = noise_lib.multiplicative_noise(out_mu, alpha, False)
         out = norm(out_mu, beta[f'stage{s}_bn{conv}'])
         if conv != CONVS[-1]:
           out = tf.nn.leaky_relu(out, LEAK)

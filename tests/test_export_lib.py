@@ -18,6 +18,7 @@ from metadrop_tf import eval_lib
 from metadrop_tf import export_lib
 from metadrop_tf import learners
 from metadrop_tf import sampling
+from metadrop_tf import visualization
 
 N_EPISODES = 4
 
@@ -164,7 +165,7 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
 def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
   plots = pytest.importorskip('metadrop_tf.plots')
   config, workdir, model = _trained_run(tmp_path, maml, **changes)
-  path = export_lib.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
+  path = visualization.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
   dump = dict(np.load(path))
   steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.network.feature_dim
   assert dump['support_features'].shape == (10, steps, 2 * k, f)
@@ -177,7 +178,7 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
   assert np.any(dump['dense_kernel'][0, -1] != head)
   pngs = plots.plot_boundaries(dump, str(tmp_path / 'png'), episodes=1)
   images = np.zeros((3, 28, 28, 1), np.uint8) + 80
-  pngs.append(plots.plot_noise(export_lib.noise_maps(model.network, images),
+  pngs.append(plots.plot_noise(visualization.noise_maps(model.network, images),
                                str(tmp_path / 'noise.png')))
   assert len(pngs) == steps + 1
   for png in pngs:

@@ -7,6 +7,7 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import config as config_lib
 from metadrop_tf import layers
+from metadrop_tf import noise as noise_lib
 from metadrop_tf.learners import mixup
 
 SEED = tf.constant([3, 4], tf.int32)
@@ -41,27 +42,28 @@ def test_batch_norm_groups_keep_their_own_statistics():
 
 def test_deterministic_noise_still_multiplies_by_softplus_alpha():
   mu, alpha = _random((2, 3), 1), _random((2, 3), 2)
-  out = layers.multiplicative_noise(mu, alpha, sample=False)
+  out = noise_lib.multiplicative_noise(mu, alpha, sample=False)
   np.testing.assert_allclose(out, mu * np.log1p(np.exp(alpha.numpy())), rtol=1e-12)
 
 
-@pytest.mark.parametrize('sampler', sorted(layers.SAMPLERS))
+@pytest.mark.parametrize('sampler', sorted(noise_lib.SAMPLERS))
 def test_sampled_noise_is_seeded(sampler):
-  sampler = layers.SAMPLERS[sampler]
+  sampler = noise_lib.SAMPLERS[sampler]
   mu, alpha = _random((50,), 1), _random((50,), 2)
-  first = layers.multiplicative_noise(mu, alpha, True, SEED, sampler)
-  np.testing.assert_array_equal(first, layers.multiplicative_noise(mu, alpha, True, SEED, sampler))
-  other = layers.multiplicative_noise(mu, alpha, True, tf.constant([3, 5]), sampler)
+  first = noise_lib.multiplicative_noise(mu, alpha, True, SEED, sampler)
+  np.testing.assert_array_equal(
+      first, noise_lib.multiplicative_noise(mu, alpha, True, SEED, sampler))
+  other = noise_lib.multiplicative_noise(mu, alpha, True, tf.constant([3, 5]), sampler)
   assert np.abs(first - other).max() > 1e-3
   # softplus > 0: the noise never flips the sign of mu.
   assert np.all(np.sign(first) == np.sign(mu))
 
 
-@pytest.mark.parametrize('sampler', sorted(layers.SAMPLERS))
+@pytest.mark.parametrize('sampler', sorted(noise_lib.SAMPLERS))
 @pytest.mark.parametrize('dtype', [tf.float32, tf.float64])
 def test_samplers_draw_independent_standard_normals(sampler, dtype):
   shape = (3, 333, 1001)  # an odd number of elements: Box-Muller drops half a pair
-  z = layers.SAMPLERS[sampler](tf.constant(shape), SEED, dtype)
+  z = noise_lib.SAMPLERS[sampler](tf.constant(shape), SEED, dtype)
   assert z.shape == shape and z.dtype == dtype
   z = z.numpy().astype(np.float64).ravel()
   n = z.size
@@ -82,8 +84,9 @@ def test_tfp_sampler_reproduces_a_tfp_normal_around_alpha():
   alpha = _random((4, 6), 3)
   expected = tfp.distributions.Normal(alpha, tf.ones_like(alpha)).sample(seed=SEED)
   mu = tf.ones_like(alpha)
-  np.testing.assert_allclose(layers.multiplicative_noise(mu, alpha, True, SEED, layers.tfp_normal),
-                             tf.nn.softplus(expected), rtol=1e-12)
+  np.testing.assert_allclose(
+      noise_lib.multiplicative_noise(mu, alpha, True, SEED, noise_lib.tfp_normal),
+      tf.nn.softplus(expected), rtol=1e-12)
 
 
 def test_conv_block_follows_the_spec_order():
@@ -178,22 +181,22 @@ def test_baseline_noises_are_their_formulas():
   mu = tf.constant(rng.normal(size=(3, 4)))
   alpha = tf.constant(rng.normal(size=(3, 4)))
   seed = tf.constant([4, 2])
-  eps = layers.box_muller_normal(tf.shape(mu), seed, tf.float64).numpy()
+  eps = noise_lib.box_muller_normal(tf.shape(mu), seed, tf.float64).numpy()
   expected = {'metadrop': mu * np.log1p(np.exp(alpha + eps)),
               'learned_add': mu + np.log1p(np.exp(alpha)) * eps,
               'fixed_mult': mu * (1 + 0.3 * eps), 'fixed_add': mu + 0.3 * eps,
               'info_dropout': mu * np.exp(0.7 / (1 + np.exp(-alpha)) * eps)}
-  assert 'vib' in layers.NOISE_TYPES  # drawn by the network on its features, not here
+  assert 'vib' in noise_lib.NOISE_TYPES  # drawn by the network on its features, not here
   for kind, want in expected.items():
-    noise = layers.make_noise(kind, 0.3)
+    noise = noise_lib.make_noise(kind, 0.3)
     np.testing.assert_allclose(noise(mu, alpha, True, seed), want, rtol=1e-12)
     deterministic = mu * np.log1p(np.exp(alpha)) if kind == 'metadrop' else mu
     np.testing.assert_allclose(noise(mu, alpha, False), deterministic, rtol=1e-12)
-  np.testing.assert_allclose(layers.information_dropout_kl(alpha),
+  np.testing.assert_allclose(noise_lib.information_dropout_kl(alpha),
                              -np.log(0.7 / (1 + np.exp(-alpha.numpy()))), rtol=1e-12)
   with pytest.raises(ValueError, match='unknown noise type'):
-    layers.make_noise('dropout')
-  assert layers.NOISE_TYPES == config_lib.NOISE_TYPES  # config.py keeps a TF-free copy
+    noise_lib.make_noise('dropout')
+  assert noise_lib.NOISE_TYPES == config_lib.NOISE_TYPES  # config.py keeps a TF-free copy
   assert mixup.KINDS == config_lib.MIXUP_KINDS
 
 

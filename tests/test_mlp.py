@@ -9,7 +9,7 @@ import tensorflow as tf
 import helpers
 from metadrop_tf import learners
 from metadrop_tf import mlp
-from metadrop_tf import model as model_lib
+from metadrop_tf import network as network_lib
 from metadrop_tf import objectives
 from metadrop_tf import sampling
 from metadrop_tf import sinusoid
@@ -50,7 +50,7 @@ def test_groups_and_shapes():
   assert network.beta == {}
   count = sum(int(np.prod(s)) for s in shapes.values())
   assert count == 1 * 40 + 40 + 40 * 40 + 40 + 40 + 1
-  assert f'{count:,}' in model_lib.describe(network)
+  assert f'{count:,}' in network_lib.describe(network)
   x = tf.zeros([7, 1])
   assert network(x).shape == (7, 1)
   assert network(x, sample=True, seed=tf.constant([1, 2]), copies=3).shape == (21, 1)
