@@ -32,22 +32,22 @@ class CheckpointError(errors.UserError, RuntimeError):
   """A missing, corrupt or mismatched run directory or checkpoint; one line naming the path."""
 
 
-def write_config(workdir: str, config: config_lib.Config) -> None:
-  """Writes <workdir>/config.json atomically, and flags.cfg: the same settings as a flagfile."""
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
+def write_config(savedir: str, config: config_lib.Config) -> None:
+  """Writes <savedir>/config.json atomically, and flags.cfg: the same settings as a flagfile."""
+  os.makedirs(savedir, exist_ok=True)
+  path = os.path.join(savedir, CONFIG_FILE)
   files.write_text(path, config.to_json())
-  with open(os.path.join(workdir, FLAGS_FILE), 'w') as f:
+  with open(os.path.join(savedir, FLAGS_FILE), 'w') as f:
     f.write(''.join(f'--{k}={v}\n' for k, v in sorted(config.to_dict().items())))
-    f.write(f'--savedir={workdir}\n')
+    f.write(f'--savedir={savedir}\n')
 
 
-def read_config(workdir: str) -> config_lib.Config:
-  """The Config saved in <workdir>/config.json; keys added since the run was made take their
+def read_config(savedir: str) -> config_lib.Config:
+  """The Config saved in <savedir>/config.json; keys added since the run was made take their
   documented defaults, each logged."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(savedir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise CheckpointError(f'{path} not found: --savedir={workdir} is not a training run '
+    raise CheckpointError(f'{path} not found: --savedir={savedir} is not a training run '
                           'directory (train.py writes config.json there)')
   try:
     with open(path) as f:
@@ -75,8 +75,8 @@ def make_checkpoint(learner, optimizer=None) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(step=step, **trackables)
 
 
-def make_manager(checkpoint, workdir, max_to_keep=5) -> tf.train.CheckpointManager:
-  return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, CKPT_DIR),
+def make_manager(checkpoint, savedir, max_to_keep=5) -> tf.train.CheckpointManager:
+  return tf.train.CheckpointManager(checkpoint, os.path.join(savedir, CKPT_DIR),
                                     max_to_keep=max_to_keep, checkpoint_name=CKPT_NAME)
 
 
@@ -148,8 +148,8 @@ def _check_finite(checkpoint, path):
       raise error
 
 
-def restore(checkpoint, workdir, path=None, required=True, warn=logging.warning):
-  """Restores `path`, or else the newest checkpoint of <workdir>/ckpt that restores (see
+def restore(checkpoint, savedir, path=None, required=True, warn=logging.warning):
+  """Restores `path`, or else the newest checkpoint of <savedir>/ckpt that restores (see
   restore_newest); returns the path restored, or None when not required and there is none.
 
   Raises CheckpointError when `path` does not exist or cannot be restored, and as
@@ -162,11 +162,11 @@ def restore(checkpoint, workdir, path=None, required=True, warn=logging.warning)
       raise CheckpointError(f'--checkpoint={path} does not exist (no {path}.index){listed}')
     _restore_one(checkpoint, path)
     return path
-  return restore_newest(checkpoint, workdir, required, warn)[0]
+  return restore_newest(checkpoint, savedir, required, warn)[0]
 
 
-def restore_newest(checkpoint, workdir, required=True, warn=logging.warning):
-  """Restores the newest checkpoint of <workdir>/ckpt that restores.
+def restore_newest(checkpoint, savedir, required=True, warn=logging.warning):
+  """Restores the newest checkpoint of <savedir>/ckpt that restores.
 
   Returns (its path or None, [iterations of the newer checkpoints skipped: files missing,
   corrupt, or non-finite weights]); each skip is reported through `warn` (fmt, *args), and
@@ -174,7 +174,7 @@ def restore_newest(checkpoint, workdir, required=True, warn=logging.warning):
   required and there is no checkpoint, when the checkpoints do not match the model, and when
   the directory holds checkpoint files but none restores.
   """
-  ckpt_dir = os.path.join(workdir, CKPT_DIR)
+  ckpt_dir = os.path.join(savedir, CKPT_DIR)
   on_disk = checkpoints_on_disk(ckpt_dir)
   if not on_disk:
     if required:
@@ -207,10 +207,10 @@ def restore_newest(checkpoint, workdir, required=True, warn=logging.warning):
       'restore the directory from a backup, or move it aside and train anew')
 
 
-def set_aside(workdir: str, numbers) -> str:
-  """Moves the files of checkpoints `numbers` to <workdir>/ckpt/unrestorable/ (kept, never
+def set_aside(savedir: str, numbers) -> str:
+  """Moves the files of checkpoints `numbers` to <savedir>/ckpt/unrestorable/ (kept, never
   overwritten by a resumed run) and rewrites ckpt/checkpoint to list the ones left."""
-  ckpt_dir = os.path.join(workdir, CKPT_DIR)
+  ckpt_dir = os.path.join(savedir, CKPT_DIR)
   aside = os.path.join(ckpt_dir, UNRESTORABLE_DIR)
   on_disk = checkpoints_on_disk(ckpt_dir)
   os.makedirs(aside, exist_ok=True)

@@ -252,12 +252,12 @@ def _result(outputs, objective, n_episodes, mc_samples, split, seed, attack=None
   return result
 
 
-def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
+def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
         progress=True, attack=None, strategy=None, overwrite=False):
-  """Restores a run, evaluates with the reference protocol, writes <workdir>/eval_<split>.json
+  """Restores a run, evaluates with the reference protocol, writes <savedir>/eval_<split>.json
   (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 
-  Interrupted, it leaves <workdir>/eval_<split>[_pgd_<norm>].partial.json; the same command
+  Interrupted, it leaves <savedir>/eval_<split>[_pgd_<norm>].partial.json; the same command
   continues from there (any episode count, strategy or worker count; a different checkpoint,
   MC count, attack or setting starts afresh). Under a tf.distribute `strategy` every replica
   adapts its share of each call's episodes; only the chief writes files. An earlier result is
@@ -270,13 +270,13 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
   with strategy.scope():
     learner = learners.build(config)
     ckpt = checkpoints.make_checkpoint(learner)
-  path = checkpoints.restore(ckpt, workdir, checkpoint)
+  path = checkpoints.restore(ckpt, savedir, checkpoint)
   key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split,
              **({'attack': dict(attack._asdict(), eps=list(attack.eps))} if attack else {}))
   for irrelevant in IRRELEVANT_KEYS:  # results do not depend on them
     del key[irrelevant]
   name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
-  partial_path = os.path.join(workdir, f'{name}.partial.json')
+  partial_path = os.path.join(savedir, f'{name}.partial.json')
   per_call = episodes_per_call(config) * distribute.num_replicas(strategy)
   advice = (memory_advice(config.replace(n_test_mc_samp=mc_samples)) if config.noisy
             else None)
@@ -286,7 +286,7 @@ def run(config, workdir, split='test', n_episodes=None, mc_samples=None, checkpo
                     metabatch=per_call, progress=progress, partial=(partial_path, key),
                     attack=attack, strategy=strategy)
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()), commit=code_commit())
-  out = os.path.join(workdir, f'{name}.json')
+  out = os.path.join(savedir, f'{name}.json')
   if distribute.is_chief(strategy):
     out = place_result(out, result, overwrite)
     files.write_json(out, result)

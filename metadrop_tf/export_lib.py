@@ -184,11 +184,11 @@ class AdaptAndPredict(_Served):
             'labels': tf.argmax(probabilities, axis=-1)}
 
 
-def restore_learner(config, workdir, checkpoint=None):
+def restore_learner(config, savedir, checkpoint=None):
   """The run's learner with its checkpoint restored; returns (learner, checkpoint step)."""
   learner = learners.build(config)
   ckpt = checkpoints.make_checkpoint(learner)
-  checkpoints.restore(ckpt, workdir, checkpoint)
+  checkpoints.restore(ckpt, savedir, checkpoint)
   return learner, int(ckpt.step.numpy())
 
 
@@ -201,7 +201,7 @@ def describe(config, module: _Served) -> dict:
           'signatures': sorted(module.signatures())}
 
 
-def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=False):
+def export_savedmodel(config, savedir, export_dir, checkpoint=None, overwrite=False):
   """Writes the SavedModel of a trained run to export_dir; returns export_dir.
 
   A non-empty export_dir is refused unless `overwrite`. The model is written to a temporary
@@ -212,7 +212,7 @@ def export_savedmodel(config, workdir, export_dir, checkpoint=None, overwrite=Fa
     raise config_lib.ConfigError(
         f'--export_dir={export_dir} is not empty; pass --overwrite to replace what is there, '
         'or choose another folder')
-  learner, _ = restore_learner(config, workdir, checkpoint)
+  learner, _ = restore_learner(config, savedir, checkpoint)
   served = AdaptAndRegress if learner.objective.name == 'regression' else AdaptAndPredict
   module = served(learner, config)
   export_dir = os.path.normpath(export_dir)

@@ -22,10 +22,10 @@ def noise_summaries(network, images):
 
 
 class RunLog:
-  """Writes each line to absl logging and appends it, time-stamped, to <workdir>/train.log."""
+  """Writes each line to absl logging and appends it, time-stamped, to <savedir>/train.log."""
 
-  def __init__(self, workdir):
-    self._file = open(os.path.join(workdir, 'train.log'), 'a')
+  def __init__(self, savedir):
+    self._file = open(os.path.join(savedir, 'train.log'), 'a')
 
   def __call__(self, fmt, *args):
     line = fmt % args
@@ -41,10 +41,10 @@ class Reporter:
   """Averages step outputs over a window and writes them to TensorBoard (tb/train, tb/eval),
   train.log and the progress bar."""
 
-  def __init__(self, workdir, config, start, progress):
-    self.log = RunLog(workdir)
+  def __init__(self, savedir, config, start, progress):
+    self.log = RunLog(savedir)
     self.objective = objectives.for_config(config)
-    self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, 'tb', k))
+    self.writers = {k: tf.summary.create_file_writer(os.path.join(savedir, 'tb', k))
                     for k in ('train', 'eval')}
     self.window, self.tick = metrics.WindowAverage(), time.time()
     self.bar = tqdm(total=config.n_train_iters, initial=start, disable=not progress,

@@ -89,13 +89,13 @@ class StopRequests:
 class _Run:
   """A run restored (or started) in its directory: what the loop iterates and writes.
 
-  Writes <workdir>/config.json and flags.cfg once the data loaded and the checkpoint (if any)
+  Writes <savedir>/config.json and flags.cfg once the data loaded and the checkpoint (if any)
   restored, so a run that cannot start leaves nothing behind; newer checkpoints that do not
   restore are moved to ckpt/unrestorable/ (never overwritten).
   """
 
-  def __init__(self, config, workdir, progress, strategy):
-    self.config, self.workdir, self.strategy = config, workdir, strategy
+  def __init__(self, config, savedir, progress, strategy):
+    self.config, self.savedir, self.strategy = config, savedir, strategy
     distribute.check_divides(config.metabatch, 'metabatch', strategy)
     chief = distribute.is_chief(strategy)
     self.splits = data.load_splits(config, ('train', config.eval_split))
@@ -105,26 +105,26 @@ class _Run:
       self.ckpt = checkpoints.make_checkpoint(self.learner, self.optimizer)
     warnings = []
     restored, skipped = checkpoints.restore_newest(
-        self.ckpt, workdir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
+        self.ckpt, savedir, required=False, warn=lambda fmt, *a: warnings.append(fmt % a))
     if config.normalize and not restored:  # a new run: the training split's statistics
       self.learner.network.set_input_statistics(
           *data.channel_statistics(config, self.splits['train']))
     if skipped and chief:
       warnings.append(f'moved the unrestorable checkpoints to '
-                      f'{checkpoints.set_aside(workdir, skipped)}')
-    self.writer = distribute.CheckpointWriter(strategy, workdir)
+                      f'{checkpoints.set_aside(savedir, skipped)}')
+    self.writer = distribute.CheckpointWriter(strategy, savedir)
     if chief:
-      checkpoints.write_config(workdir, config)
+      checkpoints.write_config(savedir, config)
     self.manager = checkpoints.make_manager(self.ckpt, self.writer.directory,
                                             config.keep_checkpoints)
     self.step = int(self.ckpt.step.numpy())
-    self.report = (reporting.Reporter(workdir, config, self.step, progress) if chief
+    self.report = (reporting.Reporter(savedir, config, self.step, progress) if chief
                    else reporting.WorkerReport())
     for warning in warnings:
       self.report.log('warning: %s', warning)
     replicas = distribute.num_replicas(strategy)
     self.report.log('%s at iteration %d of %d in %s%s%s', 'resumed' if restored else 'started',
-                    self.step, config.n_train_iters, workdir,
+                    self.step, config.n_train_iters, savedir,
                     f' from {restored}' if restored else '',
                     f' on {replicas} replicas' if replicas > 1 else '')
 
@@ -137,7 +137,7 @@ class _Run:
   def preempted(self):
     self.report.log('preempted: saved iteration %d to %s on every worker; rerun the same '
                     'commands to resume', int(self.ckpt.step.numpy()),
-                    os.path.join(self.workdir, checkpoints.CKPT_DIR))
+                    os.path.join(self.savedir, checkpoints.CKPT_DIR))
     raise KeyboardInterrupt
 
   def iterate(self, stop, preemption):
@@ -172,8 +172,8 @@ class _Run:
         preemption.save_checkpoint_if_preempted()
 
 
-def train(config, workdir, progress=True, strategy=None):
-  """Trains (or resumes) the run in `workdir` up to config.n_train_iters; returns final step.
+def train(config, savedir, progress=True, strategy=None):
+  """Trains (or resumes) the run in `savedir` up to config.n_train_iters; returns final step.
 
   Resumes from the newest checkpoint that restores (_Run). Checkpoints every save_freq
   iterations, at the end, and when interrupted (Ctrl-C, SIGTERM: after the running
@@ -185,7 +185,7 @@ def train(config, workdir, progress=True, strategy=None):
   chief writes the run directory, and a SIGTERM to any worker stops all of them after the
   same iteration with a checkpoint (TF's PreemptionCheckpointHandler).
   """
-  run = _Run(config, workdir, progress, strategy or tf.distribute.get_strategy())
+  run = _Run(config, savedir, progress, strategy or tf.distribute.get_strategy())
   try:
     with StopRequests() as stop, tempfile.TemporaryDirectory(prefix='metadrop_') as scratch:
       preemption = distribute.preemption_handler(run.strategy, run.checkpoint, run.preempted,
@@ -194,7 +194,7 @@ def train(config, workdir, progress=True, strategy=None):
       if stop.requested and run.step < config.n_train_iters:
         run.checkpoint()
         run.report.log('interrupted: saved iteration %d to %s; rerun the command to resume',
-                       run.step, os.path.join(workdir, checkpoints.CKPT_DIR))
+                       run.step, os.path.join(savedir, checkpoints.CKPT_DIR))
         raise KeyboardInterrupt
   finally:
     run.report.close()

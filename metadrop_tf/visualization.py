@@ -98,10 +98,10 @@ def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID)
   return dict({key: np.stack(values) for key, values in out.items()}, x=x[:, 0])
 
 
-def export_visualization(config, workdir, out_path, checkpoint=None):
+def export_visualization(config, savedir, out_path, checkpoint=None):
   """Writes the visualization dump of a trained run as a .npz (regression: regression_dump);
   returns its path."""
-  learner, step = export_lib.restore_learner(config, workdir, checkpoint)
+  learner, step = export_lib.restore_learner(config, savedir, checkpoint)
   if learner.objective.name == 'regression':
     dump = regression_dump(learner, config)
   else:

@@ -49,12 +49,12 @@ def reevaluate(path: str, episodes: int) -> tuple:
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     result = json.load(f)
-  workdir = os.path.dirname(path)
-  config = checkpoints.read_config(workdir)
+  savedir = os.path.dirname(path)
+  config = checkpoints.read_config(savedir)
   learner = learners.build(config)
   ckpt = checkpoints.make_checkpoint(learner)
   name = os.path.basename(result['checkpoint'])
-  checkpoints.restore(ckpt, workdir, os.path.join(workdir, checkpoints.CKPT_DIR, name))
+  checkpoints.restore(ckpt, savedir, os.path.join(savedir, checkpoints.CKPT_DIR, name))
   split = result.get('split', 'test')
   images = data.load_splits(config, (split,))[split]
   attack = None

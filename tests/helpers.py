@@ -80,22 +80,22 @@ def tiny_config(data_dir='', **changes):
 
 def saved_run(root, checkpoints_at=(3,), manifest=False, **changes):
   """A run directory root/run (config.json, one checkpoint of the initial weights per entry of
-  checkpoints_at) on tiny shards in root/data; returns (config, workdir)."""
+  checkpoints_at) on tiny shards in root/data; returns (config, savedir)."""
   from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
-  data_dir, workdir = os.path.join(str(root), 'data'), os.path.join(str(root), 'run')
+  data_dir, savedir = os.path.join(str(root), 'data'), os.path.join(str(root), 'run')
   write_tiny_shards(data_dir)
   if manifest:
     manifest_lib.write(data_dir, ['train.npz', 'test.npz'])
   config = tiny_config(data_dir, **changes)
   ckpt = checkpoints.make_checkpoint(learners.build(config))
-  manager = checkpoints.make_manager(ckpt, workdir)
+  manager = checkpoints.make_manager(ckpt, savedir)
   for step in checkpoints_at:
     ckpt.step.assign(step)
     manager.save(checkpoint_number=step)
-  checkpoints.write_config(workdir, config)
-  return config, workdir
+  checkpoints.write_config(savedir, config)
+  return config, savedir
 
 
 def tiny_learner(name='metadrop', dtype='float64', n_steps=2, inner_lr=0.2, way=3, channels=2,

@@ -205,9 +205,9 @@ def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
   monkeypatch.setattr(sampling, 'make_dataset', lambda *a, **k: seen.append(k.get(
       'augment_seed')) or original(*a, **k))
   for augment in (False, True):
-    config, workdir = helpers.saved_run(tmp_path / str(augment), checkpoints_at=(),
+    config, savedir = helpers.saved_run(tmp_path / str(augment), checkpoints_at=(),
                                         augment=augment, n_train_iters=1, eval_freq=100)
-    train_lib.train(config, workdir, progress=False)
+    train_lib.train(config, savedir, progress=False)
   # Per run: the training stream, then the evaluation at the end (never augmented).
   assert seen == [None, None, 0, None]
 
@@ -239,16 +239,16 @@ def test_a_normalized_run_takes_the_statistics_from_the_data_and_keeps_them(tmp_
   from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
   from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
-  config, workdir = helpers.saved_run(tmp_path, checkpoints_at=(), normalize=True,
+  config, savedir = helpers.saved_run(tmp_path, checkpoints_at=(), normalize=True,
                                       n_train_iters=1, eval_freq=100)
-  train_lib.train(config, workdir, progress=False)
+  train_lib.train(config, savedir, progress=False)
   train = data.load_splits(config, ('train',))['train']
   mean, std = data.compute_channel_statistics(train)
   with open(os.path.join(config.data_dir, data.CHANNEL_STATS_FILE)) as f:
     assert json.load(f) == {'mean': mean, 'std': std}
   restored = learners.build(config)
   assert float(restored.network.input_std[0]) == 1.0
-  checkpoints.restore(checkpoints.make_checkpoint(restored), workdir)
+  checkpoints.restore(checkpoints.make_checkpoint(restored), savedir)
   np.testing.assert_allclose(restored.network.input_mean.numpy(), mean, rtol=1e-6)
   np.testing.assert_allclose(restored.network.input_std.numpy(), std, rtol=1e-6)
 

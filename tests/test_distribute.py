@@ -118,18 +118,18 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope='module')
 def single_run(data_dir):
   """A single-process training run of 6 iterations (the reference of the distributed ones)."""
-  workdir = os.path.join(os.path.dirname(data_dir), 'single')
-  assert helpers.run_program('train', f'--savedir={workdir}', f'--data_dir={data_dir}',
+  savedir = os.path.join(os.path.dirname(data_dir), 'single')
+  assert helpers.run_program('train', f'--savedir={savedir}', f'--data_dir={data_dir}',
                              '--n_train_iters=6', '--save_freq=3', *TINY_FLAGS) == 0
-  return workdir
+  return savedir
 
 
 @pytest.fixture(scope='module')
 def two_worker_run(data_dir):
-  workdir = os.path.join(os.path.dirname(data_dir), 'two_workers')
-  _run_workers(['train.py', f'--savedir={workdir}', f'--data_dir={data_dir}',
+  savedir = os.path.join(os.path.dirname(data_dir), 'two_workers')
+  _run_workers(['train.py', f'--savedir={savedir}', f'--data_dir={data_dir}',
                 '--n_train_iters=6', '--save_freq=3', '--strategy=multi_worker', *TINY_FLAGS])
-  return workdir
+  return savedir
 
 
 @pytest.mark.slow
@@ -151,12 +151,12 @@ def test_two_workers_train_like_one_process(single_run, two_worker_run):
 
 @pytest.mark.slow
 def test_mirrored_program_trains_like_one_process(single_run, data_dir, tmp_path):
-  workdir = str(tmp_path / 'mirrored')
-  subprocess.run([sys.executable, 'train.py', f'--savedir={workdir}', f'--data_dir={data_dir}',
+  savedir = str(tmp_path / 'mirrored')
+  subprocess.run([sys.executable, 'train.py', f'--savedir={savedir}', f'--data_dir={data_dir}',
                   '--n_train_iters=6', '--save_freq=3', '--strategy=mirrored',
                   '--cpu_devices=2', *TINY_FLAGS], check=True, cwd=helpers.REPO, env=_env(),
                  capture_output=True)
-  _assert_close(_weights(os.path.join(workdir, 'ckpt', 'ckpt-6')),
+  _assert_close(_weights(os.path.join(savedir, 'ckpt', 'ckpt-6')),
                 _weights(os.path.join(single_run, 'ckpt', 'ckpt-6')), rtol=1e-4, atol=1e-6)
 
 
@@ -208,9 +208,9 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data
            '--strategy=multi_worker', *TINY_FLAGS]
   uninterrupted = os.path.join(root, 'uninterrupted')
   _run_workers(['train.py', f'--savedir={uninterrupted}', *flags])
-  workdir = os.path.join(root, 'preempted')
-  procs = _start_workers(['train.py', f'--savedir={workdir}', *flags])
-  log = os.path.join(workdir, 'train.log')
+  savedir = os.path.join(root, 'preempted')
+  procs = _start_workers(['train.py', f'--savedir={savedir}', *flags])
+  log = os.path.join(savedir, 'train.log')
   deadline = time.time() + 240
   while time.time() < deadline:
     if os.path.exists(log) and 'train | step 2 ' in open(log).read():
@@ -220,16 +220,16 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data
   procs[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
   codes, outputs = _wait(procs)
   assert codes == [130, 130], outputs
-  saved = [f for f in os.listdir(os.path.join(workdir, 'ckpt')) if f.endswith('.index')]
+  saved = [f for f in os.listdir(os.path.join(savedir, 'ckpt')) if f.endswith('.index')]
   assert len(saved) == 1, saved
   stopped_at = int(saved[0][len('ckpt-'):-len('.index')])
   assert 2 <= stopped_at < 20
   with open(log) as f:
     assert f'preempted: saved iteration {stopped_at}' in f.read()
-  _run_workers(['train.py', f'--savedir={workdir}', *flags])
+  _run_workers(['train.py', f'--savedir={savedir}', *flags])
   with open(log) as f:
     assert f'resumed at iteration {stopped_at} of 20' in f.read()
-  _assert_close(_weights(os.path.join(workdir, 'ckpt', 'ckpt-20')),
+  _assert_close(_weights(os.path.join(savedir, 'ckpt', 'ckpt-20')),
                 _weights(os.path.join(uninterrupted, 'ckpt', 'ckpt-20')), rtol=0, atol=0)
 
 

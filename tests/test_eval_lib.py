@@ -16,7 +16,7 @@ from metadrop_tf import metrics
 
 
 def test_fixed_stream_and_result_file(tmp_path):
-  config, workdir = helpers.saved_run(tmp_path, n_test_iters=5)
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=5)
   images = data.load_splits(config, ('test',))['test']
   model = learners.build(config)
   first = eval_lib.evaluate(model, images, config, 'test', 5, 2, progress=False)
@@ -25,8 +25,8 @@ def test_fixed_stream_and_result_file(tmp_path):
   np.testing.assert_allclose(first['per_episode_accuracy'], again['per_episode_accuracy'])
   mean, ci = metrics.mean_ci95(first['per_episode_accuracy'])
   assert first['accuracy'] == pytest.approx(100 * mean) and first['ci95'] == pytest.approx(100 * ci)
-  result = eval_lib.run(config, workdir, progress=False, mc_samples=2)  # the same weights
-  saved = json.load(open(os.path.join(workdir, 'eval_test.json')))
+  result = eval_lib.run(config, savedir, progress=False, mc_samples=2)  # the same weights
+  saved = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert saved['checkpoint_step'] == 3 and saved['n_episodes'] == 5 and saved['mc_samples'] == 2
   np.testing.assert_allclose(saved['per_episode_accuracy'], first['per_episode_accuracy'])
   assert result['accuracy'] == pytest.approx(first['accuracy'])
@@ -64,14 +64,14 @@ def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not()
 def test_evaluation_of_a_run_warns_once_when_an_episode_may_not_fit(tmp_path, monkeypatch,
                                                                   caplog):
   from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  config, workdir = helpers.saved_run(tmp_path, n_test_iters=2)
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=2)
   assert config.noisy
   with caplog.at_level(logging.WARNING):
-    eval_lib.run(config, workdir, progress=False, mc_samples=2)
+    eval_lib.run(config, savedir, progress=False, mc_samples=2)
   assert not [r for r in caplog.records if 'meta-test episode needs' in r.getMessage()]
   monkeypatch.setattr(model_lib, 'meta_test_bytes_per_episode', lambda config: 2 ** 50)
   with caplog.at_level(logging.WARNING):
-    eval_lib.run(config, workdir, progress=False, mc_samples=2)
+    eval_lib.run(config, savedir, progress=False, mc_samples=2)
   warnings = [r.getMessage() for r in caplog.records if 'meta-test episode needs' in r.getMessage()]
   assert len(warnings) == 1 and 'may run out of memory' in warnings[0]  # no K fits 1 PiB
 
@@ -113,56 +113,56 @@ def _counting_steps(monkeypatch, fail_after=None):
 
 @pytest.mark.slow
 def test_an_interrupted_evaluation_continues_where_it_stopped(tmp_path, monkeypatch):
-  config, workdir = helpers.saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
-  partial = os.path.join(workdir, 'eval_test.partial.json')
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=7, test_metabatch=2)
+  partial = os.path.join(savedir, 'eval_test.partial.json')
   with monkeypatch.context() as patch:
     _counting_steps(patch, fail_after=2)
     with pytest.raises(KeyboardInterrupt):
-      eval_lib.run(config, workdir, progress=False)
+      eval_lib.run(config, savedir, progress=False)
   assert len(json.load(open(partial))['outputs']['acc']) == 4  # two calls of 2 episodes
   with monkeypatch.context() as patch:
     calls = _counting_steps(patch)
-    resumed = eval_lib.run(config.replace(test_metabatch=1), workdir, progress=False)
+    resumed = eval_lib.run(config.replace(test_metabatch=1), savedir, progress=False)
   assert calls == [4, 5, 6]  # only the episodes not done, whatever the episodes per call
   assert not os.path.exists(partial)
-  whole = eval_lib.run(config, workdir, progress=False)
+  whole = eval_lib.run(config, savedir, progress=False)
   np.testing.assert_allclose(resumed['per_episode_accuracy'], whole['per_episode_accuracy'])
   assert resumed['accuracy'] == pytest.approx(whole['accuracy'])
 
 
 @pytest.mark.slow
 def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypatch):
-  config, workdir = helpers.saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=4, test_metabatch=2)
   with monkeypatch.context() as patch:
     _counting_steps(patch, fail_after=1)
     with pytest.raises(KeyboardInterrupt):
-      eval_lib.run(config, workdir, progress=False, mc_samples=2)
+      eval_lib.run(config, savedir, progress=False, mc_samples=2)
   with monkeypatch.context() as patch:
     calls = _counting_steps(patch)
-    eval_lib.run(config, workdir, progress=False, mc_samples=3)
+    eval_lib.run(config, savedir, progress=False, mc_samples=3)
   assert calls == [0, 2]
-  with open(os.path.join(workdir, 'eval_test.partial.json'), 'w') as f:
+  with open(os.path.join(savedir, 'eval_test.partial.json'), 'w') as f:
     f.write('{"key": ')  # a file cut short
   with monkeypatch.context() as patch:
     calls = _counting_steps(patch)
-    eval_lib.run(config, workdir, progress=False)
+    eval_lib.run(config, savedir, progress=False)
   assert calls == [0, 2]
 
 
 def test_attacked_evaluation_writes_clean_and_attacked_accuracy_per_eps(tmp_path):
   from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
-  config, workdir = helpers.saved_run(tmp_path, n_test_iters=4, maml=True)
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=4, maml=True)
   attack = attacks.Attack('linf', (0.02, 0.3), steps=3)
-  result = eval_lib.run(config, workdir, progress=False, attack=attack)
+  result = eval_lib.run(config, savedir, progress=False, attack=attack)
   assert result['path'].endswith('eval_test_pgd_linf.json')
   saved = json.load(open(result['path']))
-  clean = eval_lib.run(config, workdir, progress=False)
+  clean = eval_lib.run(config, savedir, progress=False)
   assert saved['per_episode_accuracy'] == clean['per_episode_accuracy']  # same tasks
   assert [row['eps'] for row in saved['attacked']] == [0.02, 0.3]
   assert saved['attack']['steps'] == 3 and saved['attack']['norm'] == 'linf'
   strong = saved['attacked'][1]['per_episode_accuracy']
   assert np.mean(strong) <= np.mean(saved['per_episode_accuracy'])
-  assert len(strong) == 4 and not os.path.exists(os.path.join(workdir,
+  assert len(strong) == 4 and not os.path.exists(os.path.join(savedir,
                                                               'eval_test_pgd_linf.partial.json'))
 
 

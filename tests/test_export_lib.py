@@ -42,22 +42,22 @@ print(json.dumps({'accs': accs, 'probs': probs}))
 
 
 def _trained_run(tmp_path, maml, **changes):
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
   config = helpers.tiny_config(data_dir, maml=maml, n_test_mc_samp=2, query=3, **changes)
   model = learners.build(config)
   ckpt = checkpoints.make_checkpoint(model)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=0)
-  checkpoints.write_config(workdir, config)
-  return config, workdir, model
+  checkpoints.make_manager(ckpt, savedir).save(checkpoint_number=0)
+  checkpoints.write_config(savedir, config)
+  return config, savedir, model
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('maml, changes', [(True, {}), (False, {}),
                                            (False, {'learner': 'csn'})])
 def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml, changes):
-  config, workdir, model = _trained_run(tmp_path, maml, **changes)
-  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  config, savedir, model = _trained_run(tmp_path, maml, **changes)
+  export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / 'export'))
   test = data.load_splits(config, ('test',))['test']
   sampler = sampling.EpisodeSampler(test, config.way, config.shot, config.query, config.seed,
                                     'test')
@@ -127,23 +127,23 @@ def test_onehot_serving_names_a_label_that_is_not_one_hot(tmp_path, onehot, word
 
 
 def test_export_refuses_a_non_empty_folder_and_replaces_only_with_overwrite(tmp_path):
-  config, workdir, _ = _trained_run(tmp_path, maml=True)
+  config, savedir, _ = _trained_run(tmp_path, maml=True)
   target = tmp_path / 'export'
   target.mkdir()
   (target / 'notes.txt').write_text('mine')
   with pytest.raises(config_lib.ConfigError, match='is not empty; pass --overwrite'):
-    export_lib.export_savedmodel(config, workdir, str(target))
+    export_lib.export_savedmodel(config, savedir, str(target))
   assert (target / 'notes.txt').read_text() == 'mine'
-  export_lib.export_savedmodel(config, workdir, str(target), overwrite=True)
+  export_lib.export_savedmodel(config, savedir, str(target), overwrite=True)
   assert sorted(os.listdir(target)) == ['assets', 'assets.extra', 'fingerprint.pb',
                                         'saved_model.pb', 'variables']
   assert sorted(os.listdir(tmp_path)) == ['data', 'export', 'run']  # no temporary left
 
 
 def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
-  config, workdir, _ = _trained_run(tmp_path, maml=True)
+  config, savedir, _ = _trained_run(tmp_path, maml=True)
   target = str(tmp_path / 'export')
-  export_lib.export_savedmodel(config, workdir, target)
+  export_lib.export_savedmodel(config, savedir, target)
   before = sorted(os.listdir(target))
 
   def interrupted_save(module, path, signatures):
@@ -153,7 +153,7 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
 
   monkeypatch.setattr(tf.saved_model, 'save', interrupted_save)
   with pytest.raises(KeyboardInterrupt):
-    export_lib.export_savedmodel(config, workdir, target, overwrite=True)
+    export_lib.export_savedmodel(config, savedir, target, overwrite=True)
   assert sorted(os.listdir(target)) == before
   monkeypatch.undo()
   assert 'serving_default' in tf.saved_model.load(target).signatures
@@ -164,8 +164,8 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
     (True, {}), (False, {}), (False, {'learner': 'metasgd', 'zero_head': True})])
 def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
   plots = pytest.importorskip('metadrop_tf.plots')
-  config, workdir, model = _trained_run(tmp_path, maml, **changes)
-  path = visualization.export_visualization(config, workdir, str(tmp_path / 'vis' / 'dump.npz'))
+  config, savedir, model = _trained_run(tmp_path, maml, **changes)
+  path = visualization.export_visualization(config, savedir, str(tmp_path / 'vis' / 'dump.npz'))
   dump = dict(np.load(path))
   steps, k, q, f = config.n_steps + 1, config.shot, config.query, model.network.feature_dim
   assert dump['support_features'].shape == (10, steps, 2 * k, f)
@@ -188,8 +188,8 @@ def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
 @pytest.mark.slow
 def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
   """TF Serving and `saved_model_cli run` restore variables by name (TF1 loader)."""
-  config, workdir, _ = _trained_run(tmp_path, maml=False)
-  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  config, savedir, _ = _trained_run(tmp_path, maml=False)
+  export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / 'export'))
   inputs = {'support_x': np.random.default_rng(0).random((3, 28, 28, 1), np.float32),
             'support_labels': np.arange(3), 'query_x': np.zeros((2, 28, 28, 1), np.float32)}
   for name, value in inputs.items():
@@ -210,12 +210,12 @@ def test_savedmodel_runs_under_the_tf1_loader_of_saved_model_cli(tmp_path):
 def test_savedmodel_of_every_kind_of_learner_matches_it(tmp_path, changes):
   """Learners with variables of their own (learned rates) and zero heads export and serve
   the same predictions as the learner in this process."""
-  config, workdir, learner = _trained_run(tmp_path, False, **changes)
+  config, savedir, learner = _trained_run(tmp_path, False, **changes)
   for variable in learner.meta_variables():  # weights away from their initial values
     variable.assign(variable * 1.1)
   ckpt = checkpoints.make_checkpoint(learner)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=1)
-  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  checkpoints.make_manager(ckpt, savedir).save(checkpoint_number=1)
+  export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / 'export'))
   served = tf.saved_model.load(export_dir).signatures['serving_default']
   support = tf.constant(np.random.default_rng(0).random((3, 28, 28, 1)), tf.float32)
   query = tf.constant(np.random.default_rng(1).random((4, 28, 28, 1)), tf.float32)
@@ -226,8 +226,8 @@ def test_savedmodel_of_every_kind_of_learner_matches_it(tmp_path, changes):
 
 
 def test_inductive_savedmodel_serves_one_query_image_as_in_a_batch(tmp_path):
-  config, workdir, learner = _trained_run(tmp_path, False, bn_mode='inductive')
-  export_dir = export_lib.export_savedmodel(config, workdir, str(tmp_path / 'export'))
+  config, savedir, learner = _trained_run(tmp_path, False, bn_mode='inductive')
+  export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / 'export'))
   served = tf.saved_model.load(export_dir).signatures['serving_default']
   support = tf.constant(np.random.default_rng(0).random((3, 28, 28, 1)), tf.float32)
   query = tf.constant(np.random.default_rng(1).random((4, 28, 28, 1)), tf.float32)

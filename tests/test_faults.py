@@ -31,8 +31,8 @@ def _first_error_line(text):
 
 # Setups: each builds what the row needs under root and returns {name: path} for the args.
 def _run(root, **changes):
-  config, workdir = helpers.saved_run(root, **changes)
-  return {'run': workdir, 'data': config.data_dir, 'root': str(root)}
+  config, savedir = helpers.saved_run(root, **changes)
+  return {'run': savedir, 'data': config.data_dir, 'root': str(root)}
 
 
 def _file(root):
@@ -84,14 +84,14 @@ def _no_checkpoint_restores(root):
 
 
 def _non_finite_checkpoint(root):
-  config, workdir = helpers.saved_run(root, checkpoints_at=())
+  config, savedir = helpers.saved_run(root, checkpoints_at=())
   model = learners.build(config)
   kernel = model.network.theta['conv0_kernel']
   kernel.assign(np.full(kernel.shape, np.nan))
   ckpt = checkpoints.make_checkpoint(model)
   ckpt.step.assign(5)
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=5)
-  return {'run': workdir, 'data': config.data_dir, 'root': str(root)}
+  checkpoints.make_manager(ckpt, savedir).save(checkpoint_number=5)
+  return {'run': savedir, 'data': config.data_dir, 'root': str(root)}
 
 
 def _non_empty_export(root):
@@ -245,16 +245,16 @@ def test_a_checkpoint_index_naming_missing_files_resumes_from_the_newest_complet
     tmp_path, capsys):
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
-  workdir = str(tmp_path / 'run')
-  args = [f'--savedir={workdir}', f'--data_dir={data_dir}', '--way=3', '--shot=1', '--query=2',
+  savedir = str(tmp_path / 'run')
+  args = [f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3', '--shot=1', '--query=2',
           '--channels=4', '--n_steps=1', '--metabatch=1', '--save_freq=2', '--eval_freq=100',
           '--log_freq=100']
   assert helpers.run_program('train', *args, '--n_train_iters=6') == 0, capsys.readouterr().err
-  ckpt_dir = os.path.join(workdir, 'ckpt')
+  ckpt_dir = os.path.join(savedir, 'ckpt')
   os.remove(os.path.join(ckpt_dir, 'ckpt-6.data-00000-of-00001'))  # a partial copy
-  assert helpers.run_program('train', f'--savedir={workdir}', '--n_train_iters=8') == 0, \
+  assert helpers.run_program('train', f'--savedir={savedir}', '--n_train_iters=8') == 0, \
       capsys.readouterr().err[-2000:]
-  log = open(os.path.join(workdir, 'train.log')).read()
+  log = open(os.path.join(savedir, 'train.log')).read()
   assert 'warning: skipping checkpoint' in log and 'ckpt-6 is incomplete' in log
   assert 'resumed at iteration 4 of 8' in log and log.count('started at iteration 0') == 1
   assert os.listdir(os.path.join(ckpt_dir, 'unrestorable')) == ['ckpt-6.index']

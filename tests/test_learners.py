@@ -420,7 +420,8 @@ def test_gradient_checkpointing_keeping_the_last_steps_gives_the_same_meta_gradi
   plain = helpers.tiny_learner(name, n_steps=3, **options)
   mixed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, kept_steps=kept, **options)
   expected = _gradients(plain, episode, plain.meta_variables())
-  got = tf.function(lambda: _gradients(mixed, episode, mixed.meta_variables()))()
+  got = tf.function(lambda: _gradients(mixed, episode, mixed.meta_variables()),
+                    autograph=False)()
   for e, g in zip(expected, got):
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
 
@@ -432,7 +433,8 @@ def test_gradient_checkpointing_in_a_traced_step():
   for checkpointing in (False, True):
     learner = helpers.tiny_learner('metadrop', checkpointing=checkpointing)
     traced = tf.function(lambda learner=learner: _gradients(learner, episode,
-                                                            learner.meta_variables()))
+                                                            learner.meta_variables()),
+                         autograph=False)
     grads.append(traced())
   for e, g in zip(*grads):
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
@@ -453,7 +455,8 @@ def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the
       learner = helpers.tiny_learner('metadrop', n_steps=n_steps, checkpointing=checkpointing,
                                      kept_steps=kept)
       ops[checkpointing, kept, n_steps] = _graph_ops(tf.function(
-          lambda learner=learner: _gradients(learner, episode, learner.meta_variables())))
+          lambda learner=learner: _gradients(learner, episode, learner.meta_variables()),
+          autograph=False))
   assert ops[True, 0, 3] == ops[True, 0, 6]
   assert ops[True, 1, 3] == ops[True, 1, 6]  # the loop, then one kept step
   assert ops[False, 0, 6] > ops[False, 0, 3] + 1000
@@ -474,8 +477,8 @@ def test_gradient_checkpointing_with_schedules_and_penalties(name, options):
   recomputed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, **options)
   for iteration in (tf.constant(1, tf.int64), tf.constant(5, tf.int64)):
     expected = _gradients(plain, episode, plain.meta_variables(), iteration)
-    got = tf.function(lambda it, r=recomputed: _gradients(r, episode, r.meta_variables(), it))(
-        iteration)
+    got = tf.function(lambda it, r=recomputed: _gradients(r, episode, r.meta_variables(), it),
+                      autograph=False)(iteration)
     for e, g in zip(expected, got):
       np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
 

@@ -30,14 +30,14 @@ WAY, SHOT, QUERY = 3, 1, 2
 def export_dir(tmp_path_factory):
   """A tiny Meta Dropout run's SavedModel, in TF Serving's layout NAME/1/."""
   root = tmp_path_factory.mktemp('serving')
-  data_dir, workdir = str(root / 'data'), str(root / 'run')
+  data_dir, savedir = str(root / 'data'), str(root / 'run')
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, n_test_mc_samp=2)
   ckpt = checkpoints.make_checkpoint(learners.build(config))
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=1)
-  checkpoints.write_config(workdir, config)
+  checkpoints.make_manager(ckpt, savedir).save(checkpoint_number=1)
+  checkpoints.write_config(savedir, config)
   path = str(root / 'omni' / '1')
-  export_lib.export_savedmodel(config, workdir, path)
+  export_lib.export_savedmodel(config, savedir, path)
   return str(root / 'omni')
 
 

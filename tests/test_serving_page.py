@@ -53,14 +53,14 @@ def _omniglot_image(strokes, width=8):
 
 
 def _export(root, **changes):
-  data_dir, workdir = str(root / 'data'), str(root / 'run')
+  data_dir, savedir = str(root / 'data'), str(root / 'run')
   if changes.get('dataset') != 'sinusoid':
     helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, **changes)
   ckpt = checkpoints.make_checkpoint(learners.build(config))
-  checkpoints.make_manager(ckpt, workdir).save(checkpoint_number=1)
-  checkpoints.write_config(workdir, config)
-  return export_lib.export_savedmodel(config, workdir, str(root / 'export' / '1'))
+  checkpoints.make_manager(ckpt, savedir).save(checkpoint_number=1)
+  checkpoints.write_config(savedir, config)
+  return export_lib.export_savedmodel(config, savedir, str(root / 'export' / '1'))
 
 
 @pytest.fixture(scope='module')

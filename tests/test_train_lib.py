@@ -84,23 +84,23 @@ def test_same_seed_same_loss():
 
 @pytest.mark.slow
 def test_train_writes_the_run_directory_and_resumes(tmp_path):
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, n_train_iters=2, metabatch=1)
-  checkpoints.write_config(workdir, config)
-  assert train_lib.train(config, workdir, progress=False) == 2
-  assert os.path.exists(os.path.join(workdir, 'ckpt', 'ckpt-2.index'))
-  assert glob.glob(os.path.join(workdir, 'tb', 'train', 'events.out.tfevents.*'))
-  assert glob.glob(os.path.join(workdir, 'tb', 'eval', 'events.out.tfevents.*'))
-  assert 'train | step 2' in open(os.path.join(workdir, 'train.log')).read()
-  assert train_lib.train(config.replace(n_train_iters=4), workdir, progress=False) == 4
-  log = open(os.path.join(workdir, 'train.log')).read()
+  checkpoints.write_config(savedir, config)
+  assert train_lib.train(config, savedir, progress=False) == 2
+  assert os.path.exists(os.path.join(savedir, 'ckpt', 'ckpt-2.index'))
+  assert glob.glob(os.path.join(savedir, 'tb', 'train', 'events.out.tfevents.*'))
+  assert glob.glob(os.path.join(savedir, 'tb', 'eval', 'events.out.tfevents.*'))
+  assert 'train | step 2' in open(os.path.join(savedir, 'train.log')).read()
+  assert train_lib.train(config.replace(n_train_iters=4), savedir, progress=False) == 4
+  log = open(os.path.join(savedir, 'train.log')).read()
   assert 'resumed at iteration 2 of 4' in log and 'train | step 1 ' not in log.split('resumed')[1]
   straight = str(tmp_path / 'straight')
   checkpoints.write_config(straight, config.replace(n_train_iters=4))
   train_lib.train(config.replace(n_train_iters=4), straight, progress=False)
   resumed, fresh = (learners.build(config) for _ in range(2))
-  checkpoints.restore(checkpoints.make_checkpoint(resumed), workdir)
+  checkpoints.restore(checkpoints.make_checkpoint(resumed), savedir)
   checkpoints.restore(checkpoints.make_checkpoint(fresh), straight)
   for a, b in zip(resumed.meta_variables(), fresh.meta_variables()):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
@@ -111,10 +111,10 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
 def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
     tmp_path, monkeypatch, signals):
   import signal  # pylint: disable=g-import-not-at-top
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, n_train_iters=100, metabatch=1, save_freq=100)
-  checkpoints.write_config(workdir, config)
+  checkpoints.write_config(savedir, config)
   real_step = train_step.run_outer_step
 
   def step_then_signal(outer_step, episode, step, cfg):
@@ -127,9 +127,9 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
   monkeypatch.setattr(train_lib, 'run_outer_step', step_then_signal)
   previous = signal.getsignal(signal.SIGTERM)
   with pytest.raises(KeyboardInterrupt):
-    train_lib.train(config, workdir, progress=False)
+    train_lib.train(config, savedir, progress=False)
   assert signal.getsignal(signal.SIGTERM) is previous
-  saved = glob.glob(os.path.join(workdir, 'ckpt', 'ckpt-*.index'))
+  saved = glob.glob(os.path.join(savedir, 'ckpt', 'ckpt-*.index'))
   if signals == 2:  # stopped at once: only periodic checkpoints, none due yet
     assert not saved
     return
@@ -137,12 +137,12 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
   model = learners.build(config)
   optimizer = train_step.make_optimizer(model, config)
   ckpt = checkpoints.make_checkpoint(model, optimizer)
-  checkpoints.restore(ckpt, workdir)
+  checkpoints.restore(ckpt, savedir)
   assert int(ckpt.step.numpy()) == 3 == int(optimizer.iterations.numpy())
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
-  data_dir, workdir = str(tmp_path / 'data'), str(tmp_path / 'run')
+  data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir)
   config = helpers.tiny_config(data_dir, n_train_iters=4, metabatch=1, save_freq=1,
                                eval_freq=100)
@@ -155,10 +155,10 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, mon
 
   monkeypatch.setattr(tf.train.CheckpointManager, 'save', save_until_full)
   with pytest.raises(train_lib.WriteError) as err:
-    train_lib.train(config, workdir, progress=False)
+    train_lib.train(config, savedir, progress=False)
   message = str(err.value)
   assert 'cannot write checkpoint 3' in message and 'No space left' in message
   assert message.endswith('ckpt-2') and '\n' not in message
-  assert sorted(os.listdir(os.path.join(workdir, 'ckpt'))) == [
+  assert sorted(os.listdir(os.path.join(savedir, 'ckpt'))) == [
       'checkpoint', 'ckpt-1.data-00000-of-00001', 'ckpt-1.index', 'ckpt-2.data-00000-of-00001',
       'ckpt-2.index']
