@@ -322,7 +322,8 @@ def main():
   parser.add_argument('--max_rss_mb', type=int, default=0,
                       help='stop a case whose resident memory passes this (0: no limit)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
-  parser.add_argument('--peak', type=float, help=argparse.SUPPRESS)
+  parser.add_argument('--peak', type=float, default=0.0,
+                      help='the machine\'s matmul GFLOP/s if known (skips measuring it)')
   args = parser.parse_args()
   cases = args.case or CASES
   if args.in_process:
@@ -335,7 +336,8 @@ def main():
       if result is not None:
         print(json.dumps(result), flush=True)
     return
-  peak = matmul_peak_gflops(args.precision)  # before any case: cases may change the threads
+  # Before any case: cases may change the threads.
+  peak = args.peak or matmul_peak_gflops(args.precision)
   threads_ = args.threads
   if args.strategy == 'multi_worker' and not threads_:
     threads_ = max(1, len(os.sched_getaffinity(0)) // args.replicas)

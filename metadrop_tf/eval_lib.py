@@ -18,13 +18,12 @@ from metadrop_tf import data
 from metadrop_tf import distribute
 from metadrop_tf import files
 from metadrop_tf import learners
-from metadrop_tf import meta_learner
 from metadrop_tf import metrics
 from metadrop_tf import model as model_lib
+from metadrop_tf import objectives
 from metadrop_tf import sampling
+from metadrop_tf import seeds as seeds_lib
 
-EVAL_STREAM = 1  # noise seed of task i: fold_seed([seed, 1], i); training uses stream 0
-ATTACK_STREAM = 7000  # random starts of the attack at eps index j: fold_seed(task seed, 7000 + j)
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 # Settings evaluation results do not depend on: changing them continues a partial evaluation.
 IRRELEVANT_KEYS = ('n_test_iters', 'test_metabatch', 'strategy', 'cpu_devices',
@@ -82,12 +81,12 @@ def attacked_accuracies(attack):
   """An `extra` for Learner.task_outputs: the query accuracy of the adapted state under PGD
   (attacks.pgd, white-box on its deterministic forward) at each of attack.eps."""
   def extra(learner, state, query_x, query_y, seed):
-    loss = lambda images: meta_learner.cross_entropy(learner.predict(state, images), query_y)
+    loss = lambda images: objectives.cross_entropy(learner.predict(state, images), query_y)
     out = {}
     for i, eps in enumerate(attack.eps):
       adversarial = attacks.pgd(loss, query_x, attack, eps,
-                                meta_learner.fold_seed(seed, ATTACK_STREAM + i))
-      out[attack_key(attack.norm, eps)] = meta_learner.accuracy(
+                                seeds_lib.fold_seed(seed, seeds_lib.ATTACK + i))
+      out[attack_key(attack.norm, eps)] = objectives.accuracy(
           learner.predict(state, adversarial), query_y)
     return out
   return extra
@@ -103,12 +102,12 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
   No outer tape: meta-test needs only the inner loop's first-order gradients.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  base_seed = tf.constant([seed, EVAL_STREAM], tf.int32)
+  base_seed = tf.constant([seed, seeds_lib.EVAL], tf.int32)
   extra = attacked_accuracies(attack) if attack else None
 
   def replica_step(episode, first_task):
     share, first = distribute.replica_share(episode)
-    seeds = meta_learner.task_seeds(base_seed, first_task + tf.cast(first, tf.int64),
+    seeds = seeds_lib.task_seeds(base_seed, first_task + tf.cast(first, tf.int64),
                                     share.support_x.shape[0])
     return learner.per_task_outputs(share, seeds, mc_samples, extra=extra)
 

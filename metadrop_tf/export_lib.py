@@ -10,9 +10,8 @@ from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import files
 from metadrop_tf import learners
-from metadrop_tf import meta_learner
+from metadrop_tf import seeds as seeds_lib
 
-SERVE_STREAM = 2  # noise seed of serving: [seed, 2], fixed so predictions are repeatable
 SPREAD_SAMPLES = 10  # noise samples of the `spread` signature (noisy learners)
 DESCRIPTION_FILE = os.path.join('assets.extra', 'metadrop_tf.json')  # TF Serving ignores it
 
@@ -31,7 +30,7 @@ class _Served(tf.Module):
     self.tf_variables = [v.value for v in learner.variables()]
     self.way = config.way
     self.mc_samples = config.test_mc_samples
-    self.seed = tf.constant([config.seed, SERVE_STREAM], tf.int32)
+    self.seed = tf.constant([config.seed, seeds_lib.SERVE], tf.int32)
     self.image_shape = tuple(config.image_shape)
 
   def signatures(self) -> dict:
@@ -124,7 +123,7 @@ class AdaptAndPredict(_Served):
     support_y = tf.ensure_shape(support_y, [None, self.way])
 
     def sample(index):  # adaptation under one noise sample (a loop, not SPREAD_SAMPLES graphs)
-      seed = meta_learner.fold_seed(self.seed, index + 1)
+      seed = seeds_lib.fold_seed(self.seed, index + 1)
       state = self.learner.adapt(support_x, support_y, seed, 1)[-1]
       return tf.cast(tf.nn.softmax(self.learner.predict(state, query_x)), tf.float32)
     samples = tf.map_fn(sample, tf.range(SPREAD_SAMPLES), fn_output_signature=tf.float32)

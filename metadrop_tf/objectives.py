@@ -11,8 +11,6 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from metadrop_tf import meta_learner
-
 
 def mean_squared_error(predictions, targets):
   """Mean over every element of (predictions - targets)^2; both [n, D]."""
@@ -22,6 +20,18 @@ def mean_squared_error(predictions, targets):
 
 def _float32_mse(predictions, targets):
   return tf.cast(mean_squared_error(predictions, targets), tf.float32)
+
+
+def cross_entropy(logits, labels):
+  """Mean softmax cross-entropy; logits [n, N], one-hot labels [n, N]."""
+  labels = tf.cast(labels, logits.dtype)
+  return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def accuracy(logits, labels):
+  """Fraction of rows whose argmax matches the one-hot label: float32 scalar."""
+  hits = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1))
+  return tf.reduce_mean(tf.cast(hits, tf.float32))
 
 
 class Objective(NamedTuple):
@@ -54,7 +64,7 @@ class Objective(NamedTuple):
     return f'{self.result} {value:.4g} +- {ci95:.2g}'
 
 
-CLASSIFICATION = Objective('classification', meta_learner.cross_entropy, meta_learner.accuracy,
+CLASSIFICATION = Objective('classification', cross_entropy, accuracy,
                            key='acc', result='accuracy', scale=100.0, unit='%',
                            higher_is_better=True)
 REGRESSION = Objective('regression', mean_squared_error, _float32_mse, key='mse', result='mse',

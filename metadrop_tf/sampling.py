@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import data
+from metadrop_tf import seeds as seeds_lib
 from metadrop_tf import sinusoid
 
 
@@ -86,7 +87,6 @@ def make_sampler(config, split, images=None):
   return EpisodeSampler(images, config.way, config.shot, config.query, config.seed, split)
 
 
-AUGMENT_STREAM = 3  # seeds of augmentation: fold_in([seed, 3], meta-batch index)
 SHIFT_PIXELS = 2  # Omniglot (grayscale): random shifts of up to this many pixels
 CROP_PADDING = 8  # natural images: random crop of the image padded by this many pixels
 JITTER = 0.2  # natural images: brightness +- JITTER, contrast and saturation x (1 +- JITTER)
@@ -141,7 +141,7 @@ def make_dataset(sampler, metabatch, start=0, count=None, augment_seed=None):
       return images
     seed = tf.random.experimental.stateless_fold_in(
         tf.random.experimental.stateless_fold_in(
-            tf.constant([augment_seed, AUGMENT_STREAM], tf.int64), index), part)
+            tf.constant([augment_seed, seeds_lib.AUGMENT], tf.int64), index), part)
     flat = tf.reshape(images, (-1,) + image_shape)
     return tf.reshape(augment(flat, seed), images.shape)
 

@@ -5,9 +5,7 @@ import keras
 import tensorflow as tf
 
 from metadrop_tf import distribute
-from metadrop_tf import meta_learner
-
-TRAIN_STREAM = 0  # noise seeds of training: fold_seed([seed, 0], iteration)
+from metadrop_tf import seeds as seeds_lib
 
 
 def meta_lr_schedule(config):
@@ -45,7 +43,7 @@ def make_meta_gradients(learner, config, strategy=None):
   with_pre is true, NaN elsewhere.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  base_seed = tf.constant([config.seed, TRAIN_STREAM], tf.int32)
+  base_seed = tf.constant([config.seed, seeds_lib.TRAIN], tf.int32)
 
   def replica_step(episode, iteration, with_pre):
     total = episode.support_x.shape[0]
@@ -53,7 +51,7 @@ def make_meta_gradients(learner, config, strategy=None):
     pre = tf.cond(with_pre, lambda: learner.mean_pre_adaptation_outputs(share, total),
                   lambda: {'loss_pre': tf.constant(float('nan'), learner.dtype),
                            learner.objective.pre_key: tf.constant(float('nan'))})
-    seed = meta_learner.fold_seed(base_seed, iteration)
+    seed = seeds_lib.fold_seed(base_seed, iteration)
     out, grads = learner.meta_gradients(share, seed, iteration, first_task=first,
                                         total_tasks=total)
     return distribute.all_reduce_sum(({**out, **pre}, grads))

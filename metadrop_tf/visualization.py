@@ -8,10 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import data
-from metadrop_tf import eval_lib
 from metadrop_tf import export_lib
-from metadrop_tf import meta_learner
 from metadrop_tf import sampling
+from metadrop_tf import seeds as seeds_lib
 from metadrop_tf import sinusoid
 
 VIS_EPISODES = 10
@@ -51,7 +50,7 @@ def visualization_dump(learner, config, test_images):
       rows['query_features'].append(model.features(query, theta))
       rows['perturbed_features'].append(tf.stack([
           model.features(support, theta, sample=True,
-                         seed=meta_learner.fold_seed(seed, 1000 + step, s))
+                         seed=seeds_lib.fold_seed(seed, 1000 + step, s))
           for s in range(n_perturbed)]) if n_perturbed else
           tf.zeros([0, 2 * k, model.feature_dim], model.dtype))
       rows['dense_kernel'].append(theta['dense_kernel'])
@@ -81,14 +80,14 @@ def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID)
   for task in range(n_tasks):
     amplitude, phase = sampler.task_parameters(task)
     support_x, support_y, _, _ = sampler.task(task)
-    seed = meta_learner.fold_seed(tf.constant([config.seed, eval_lib.EVAL_STREAM], tf.int32),
+    seed = seeds_lib.fold_seed(tf.constant([config.seed, seeds_lib.EVAL], tf.int32),
                                   task)
     states = learner.adapt(support_x, support_y, seed, config.test_mc_samples)
     out['predictions'].append(np.stack([learner.predict(s, x).numpy()[:, 0] for s in states]))
     initial = learner.initial_state()
     out['noisy'].append(np.stack([
         learner.network(x, theta=initial, sample=True,
-                        seed=meta_learner.fold_seed(seed, 1000, s)).numpy()[:, 0]
+                        seed=seeds_lib.fold_seed(seed, 1000, s)).numpy()[:, 0]
         for s in range(n_noisy)]) if n_noisy else np.zeros([0, grid], np.float32))
     out['true'].append(sinusoid.curve(amplitude, phase, x[:, 0]))
     out['support_x'].append(support_x[:, 0])

@@ -18,7 +18,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from metadrop_tf import quiet
+# This checkout's package, not whichever one is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from metadrop_tf import quiet  # noqa: E402  pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('episodes', 40, 'Episodes per result compared (its first ones).')

@@ -1,5 +1,5 @@
-"""One float64 meta-gradient and one SGD update of tiny MAML and Meta Dropout learners (and the
-running batch-norm statistics of --bn_mode=running) under a tf.distribute strategy, for
+"""One float64 meta-gradient and one SGD update of tiny Meta Dropout and MAML learners (MAML
+with the running batch-norm statistics of --bn_mode=running) under a tf.distribute strategy, for
 tests/test_distribute.py.
 
 In the test process, compute(tf.distribute.get_strategy()) is the single-device reference. As
@@ -17,7 +17,7 @@ import tensorflow as tf
 METABATCH = 4
 ITERATION = 3
 GRAD_CLIP = 2e-4  # small enough that the clip changes some elements of these gradients
-LEARNERS = ('maml', 'metadrop', 'maml_running')  # maml_running: --bn_mode=running
+LEARNERS = ('metadrop', 'maml_running')  # maml_running: MAML with --bn_mode=running
 
 
 def compute(strategy) -> dict:

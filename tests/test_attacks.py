@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import attacks
-from metadrop_tf import meta_learner
+from metadrop_tf import objectives
 
 SEED = tf.constant([3, 4], tf.int32)
 
@@ -101,7 +101,7 @@ def test_the_attack_raises_the_query_loss_of_an_adapted_model():
   learner = helpers.tiny_learner('maml', channels=4)
   episode = helpers.random_episode(metabatch=1, query=3)
   state = learner.adapt(episode.support_x[0], episode.support_y[0], SEED)[-1]
-  loss = lambda images: meta_learner.cross_entropy(learner.predict(state, images),
+  loss = lambda images: objectives.cross_entropy(learner.predict(state, images),
                                                    episode.query_y[0])
   clean = float(loss(episode.query_x[0]))
   for norm, eps in (('linf', 0.03), ('l2', 0.5), ('l1', 5.0)):

@@ -16,8 +16,8 @@ def test_a_case_over_the_memory_limit_is_stopped_and_reported():
   # TensorFlow's import alone passes 150 MB, so the case is stopped long before its step.
   result = subprocess.run(
       [sys.executable, STEP, '--case=omniglot_5shot_metadrop', '--iters=1', '--threads=1',
-       '--n_steps=20', '--max_rss_mb=150'], capture_output=True, text=True, timeout=300,
-      check=False)
+       '--n_steps=20', '--max_rss_mb=150', '--peak=100'], capture_output=True, text=True,
+      timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
   assert len(lines) == 1

@@ -15,11 +15,11 @@ import helpers
 from metadrop_tf import config as config_lib
 from metadrop_tf import layers
 from metadrop_tf import learners
-from metadrop_tf import meta_learner
+from metadrop_tf import objectives
+from metadrop_tf import seeds as seeds_lib
 from metadrop_tf import train_step
 from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import gradient
-from metadrop_tf.learners import mc_chunks
 from metadrop_tf.learners import schedules
 
 SEED = tf.constant(helpers.FD_SEED, tf.int32)
@@ -222,7 +222,7 @@ def test_inner_momentum_and_weight_decay_follow_torch_sgd():
   def grad(theta):
     with tf.GradientTape() as tape:
       tape.watch(theta)
-      loss = meta_learner.cross_entropy(network(x, theta=theta, sample=True), y)
+      loss = objectives.cross_entropy(network(x, theta=theta, sample=True), y)
     return {k: g + 0.1 * theta[k] for k, g in tape.gradient(loss, theta).items()}
 
   theta0 = network.initial_theta()
@@ -265,10 +265,10 @@ def test_first_order_equals_the_query_gradient_at_the_adapted_theta():
   theta = lambda learner: list(learner.network.theta.values())
   fo, so = _gradients(first, episode, theta(first)), _gradients(second, episode, theta(second))
   theta_s = first.adapt(episode.support_x[0], episode.support_y[0],
-                        meta_learner.fold_seed(SEED, 0), MC)[-1]
+                        seeds_lib.fold_seed(SEED, 0), MC)[-1]
   with tf.GradientTape() as tape:
     tape.watch(theta_s)
-    loss = meta_learner.cross_entropy(first.predict(theta_s, episode.query_x[0]),
+    loss = objectives.cross_entropy(first.predict(theta_s, episode.query_x[0]),
                                       episode.query_y[0])
   by_hand = tape.gradient(loss, theta_s)
   for name, g in zip(first.network.theta, fo):
@@ -315,7 +315,7 @@ def test_adaptation_lowers_the_support_loss_and_never_assigns(name, n_steps):
   ep = helpers.random_episode(metabatch=1, shot=2)
   states = learner.adapt(ep.support_x[0], ep.support_y[0], SEED, mc_samples=4)
   assert len(states) == n_steps + 1
-  losses = [float(meta_learner.cross_entropy(learner.predict(s, ep.support_x[0]),
+  losses = [float(objectives.cross_entropy(learner.predict(s, ep.support_x[0]),
                                              ep.support_y[0])) for s in (states[0], states[-1])]
   assert losses[1] < losses[0] - 0.2, losses
   for name_, v in learner.network.theta.items():
@@ -327,14 +327,14 @@ def test_meta_objective_averages_the_tasks():
   ep = helpers.random_episode(metabatch=2)
   both = learner.meta_objective(ep, SEED, mc_samples=MC)
   single = [learner.task_outputs(ep.support_x[b], ep.support_y[b], ep.query_x[b],
-                                 ep.query_y[b], meta_learner.fold_seed(SEED, b), MC)
+                                 ep.query_y[b], seeds_lib.fold_seed(SEED, b), MC)
             for b in range(2)]
   assert set(both) == {'loss', 'acc'}
   for key in both:
     np.testing.assert_allclose(both[key], (single[0][key] + single[1][key]) / 2, rtol=1e-6)
   pre = learner.mean_pre_adaptation_outputs(ep)
-  first = meta_learner.cross_entropy(learner.network(ep.query_x[0]), ep.query_y[0])
-  second = meta_learner.cross_entropy(learner.network(ep.query_x[1]), ep.query_y[1])
+  first = objectives.cross_entropy(learner.network(ep.query_x[0]), ep.query_y[0])
+  second = objectives.cross_entropy(learner.network(ep.query_x[1]), ep.query_y[1])
   np.testing.assert_allclose(pre['loss_pre'], (first + second) / 2, rtol=1e-6)
 
 
@@ -379,7 +379,7 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
   episode = helpers.random_episode(metabatch=1, dtype=np.float32)
   before = {n: v.numpy().copy() for n, v in network.theta.items()}
   target = learner.adapt(episode.support_x[0], episode.support_y[0],
-                         meta_learner.fold_seed(tf.constant([0, 0]), 0))[-1]
+                         seeds_lib.fold_seed(tf.constant([0, 0]), 0))[-1]
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
   for name, value in network.theta.items():  # halfway to the adapted weights
     np.testing.assert_allclose(value.numpy(), before[name] + 0.5 * (target[name] - before[name]),
@@ -498,21 +498,20 @@ def test_looped_adaptation_ends_on_the_unrolled_state():
 def test_chunked_monte_carlo_step_is_the_mean_of_each_chunks_own_gradient(mc_samples, sizes):
   """--test_mc_chunks: M samples in K chunks of about M / K, chunk c drawn from its own seed
   (sizes differing by one when K does not divide M, as in the monitoring evaluation)."""
-  from metadrop_tf import meta_learner  # pylint: disable=g-import-not-at-top
   episode = helpers.random_episode(metabatch=1)
   x, y = episode.support_x[0], episode.support_y[0]
   seed = tf.constant([3, 4])
   learner = helpers.tiny_learner('metadrop', n_steps=1, mc_chunks=3)
   adapted = learner.adapt(x, y, seed, mc_samples=mc_samples)[-1]
   theta = learner.network.initial_theta()
-  step_seed = meta_learner.fold_seed(seed, 0)
+  step_seed = seeds_lib.fold_seed(seed, 0)
   grads = []
   for c, copies in enumerate(sizes):
     with tf.GradientTape() as tape:
       tape.watch(theta)
       logits = learner.network(x, theta=theta, sample=True, copies=copies,
-                               seed=meta_learner.fold_seed(step_seed, mc_chunks.STREAM, c))
-      loss = meta_learner.cross_entropy(logits, tf.tile(y, [copies, 1]))
+                               seed=seeds_lib.fold_seed(step_seed, seeds_lib.MC_CHUNK, c))
+      loss = objectives.cross_entropy(logits, tf.tile(y, [copies, 1]))
     grads.append({n: g * copies / mc_samples for n, g in tape.gradient(loss, theta).items()})
   for name, value in theta.items():
     expected = value - learner.inner_lr * sum(g[name] for g in grads)
@@ -617,7 +616,7 @@ def test_mixup_mixes_the_support_and_its_labels_as_drawn():
   plain = helpers.tiny_learner('maml', n_steps=1)
   episode = helpers.random_episode(1, shot=2)
   x, y = episode.support_x[0], episode.support_y[0]
-  step_seed = meta_learner.fold_seed(SEED, 0)
+  step_seed = seeds_lib.fold_seed(SEED, 0)
   mixing = mixed.mixing(step_seed, x)
   assert int(mixing.layer) == 0 and sorted(mixing.perm.numpy()) == list(range(len(x)))
   lam = tf.cast(mixing.lam, x.dtype)
@@ -628,7 +627,7 @@ def test_mixup_mixes_the_support_and_its_labels_as_drawn():
   for name in want:
     np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
   manifold = helpers.tiny_learner('maml', mixup='manifold', mixup_alpha=0.5)
-  draws = [manifold.mixing(meta_learner.fold_seed(SEED, i), x) for i in range(400)]
+  draws = [manifold.mixing(seeds_lib.fold_seed(SEED, i), x) for i in range(400)]
   assert {int(d.layer) for d in draws} == set(range(manifold.network.mixable_layers))
   lams = np.array([float(d.lam) for d in draws])
   assert abs(lams.mean() - 0.5) < 0.05 and abs(lams.var() - 0.125) < 0.025  # Beta(.5, .5)

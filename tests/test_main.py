@@ -17,10 +17,9 @@ LEARNER_FLAGS = [
     ['--learner=anil', '--zero_head'],
     ['--learner=maml', '--lslr', '--msl_iters=2', '--first_order_iters=1',
      '--inner_momentum=0.5', '--inner_weight_decay=0.01', '--meta_optimizer=sgd',
-     '--lr_schedule=cosine'],
+     '--lr_schedule=cosine', '--n_steps=2'],
     ['--maml', '--adapt_params=conv3,dense', '--lr_schedule=step', '--lr_step_iters=1'],
     ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4'],
-    ['--learner=maml', '--backbone=resnet12', '--resnet_widths=2,2,2,2'],
     ['--learner=metadrop', '--bn_mode=inductive'],
     ['--learner=maml', '--lslr', '--bn_mode=per_step'],
     ['--learner=metadrop', '--normalize', '--augment'],
@@ -37,7 +36,7 @@ def test_every_learner_trains_evaluates_and_exports(tmp_path, capsys, learner_fl
   helpers.write_tiny_shards(data_dir, classes=(12, 16), instances=8)
   savedir = str(tmp_path / 'run')
   args = [f'--savedir={savedir}', f'--data_dir={data_dir}', '--way=3', '--shot=1',
-          '--query=2', '--n_steps=2', '--metabatch=2', '--n_train_iters=3',
+          '--query=2', '--n_steps=1', '--metabatch=2', '--n_train_iters=3',
           '--save_freq=3', '--eval_freq=1000', '--log_freq=1',
           '--n_test_mc_samp=2', *learner_flags]
   if not any(f.startswith('--backbone') for f in learner_flags):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import meta_learner
 from metadrop_tf import model as model_lib
+from metadrop_tf import objectives
 
 SEED = tf.constant([1, 2], tf.int32)
 
@@ -88,7 +88,7 @@ def test_mc_mean_has_lower_variance_than_one_sample():
 
   def mc_loss(m, seed):
     logits = model(x, sample=True, seed=tf.constant([seed, 0]), copies=m)
-    return float(meta_learner.cross_entropy(logits, tf.tile(y, [m, 1])))
+    return float(objectives.cross_entropy(logits, tf.tile(y, [m, 1])))
 
   one = np.var([mc_loss(1, s) for s in range(30)])
   many = np.var([mc_loss(8, s) for s in range(30)])

@@ -124,7 +124,7 @@ def test_sigterm_mid_iteration_saves_weights_and_counter_of_the_same_step(
         os.kill(os.getpid(), signal.SIGTERM)
     return values
 
-  monkeypatch.setattr(train_lib, 'run_outer_step', step_then_signal)
+  monkeypatch.setattr(train_step, 'run_outer_step', step_then_signal)
   previous = signal.getsignal(signal.SIGTERM)
   with pytest.raises(KeyboardInterrupt):
     train_lib.train(config, savedir, progress=False)

@@ -27,8 +27,13 @@ from typing import Optional
 
 import tensorflow as tf
 
-from metadrop_tf import meta_learner
 from metadrop_tf import objectives
+from metadrop_tf import seeds as seeds_lib
+
+
+def stacked(per_task: list) -> dict:
+  """A list of B dicts of scalars -> one dict of [B] tensors."""
+  return {k: tf.stack([t[k] for t in per_task]) for k in per_task[0]}
 
 
 class Learner:
@@ -143,7 +148,7 @@ class Learner:
       if with_pre:
         outputs.update(self.pre_adaptation_outputs(episode.query_x[b], episode.query_y[b]))
       per_task.append(outputs)
-    return meta_learner.stacked(per_task)
+    return stacked(per_task)
 
   def meta_objective(self, episode, seed, iteration=None, mc_samples=1, first_task=0,
                      total_tasks=None) -> dict:
@@ -155,7 +160,7 @@ class Learner:
     total_tasks, so the shares of the replicas add up to the meta-batch mean.
     """
     n = episode.support_x.shape[0]
-    seeds = meta_learner.task_seeds(seed, first_task, n)
+    seeds = seeds_lib.task_seeds(seed, first_task, n)
     per_task = self.per_task_outputs(episode, seeds, mc_samples, with_pre=False,
                                      iteration=iteration)
     return share_of_mean(per_task, n if total_tasks is None else total_tasks)
@@ -177,7 +182,7 @@ class Learner:
     per_task = [self.pre_adaptation_outputs(episode.query_x[b], episode.query_y[b])
                 for b in range(episode.query_x.shape[0])]
     total = episode.query_x.shape[0] if total_tasks is None else total_tasks
-    return share_of_mean(meta_learner.stacked(per_task), total)
+    return share_of_mean(stacked(per_task), total)
 
 
 def share_of_mean(per_task: dict, total_tasks: int) -> dict:

@@ -10,7 +10,7 @@ noise is stateless, so the recomputation is exact; the meta-gradient is the plai
 import tensorflow as tf
 
 from metadrop_tf import components
-from metadrop_tf import meta_learner
+from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.learners import batch_norm
 
 components.declare('gradient checkpointing', 'True', ('checkpoint_kept_steps',))
@@ -27,7 +27,7 @@ def looped_steps(learner, state, phi, x, y, seed, mc_samples, first_order, n_ste
 
   def body(step, *values):
     new = recomputed_step(learner, dict(zip(names, values)), phi, x, y,
-                          meta_learner.fold_seed(seed, step), mc_samples, step, first_order,
+                          seeds_lib.fold_seed(seed, step), mc_samples, step, first_order,
                           pinned)
     return (step + 1, *[new[n] for n in names])
 

@@ -23,8 +23,8 @@ from typing import Sequence
 import tensorflow as tf
 
 from metadrop_tf import layers
-from metadrop_tf import meta_learner
 from metadrop_tf import objectives
+from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.learners import base
 from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import checkpointing
@@ -265,7 +265,7 @@ class GradientLearner(base.Learner):
                                                mc_samples, first_order, recomputed))
     velocity = {}
     for step in range(recomputed if looped else 0, self.n_steps):
-      step_seed = meta_learner.fold_seed(seed, step)
+      step_seed = seeds_lib.fold_seed(seed, step)
       if step < recomputed:
         state = checkpointing.recomputed_step(self, states[-1], phi, support_x, y, step_seed,
                                               mc_samples, step, first_order)

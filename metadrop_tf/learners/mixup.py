@@ -7,10 +7,9 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import components
 from metadrop_tf import layers
-from metadrop_tf import meta_learner
+from metadrop_tf import seeds as seeds_lib
 
 KINDS = ('', 'input', 'manifold')  # '': off
-STREAM = 5000  # the draws of inner step s: fold_seed(step seed, STREAM)
 for _kind in KINDS[1:]:
   components.declare('mixup', _kind, ('mixup_alpha',))
 
@@ -19,7 +18,7 @@ def draw(seed, x, kind: str, alpha: float, mixable_layers: int) -> layers.Mixing
   """The mixup of one inner step's support batch x [n, ...] drawn from the step's seed [2]:
   lam ~ Beta(alpha, alpha), a uniform permutation of the n examples, and the layer (0, the
   input, for 'input'; uniform over [0, mixable_layers) for 'manifold')."""
-  seeds = tf.random.experimental.stateless_split(meta_learner.fold_seed(seed, STREAM), 3)
+  seeds = tf.random.experimental.stateless_split(seeds_lib.fold_seed(seed, seeds_lib.MIXUP), 3)
   alpha = tf.constant(alpha, tf.float32)
   lam = tfp.distributions.Beta(alpha, alpha).sample(seed=seeds[0])
   n = tf.shape(x)[0]
