@@ -26,6 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer('episodes', 40, 'Episodes per result compared (its first ones).')
 flags.DEFINE_bool('attacks', False, 'Also the PGD results (eval_*_pgd_*.json).')
 flags.DEFINE_integer('threads', 1, 'Intra-op threads.')
+flags.DEFINE_string('out', '', 'Also write {json path: recomputed values} here (to compare two '
+                    'checkouts on one machine).')
 
 
 def results(paths: list) -> list:
@@ -79,9 +81,13 @@ def main(argv):
   tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   logging.set_verbosity(logging.WARNING)  # not the notes on settings older runs predate
-  differ = 0
+  differ, recomputed_all = 0, {}
   for path in results(argv[1:]):
     committed, recomputed = reevaluate(path, FLAGS.episodes)
+    recomputed_all[path] = recomputed
+    if FLAGS.out:
+      with open(FLAGS.out, 'w') as f:
+        json.dump(recomputed_all, f)
     same = sum(a == b for a, b in zip(committed, recomputed))
     first = next((i for i, (a, b) in enumerate(zip(committed, recomputed)) if a != b), None)
     line = f'{path}: {same}/{len(committed)} episodes equal'
