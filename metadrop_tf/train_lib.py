@@ -97,7 +97,7 @@ class _Run:
   def __init__(self, config, savedir, progress, strategy):
     self.config, self.savedir, self.strategy = config, savedir, strategy
     distribute.check_divides(config.metabatch, 'metabatch', strategy)
-    chief = distribute.is_chief(strategy)
+    self.chief = chief = distribute.is_chief(strategy)
     self.splits = data.load_splits(config, ('train', config.eval_split))
     with strategy.scope():
       self.learner = learners.build(config)
@@ -157,7 +157,7 @@ class _Run:
       self.report.add(outputs)
       self.step += 1
       self.ckpt.step.assign(self.step)
-      if due(config.log_freq) and distribute.is_chief(strategy):
+      if due(config.log_freq) and self.chief:
         meta_lr = float(tf.convert_to_tensor(self.optimizer.learning_rate))
         noise = reporting.noise_summaries(learner.network, episode.query_x[0])
         self.report.train_window(self.step, {'meta_lr': meta_lr, **noise})

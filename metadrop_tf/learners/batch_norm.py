@@ -13,9 +13,10 @@ The inner loop's support batches are normalized with their own statistics in eve
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf.learners import inner_rates
 
-MODES = ('transductive', 'inductive', 'per_step', 'running')
+MODES = config_lib.BN_MODES  # the settings' list: one place
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
 RUNNING_MOMENTUM = 0.1  # running: weight of each meta-batch in the averages
