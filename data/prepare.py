@@ -197,17 +197,6 @@ def mimgnet_from_csv(images_dir, csv_dir):
   return out
 
 
-def _open_array(path, shape):
-  """A .npy memmap written under a temporary name; rename with _commit once full."""
-  return np.lib.format.open_memmap(path + '.tmp', mode='w+', dtype=np.uint8, shape=shape)
-
-
-def _commit(array, path):
-  array.flush()
-  del array
-  os.replace(path + '.tmp', path)
-
-
 def write_mimgnet_split(classes, path):
   """Writes uint8 [classes, n, 84, 84, 3] class by class (never whole in memory)."""
   counts = {wnid: len(files) for wnid, files in classes.items()}
@@ -215,13 +204,14 @@ def write_mimgnet_split(classes, path):
     raise PrepareError(f'classes of {os.path.basename(path)} have different image counts '
                        f'{sorted(set(counts.values()))}; every class needs the same number')
   n = next(iter(counts.values()))
-  out = _open_array(path, (len(classes), n, MIMGNET_SIZE, MIMGNET_SIZE, 3))
-  for c, (wnid, files) in enumerate(progress_bar(classes.items(), desc=os.path.basename(path))):
-    for i, file_path in enumerate(files):
-      if not os.path.exists(file_path):
-        raise PrepareError(f'{file_path} (class {wnid}) is missing')
-      out[c, i] = _mimgnet_image(file_path)
-  _commit(out, path)
+  shape = (len(classes), n, MIMGNET_SIZE, MIMGNET_SIZE, 3)
+  with files_lib.uint8_array(path, shape) as out:
+    for c, (wnid, files) in enumerate(progress_bar(classes.items(),
+                                                   desc=os.path.basename(path))):
+      for i, file_path in enumerate(files):
+        if not os.path.exists(file_path):
+          raise PrepareError(f'{file_path} (class {wnid}) is missing')
+        out[c, i] = _mimgnet_image(file_path)
 
 
 def convert_reference_npy(source_path, path):
@@ -233,11 +223,10 @@ def convert_reference_npy(source_path, path):
                        f'with {per_image} values per image')
   shape = (array.shape[0], array.size // per_image // array.shape[0],
            MIMGNET_SIZE, MIMGNET_SIZE, 3)
-  out = _open_array(path, shape)
-  for c in range(shape[0]):
-    block = np.asarray(array[c]).reshape(shape[1:])
-    out[c] = block if block.dtype == np.uint8 else np.clip(np.rint(block * 255), 0, 255)
-  _commit(out, path)
+  with files_lib.uint8_array(path, shape) as out:
+    for c in range(shape[0]):
+      block = np.asarray(array[c]).reshape(shape[1:])
+      out[c] = block if block.dtype == np.uint8 else np.clip(np.rint(block * 255), 0, 255)
 
 
 def write_mimgnet_pickles(found, out_dir):
@@ -250,11 +239,10 @@ def write_mimgnet_pickles(found, out_dir):
     if len(counts) != 1:
       raise PrepareError(f'classes of {path} have different image counts {counts}; every '
                          'class needs the same number')
-    out = _open_array(os.path.join(out_dir, f'{split}.npy'),
-                      (len(classes), counts[0], MIMGNET_SIZE, MIMGNET_SIZE, 3))
-    for c, images in enumerate(classes.values()):
-      out[c] = images
-    _commit(out, os.path.join(out_dir, f'{split}.npy'))
+    shape = (len(classes), counts[0], MIMGNET_SIZE, MIMGNET_SIZE, 3)
+    with files_lib.uint8_array(os.path.join(out_dir, f'{split}.npy'), shape) as out:
+      for c, images in enumerate(classes.values()):
+        out[c] = images
     names[split] = list(classes)
   files_lib.write_json(os.path.join(out_dir, 'splits.json'), names)
   manifest.write(out_dir, [f'{split}.npy' for split in found])
@@ -294,9 +282,8 @@ def prepare_mimgnet(source, out_dir, split_dir=None):
 def prepare_omniglot(source, out_dir, raw_dir, n_train=N_TRAIN_CHARACTERS):
   arrays, splits = build_omniglot(_omniglot_characters(source, raw_dir), n_train)
   for split, images in arrays.items():
-    tmp = os.path.join(out_dir, f'{split}.tmp.npz')
-    np.savez_compressed(tmp, images=images)
-    os.replace(tmp, os.path.join(out_dir, f'{split}.npz'))
+    with files_lib.atomic(os.path.join(out_dir, f'{split}.npz')) as tmp:
+      np.savez_compressed(tmp, images=images)
   files_lib.write_json(os.path.join(out_dir, 'splits.json'), splits)
   manifest.write(out_dir, [f'{split}.npz' for split in arrays])
   return arrays

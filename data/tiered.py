@@ -22,6 +22,7 @@ try:  # imported as data.tiered
   from data import mimgnet_pickles
 except ImportError:  # run from data/
   import mimgnet_pickles
+from metadrop_tf import files as files_lib  # pylint: disable=g-import-not-at-top
 
 SIZE = 84
 SPLITS = ('train', 'val', 'test')
@@ -91,18 +92,15 @@ def _write(chunks, labels, names, out_dir, split):
   target = np.empty(len(labels), np.int64)  # row i goes to target[i]
   target[np.argsort(labels, kind='stable')] = np.arange(len(labels))
   path = os.path.join(out_dir, f'{split}.npy')
-  out = np.lib.format.open_memmap(path + '.tmp', mode='w+', dtype=np.uint8,
-                                  shape=(len(labels), SIZE, SIZE, 3))
-  done = 0
-  for chunk in chunks:
-    out[target[done:done + len(chunk)]] = chunk
-    done += len(chunk)
-  if done != len(labels):
-    raise TieredError(f'the {split} images number {done}, its labels {len(labels)}')
-  out.flush()
-  del out
-  os.replace(path + '.tmp', path)
-  np.save(os.path.join(out_dir, f'{split}_offsets.npy'), offsets)
+  with files_lib.uint8_array(path, (len(labels), SIZE, SIZE, 3)) as out:
+    done = 0
+    for chunk in chunks:
+      out[target[done:done + len(chunk)]] = chunk
+      done += len(chunk)
+    if done != len(labels):
+      raise TieredError(f'the {split} images number {done}, its labels {len(labels)}')
+  with files_lib.atomic(os.path.join(out_dir, f'{split}_offsets.npy')) as tmp:
+    np.save(tmp, offsets)
   return names
 
 

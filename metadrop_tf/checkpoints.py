@@ -37,9 +37,8 @@ def write_config(savedir: str, config: config_lib.Config) -> None:
   os.makedirs(savedir, exist_ok=True)
   path = os.path.join(savedir, CONFIG_FILE)
   files.write_text(path, config.to_json())
-  with open(os.path.join(savedir, FLAGS_FILE), 'w') as f:
-    f.write(''.join(f'--{k}={v}\n' for k, v in sorted(config.to_dict().items())))
-    f.write(f'--savedir={savedir}\n')
+  lines = [f'--{k}={v}\n' for k, v in sorted(config.to_dict().items())]
+  files.write_text(os.path.join(savedir, FLAGS_FILE), ''.join(lines) + f'--savedir={savedir}\n')
 
 
 def read_config(savedir: str) -> config_lib.Config:

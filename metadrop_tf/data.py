@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 
 from metadrop_tf import errors
+from metadrop_tf import files
 from metadrop_tf import manifest
 from metadrop_tf import sinusoid
 
@@ -220,8 +221,7 @@ def channel_statistics(config, train_images):
   mean, std = compute_channel_statistics(train_images)
   if not config.val_characters:
     try:
-      with open(path, 'w') as f:
-        json.dump({'mean': mean, 'std': std}, f)
+      files.write_json(path, {'mean': mean, 'std': std})
     except OSError:
       pass  # a read-only data folder: computed again next time
   return mean, std

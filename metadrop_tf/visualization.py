@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from metadrop_tf import data
 from metadrop_tf import export_lib
+from metadrop_tf import files
 from metadrop_tf import sampling
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf import sinusoid
@@ -106,8 +107,9 @@ def export_visualization(config, savedir, out_path, checkpoint=None):
   else:
     dump = visualization_dump(learner, config, data.load_splits(config, ('test',))['test'])
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  np.savez_compressed(out_path, checkpoint_step=step, maml=not learner.noisy,
-                      method=config.method, **dump)
+  with files.atomic(out_path) as tmp:  # a .npz path: numpy keeps the name
+    np.savez_compressed(tmp, checkpoint_step=step, maml=not learner.noisy,
+                        method=config.method, **dump)
   return out_path
 
 
