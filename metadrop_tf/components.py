@@ -1,17 +1,19 @@
 """Which component owns which option, declared by each component beside its code.
 
 A component is a choice a run makes: its learner, backbone, noise type (noisy learners),
-mixup, gradient checkpointing. Each declares the Config fields it reads beyond the core run
-settings (`declare`, called by the component's own module). An owned option that a run sets to
-a value other than its default must belong to one of the components the run uses; otherwise
+mixup, gradient checkpointing. Each declares the settings it reads beyond the core run
+settings (`declare`, called by the component's own module): fields of Config, or new options
+(config.Option) that become flags, --help lines and keys of config.json with no other change.
+An owned option that a run sets to a value other than its default must belong to one of the
+components the run uses; otherwise
 `check` raises a one-line ConfigError naming the option and the component (exit status 2), so
 that no option is recorded in config.json as if it had taken effect. No TF import here.
 """
 
-import dataclasses
 import importlib
 import os
 import sys
+from typing import Mapping
 from typing import NamedTuple
 
 from metadrop_tf import config as config_lib
@@ -37,15 +39,37 @@ CHOICES = {
 REGISTRY: dict = {}  # (kind, name) -> Component
 
 
+def _add_option(name: str, option: config_lib.Option, component: str) -> None:
+  """Registers a setting a component declares (config.OPTIONS); ValueError if it would shadow
+  a field of Config or another declaration of the same name, or has no flag type."""
+  if not isinstance(option, config_lib.Option):
+    raise ValueError(f'{component}: option {name!r} must be a config.Option(default, help)')
+  if name in config_lib.FIELDS:
+    raise ValueError(f'{component} declares option {name!r}, which is a setting of every run; '
+                     'name it otherwise')
+  if type(option.default) not in (bool, int, float, str):
+    raise ValueError(f'{component}: the default of option {name!r} must be a bool, int, '
+                     f'float or str, not {type(option.default).__name__}')
+  if config_lib.OPTIONS.get(name, option) != option:
+    raise ValueError(f'{component} declares option {name!r} again with another default or '
+                     'help')
+  config_lib.OPTIONS[name] = option
+
+
 def declare(kind: str, name: str, options=()) -> Component:
-  """Records that component `name` of `kind` (a key of CHOICES) reads `options` (Config field
-  names); called once per component, by its module. Redeclaring replaces (module reloads)."""
+  """Records that component `name` of `kind` (a key of CHOICES) reads `options`: names of
+  settings, or a mapping name -> config.Option declaring new ones (None: declared elsewhere).
+  A new option becomes a flag, a --help line, a check (set only with this component) and a
+  key of config.json. Called once per component, by its module; redeclaring replaces."""
   if kind not in CHOICES:
     raise ValueError(f'unknown component kind {kind!r}; choose one of {list(CHOICES)}')
-  fields = {f.name for f in dataclasses.fields(config_lib.Config)}
-  unknown = sorted(set(options) - fields)
+  label = f'{kind} {name!r}'
+  for option, spec in (options.items() if isinstance(options, Mapping) else ()):
+    if spec is not None:
+      _add_option(option, spec, label)
+  unknown = sorted(set(options) - set(config_lib.setting_names()))
   if unknown:
-    raise ValueError(f'{kind} {name!r} declares options that are not settings: {unknown}')
+    raise ValueError(f'{label} reads options that are not settings: {unknown}')
   component = Component(kind, name, f'--{CHOICES[kind][0]}={name}', frozenset(options))
   REGISTRY[(kind, name)] = component
   return component
@@ -88,24 +112,34 @@ def _describe(holders: list) -> str:
   return ' or '.join(parts)
 
 
+def used_options(config) -> set:
+  """The options the components of `config` read."""
+  return {o for c in used_by(config) for o in c.options}
+
+
 def check(config) -> None:
   """ConfigError for the first owned option set away from its default that no component of
   the run reads: '--noise_scale=0.3 does not apply to --noise_type=metadrop; ...'."""
   default = config_lib.Config()
-  used = used_by(config)
-  for field in dataclasses.fields(config):
-    value = getattr(config, field.name)
-    holders = owners(field.name)
-    if not holders or value == getattr(default, field.name):
-      continue
-    if any(field.name in c.options for c in used):
+  used = used_options(config)
+  for option, value in config.to_dict().items():
+    holders = owners(option)
+    if not holders or option in used or value == getattr(default, option):
       continue
     kinds = {c.kind for c in holders}
-    same_kind = [c for c in used if c.kind in kinds]
+    same_kind = [c for c in used_by(config) if c.kind in kinds]
     where = _describe(holders)
     if same_kind:
       raise config_lib.ConfigError(
-          f'--{field.name}={value} does not apply to {same_kind[0].flag}: it is an option of '
+          f'--{option}={value} does not apply to {same_kind[0].flag}: it is an option of '
           f'{where}; leave it out')
-    raise config_lib.ConfigError(f'--{field.name}={value} applies only with {where}; '
+    raise config_lib.ConfigError(f'--{option}={value} applies only with {where}; '
                                  f'leave it out or add {where}')
+
+
+def recorded(config):
+  """`config` holding exactly the declared options (config.OPTIONS) its components read, each
+  with its value (its default included): what config.json records. After `check`, the options
+  it drops hold their defaults."""
+  used = sorted(o for o in used_options(config) if o in config_lib.OPTIONS)
+  return config.replace(extensions=tuple((o, getattr(config, o)) for o in used))

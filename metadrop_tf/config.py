@@ -1,4 +1,10 @@
-"""The one frozen configuration of a run: defaults, validation, JSON round trip. No TF import."""
+"""The one frozen configuration of a run: defaults, validation, JSON round trip. No TF import.
+
+The settings are the fields of `Config` (the core run settings and the options of the built-in
+components, the layout of every committed config.json) and the `Option`s that components of
+the user's declare beside their code (components.declare), kept in Config.extensions and read
+as attributes like the fields: `config.toy_rate_factor`. config.json stores both, flat.
+"""
 
 import dataclasses
 import json
@@ -44,6 +50,16 @@ META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.distribute
+
+
+class Option(NamedTuple):
+  """A setting a component declares beside its code (components.declare) rather than a field
+  of Config: its default (bool, int, float or str: the flag's type) and its --help text."""
+  default: object
+  help: str
+
+
+OPTIONS: dict = {}  # name -> Option: the declared settings that are not fields of Config
 
 
 class ConfigError(errors.UserError, ValueError):
@@ -124,9 +140,26 @@ class Config:
   eval_split: str = 'test'  # split monitored during training (the reference uses test)
   eval_batches: int = 50  # meta-batches per monitoring evaluation
   eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
+  extensions: tuple = ()  # sorted (name, value) pairs of OPTIONS settings given another value
 
   POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma',
                'noise_scale', 'mixup_alpha')
+
+  def __getattr__(self, name):
+    """A declared option (OPTIONS): its value in extensions, else its default."""
+    if name.startswith('__') or name == 'extensions':
+      raise AttributeError(name)
+    values = dict(self.extensions)
+    if name in values:
+      return values[name]
+    if name in OPTIONS:
+      return OPTIONS[name].default
+    raise AttributeError(f'Config has no setting {name!r}')
+
+  @classmethod
+  def make(cls, **values) -> 'Config':
+    """A Config of fields and declared options (OPTIONS) alike."""
+    return cls().replace(**values)
 
   @property
   def info(self) -> DatasetInfo:
@@ -197,10 +230,17 @@ class Config:
     return self
 
   def replace(self, **changes) -> 'Config':
+    """A copy with `changes` to fields or declared options (the latter kept in extensions)."""
+    options = {k: changes.pop(k) for k in list(changes) if k in OPTIONS and k not in FIELDS}
+    if options:
+      changes['extensions'] = tuple(sorted({**dict(self.extensions), **options}.items()))
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    """Every setting by name, the declared options' beside the fields (config.json)."""
+    values = {f: getattr(self, f) for f in FIELDS}
+    values.update(self.extensions)
+    return values
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -211,3 +251,12 @@ class Config:
     returns (Config, [keys that took migration.ADDED_KEYS defaults])."""
     from metadrop_tf import migration  # pylint: disable=g-import-not-at-top  # it imports this
     return migration.from_json(cls, text, source)
+
+
+# The settings that are fields of Config (extensions holds the others).
+FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name != 'extensions')
+
+
+def setting_names() -> tuple:
+  """Every setting a Config holds: its fields, then the declared options."""
+  return FIELDS + tuple(name for name in OPTIONS if name not in FIELDS)

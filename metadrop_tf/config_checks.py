@@ -1,7 +1,6 @@
 """The checks of Config.validate, by theme: each raises ConfigError naming the first bad flag
 and what to do. Called in this order; no TF import."""
 
-import dataclasses
 import math
 
 from metadrop_tf import config as config_lib
@@ -17,11 +16,10 @@ def numbers(c) -> None:
                'test_mc_chunks'):
     if getattr(c, name) < 1:
       raise ConfigError(f'--{name}={getattr(c, name)} must be a positive integer')
-  for field in dataclasses.fields(c):
-    value = getattr(c, field.name)
-    if field.type is float and not math.isfinite(value):
-      positive = field.name in config_lib.Config.POSITIVE
-      raise ConfigError(f'--{field.name}={value} must be a '
+  for name, value in c.to_dict().items():  # declared options (config.OPTIONS) included
+    if isinstance(value, float) and not math.isfinite(value):
+      positive = name in config_lib.Config.POSITIVE
+      raise ConfigError(f'--{name}={value} must be a '
                         f'{"positive " if positive else ""}finite number')
   for name in config_lib.Config.POSITIVE:
     value = getattr(c, name)

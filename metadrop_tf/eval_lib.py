@@ -1,6 +1,5 @@
 """Meta-test: adapt on each support set and score the query, over a fixed seeded episode stream."""
 
-import dataclasses
 import json
 import math
 import os
@@ -270,7 +269,7 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
     learner = learners.build(config)
     ckpt = checkpoints.make_checkpoint(learner)
   path = checkpoints.restore(ckpt, savedir, checkpoint)
-  key = dict(dataclasses.asdict(config), checkpoint=path, mc_samples=mc_samples, split=split,
+  key = dict(config.to_dict(), checkpoint=path, mc_samples=mc_samples, split=split,
              **({'attack': dict(attack._asdict(), eps=list(attack.eps))} if attack else {}))
   for irrelevant in IRRELEVANT_KEYS:  # results do not depend on them
     del key[irrelevant]

@@ -4,8 +4,6 @@ Flag names are the reference's (`way`, `shot`, `metabatch`, `n_steps`, `savedir`
 reference command line translates word for word. Only the entry points import this module.
 """
 
-import dataclasses
-
 from absl import flags
 
 from metadrop_tf import components
@@ -146,19 +144,36 @@ _HELP = {
 }
 
 
+def _define(name: str, default, help_text: str) -> None:
+  """A flag of the type of `default`."""
+  if isinstance(default, bool):
+    flags.DEFINE_bool(name, default, help_text)
+  elif isinstance(default, int):
+    flags.DEFINE_integer(name, default, help_text)
+  elif isinstance(default, float):
+    flags.DEFINE_float(name, default, help_text)
+  else:
+    flags.DEFINE_string(name, default, help_text)
+
+
 def define_flags():
   """Defines one flag per Config field (same name, type and default) plus the run flags."""
-  for field in dataclasses.fields(config_lib.Config):
-    default, help_text = getattr(_DEFAULTS, field.name), _HELP[field.name]
-    if isinstance(default, bool):
-      flags.DEFINE_bool(field.name, default, help_text)
-    elif isinstance(default, int):
-      flags.DEFINE_integer(field.name, default, help_text)
-    elif isinstance(default, float):
-      flags.DEFINE_float(field.name, default, help_text)
-    else:
-      flags.DEFINE_string(field.name, default, help_text)
+  for name in config_lib.FIELDS:
+    _define(name, getattr(_DEFAULTS, name), _HELP[name])
   flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
+  define_option_flags()
+
+
+def define_option_flags() -> None:
+  """Defines a flag for every option components declared (config.OPTIONS) that has none yet:
+  called again after --import_modules has imported the user's components. ConfigError if an
+  option's name is already another flag's."""
+  for name, option in config_lib.OPTIONS.items():
+    if name not in FLAGS:
+      _define(name, option.default, option.help)
+    elif FLAGS[name].help != option.help:
+      raise config_lib.ConfigError(f'the option {name!r} a component declares is already the '
+                                   f'flag --{name}; rename the option')
 
 
 def _contradiction(name, value, saved_value, program):
@@ -175,10 +190,11 @@ def _contradiction(name, value, saved_value, program):
 def _checked(config):
   """config, validated: its --import_modules imported, then the rules its components declare
   (an option of a component the run does not use names both; learners.check), then the
-  Config's own (metadrop_tf.config)."""
+  Config's own (metadrop_tf.config); holding the options its components read
+  (components.recorded)."""
   components.import_modules(config.import_modules)
   learners.check(config)
-  return config.validate()
+  return components.recorded(config.validate())
 
 
 def config_from_flags(saved=None, mutable=MUTABLE, program='train'):
@@ -189,22 +205,23 @@ def config_from_flags(saved=None, mutable=MUTABLE, program='train'):
   is an error. PER_INVOCATION settings (where this process runs) always come from the flags:
   a run trained on two workers resumes in one process without saying so.
   """
+  names = [n for n in config_lib.setting_names() if n in FLAGS]  # options of modules not
+  # imported by this process have no flag
   if saved is None:
-    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(config_lib.Config)}
+    values = {name: FLAGS[name].value for name in names}
     for name, value in config_lib.DATASET_DEFAULTS.get(values['dataset'], {}).items():
       if not FLAGS[name].present:  # e.g. --dataset=sinusoid: --way=1, --backbone=mlp
         values[name] = value
-    return _checked(config_lib.Config(**values))
+    return _checked(config_lib.Config.make(**values))
   changes = {}
   if mutable is not None and saved.zero_head:  # the head is made per task: any way works
     mutable = mutable | {'way'}
-  for field in dataclasses.fields(config_lib.Config):
-    flag = FLAGS[field.name]
-    if field.name in PER_INVOCATION and flag.value != getattr(saved, field.name):
-      changes[field.name] = flag.value
-    elif flag.present and flag.value != getattr(saved, field.name):
-      if mutable is not None and field.name not in mutable:
-        raise config_lib.ConfigError(_contradiction(field.name, flag.value,
-                                                    getattr(saved, field.name), program))
-      changes[field.name] = flag.value
+  for name in names:
+    flag, saved_value = FLAGS[name], getattr(saved, name)
+    if name in PER_INVOCATION and flag.value != saved_value:
+      changes[name] = flag.value
+    elif flag.present and flag.value != saved_value:
+      if mutable is not None and name not in mutable:
+        raise config_lib.ConfigError(_contradiction(name, flag.value, saved_value, program))
+      changes[name] = flag.value
   return _checked(saved.replace(**changes))

@@ -1,7 +1,6 @@
 """`--help` of the programs: the program's own flags first, then the run settings grouped by the
 component that reads them (metadrop_tf.components)."""
 
-import dataclasses
 import textwrap
 
 from absl import flags
@@ -61,7 +60,7 @@ def program_help(program: str, doc: str, own: list[str], argv: list[str]) -> str
                       'train.py --help lists them)', EVALUATION_SETTINGS)
     return '\n'.join(lines)
   owned = {o for c in components.REGISTRY.values() for o in c.options}
-  core = [f.name for f in dataclasses.fields(config_lib.Config) if f.name not in owned]
+  core = [name for name in config_lib.FIELDS if name not in owned]
   lines += _section('run settings', core)
   lines += _component_sections(learner)
   return '\n'.join(lines)

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from metadrop_tf import checkpoints
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import data
 from metadrop_tf import distribute
@@ -247,10 +248,29 @@ def print_help(program: str, doc: str = '', argv=()) -> None:
   print(help_lib.program_help(program, doc, own, list(argv)))
 
 
+def _import_user_components(argv) -> None:
+  """Imports the modules --import_modules names (on the command line or in a --flagfile), so
+  the options their components declare are flags before the command line is parsed."""
+  try:
+    FLAGS([a for a in argv if a not in HELP_ARGS], known_only=True)  # the rest: below
+    names = FLAGS.import_modules
+  except flags.Error:
+    return  # the full parse reports it
+  finally:
+    FLAGS.unparse_flags()
+  components.import_modules(names)
+  flags_lib.define_option_flags()
+
+
 def run(program: str, argv=None) -> None:
   """Entry point of a program ('train', 'evaluate', 'export'): flags, then the guarded main."""
   argv = list(sys.argv if argv is None else argv)
   define_program_flags(program)
+  try:
+    _import_user_components(argv)
+  except config_lib.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print_help(program, sys.modules['__main__'].__doc__, argv[1:])
     sys.exit(0)

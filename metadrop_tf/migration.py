@@ -43,19 +43,23 @@ def from_json(cls, text: str, source: str = 'config') -> tuple:
   if not isinstance(values, dict):
     raise ConfigError(f'{source} holds a JSON {type(values).__name__}, not an object of '
                       'settings')
-  fields = {f.name: f for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - set(fields))
+  if isinstance(values.get('import_modules'), str):  # they declare options of their own
+    from metadrop_tf import components  # pylint: disable=g-import-not-at-top  # imports TF
+    components.import_modules(values['import_modules'])
+  types = {f.name: f.type for f in dataclasses.fields(cls) if f.name in config_lib.FIELDS}
+  types.update({k: type(o.default) for k, o in config_lib.OPTIONS.items() if k not in types})
+  unknown = sorted(set(values) - set(types))
   if unknown:
     raise ConfigError(f'{source} has unknown keys {unknown}')
-  missing = sorted(set(fields) - set(values) - set(ADDED_KEYS))
+  missing = sorted(set(config_lib.FIELDS) - set(values) - set(ADDED_KEYS))
   if missing:
     raise ConfigError(f'{source} lacks the keys {missing}; restore the file (flags.cfg '
                       'beside it lists the same settings)')
-  added = sorted(k for k in ADDED_KEYS if k in fields and k not in values)
+  added = sorted(k for k in ADDED_KEYS if k in types and k not in values)
   parsed = {k: ADDED_KEYS[k] for k in added}
   for key, value in values.items():
-    parsed[key] = _typed(key, value, fields[key].type, source)
-  return cls(**parsed), added
+    parsed[key] = _typed(key, value, types[key], source)
+  return cls.make(**parsed), added
 
 
 def _typed(key, value, kind, source):

@@ -146,3 +146,44 @@ def test_train_exits_2_with_the_one_line(tmp_path, capsys, args, words):
 def test_fields_of_the_config_are_known_to_the_check():
   owned = {o for c in components.REGISTRY.values() for o in c.options}
   assert owned <= {f.name for f in dataclasses.fields(config_lib.Config)}
+
+
+@pytest.fixture
+def declared_option():
+  """A backbone 'toy_net' declaring a new option --toy_depth; removed afterwards."""
+  component = components.declare(
+      'backbone', 'toy_net', {'toy_depth': config_lib.Option(3, 'Layers of the toy net.'),
+                              'channels': None})
+  yield component
+  del components.REGISTRY[('backbone', 'toy_net')]
+  del config_lib.OPTIONS['toy_depth']
+
+
+def test_a_declared_option_is_a_setting_recorded_only_with_its_component(declared_option):
+  assert config_lib.Config().toy_depth == 3  # its default, like a field's
+  config = config_lib.Config.make(backbone='toy_net', toy_depth=5)
+  assert config.toy_depth == 5 and config.replace(way=3).toy_depth == 5
+  components.check(config)
+  recorded = components.recorded(config)
+  assert recorded.to_dict()['toy_depth'] == 5
+  loaded, added = config_lib.Config.from_json(recorded.to_json())
+  assert loaded == recorded and loaded.toy_depth == 5 and not added
+  conv4 = components.recorded(config_lib.Config())
+  assert 'toy_depth' not in conv4.to_dict()  # a run without the component does not record it
+  with pytest.raises(config_lib.ConfigError, match=r'^--toy_depth=5 does not apply to '
+                     r'--backbone=conv4: it is an option of --backbone=toy_net; leave it out$'):
+    components.check(config_lib.Config.make(toy_depth=5))
+  with pytest.raises(AttributeError, match='no setting'):
+    config_lib.Config().toy_width  # pylint: disable=expression-not-assigned
+
+
+@pytest.mark.parametrize('name, option, words', [
+    ('way', config_lib.Option(3, 'h'), "declares option 'way', which is a setting of every run"),
+    ('toy_list', config_lib.Option([1], 'h'), 'must be a bool, int, float or str'),
+    ('toy_depth', config_lib.Option(4, 'other help'), "declares option 'toy_depth' again"),
+    ('toy_raw', 3, 'must be a config.Option'),
+])
+def test_a_bad_declaration_is_refused_where_it_is_made(declared_option, name, option, words):
+  with pytest.raises(ValueError, match=words):
+    components.declare('backbone', 'toy_other', {name: option})
+  assert ('backbone', 'toy_other') not in components.REGISTRY

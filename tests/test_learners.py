@@ -426,20 +426,6 @@ def test_gradient_checkpointing_keeping_the_last_steps_gives_the_same_meta_gradi
     np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.slow
-def test_gradient_checkpointing_in_a_traced_step():
-  episode = helpers.random_episode(metabatch=2)
-  grads = []
-  for checkpointing in (False, True):
-    learner = helpers.tiny_learner('metadrop', checkpointing=checkpointing)
-    traced = tf.function(lambda learner=learner: _gradients(learner, episode,
-                                                            learner.meta_variables()),
-                         autograph=False)
-    grads.append(traced())
-  for e, g in zip(*grads):
-    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
-
-
 def _graph_ops(function) -> int:
   """Ops of a traced function's graph and of every function in its library."""
   graph_def = function.get_concrete_function().graph.as_graph_def()

@@ -1,5 +1,5 @@
-"""A learner written outside the package, in one module, trains, evaluates and is checked
-through the programs with no other change (docs/adding.md)."""
+"""A learner written outside the package, in one module with an option of its own, trains,
+evaluates and is checked through the programs with no other change (docs/adding.md)."""
 
 import json
 import os
@@ -10,18 +10,21 @@ import pytest
 
 import helpers
 
-TOY = '''"""A toy learner: MAML whose inner learning rate is half of --inner_lr."""
+TOY = '''"""A toy learner: MAML whose inner learning rate is --inner_lr times --toy_rate_factor."""
 
-from metadrop_tf.learners import gradient
+from metadrop_tf import config
 from metadrop_tf import learners
+from metadrop_tf.learners import gradient
 
 
-@learners.register('toy_half_rate')
-class HalfRateMAML(gradient.GradientLearner):
+@learners.register('toy_scaled_rate')
+class ScaledRateMAML(gradient.GradientLearner):
+  OPTIONS = {'toy_rate_factor': config.Option(0.5, 'Factor of --inner_lr in the inner loop.')}
 
   @classmethod
   def from_config(cls, network, config, **kwargs):
-    return super().from_config(network, config.replace(inner_lr=config.inner_lr / 2), **kwargs)
+    scaled = config.replace(inner_lr=config.inner_lr * config.toy_rate_factor)
+    return super().from_config(network, scaled, **kwargs)
 '''
 
 
@@ -37,27 +40,51 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
   helpers.write_tiny_shards(data_dir)
   run = str(tmp_path / 'run')
   common = ['--import_modules=toy_learner', f'--savedir={run}']
-  train = _run(tmp_path, 'train.py', *common, f'--data_dir={data_dir}', '--learner=toy_half_rate',
+  train = _run(tmp_path, 'train.py', *common, f'--data_dir={data_dir}',
+               '--learner=toy_scaled_rate', '--toy_rate_factor=0.25',
                '--way=3', '--shot=1', '--query=2', '--n_steps=1', '--metabatch=2',
                '--channels=4', '--n_train_iters=2', '--save_freq=2', '--eval_freq=2',
                '--eval_batches=1', '--log_freq=1', '--n_test_iters=2')
   assert train.returncode == 0, train.stderr[-3000:]
   with open(os.path.join(run, 'config.json')) as f:
     saved = json.load(f)
-  assert saved['learner'] == 'toy_half_rate' and saved['import_modules'] == 'toy_learner'
+  assert saved['learner'] == 'toy_scaled_rate' and saved['import_modules'] == 'toy_learner'
+  assert saved['toy_rate_factor'] == 0.25  # its own option, recorded beside the others
+  with open(os.path.join(run, 'flags.cfg')) as f:
+    assert '--toy_rate_factor=0.25\n' in f.read()
   evaluation = _run(tmp_path, 'evaluate.py', f'--savedir={run}')  # config.json names the module
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
-  assert 'toy_half_rate | test | step 2 | 2 episodes' in evaluation.stdout
-  # its options are the gradient learners' (it subclasses them); a base-class option check
-  # still applies: --resnet_widths does not fit its conv4 backbone
-  bad = _run(tmp_path, 'train.py', '--import_modules=toy_learner', f'--savedir={run}_2',
-             f'--data_dir={data_dir}', '--learner=toy_half_rate', '--resnet_widths=2,2,2,2')
-  assert bad.returncode == 2
-  assert bad.stderr.strip() == ('error: --resnet_widths=2,2,2,2 does not apply to '
-                                '--backbone=conv4: it is an option of --backbone=resnet12; '
-                                'leave it out')
+  assert 'toy_scaled_rate | test | step 2 | 2 episodes' in evaluation.stdout
+  # resuming may not change it: a setting of the trained run
+  changed = _run(tmp_path, 'train.py', f'--savedir={run}', '--import_modules=toy_learner',
+                 '--toy_rate_factor=0.5', '--n_train_iters=3')
+  assert changed.returncode == 2
+  assert changed.stderr.startswith(f'error: --toy_rate_factor=0.5 contradicts the run in {run}')
+  # its option with another learner, and a base-class option that does not fit its backbone
+  for args, message in [
+      (['--learner=maml', '--toy_rate_factor=0.1'],
+       'error: --toy_rate_factor=0.1 does not apply to --learner=maml: it is an option of '
+       '--learner=toy_scaled_rate; leave it out'),
+      (['--learner=toy_scaled_rate', '--resnet_widths=2,2,2,2'],
+       'error: --resnet_widths=2,2,2,2 does not apply to --backbone=conv4: it is an option of '
+       '--backbone=resnet12; leave it out')]:
+    bad = _run(tmp_path, 'train.py', '--import_modules=toy_learner', f'--savedir={run}_2',
+               f'--data_dir={data_dir}', *args)
+    assert bad.returncode == 2 and bad.stderr.strip() == message, bad.stderr[-3000:]
   missing = _run(tmp_path, 'train.py', '--import_modules=no_such_module', f'--savedir={run}_3',
                  f'--data_dir={data_dir}')
   assert missing.returncode == 2
   assert missing.stderr.startswith('error: --import_modules=no_such_module: cannot import it')
   assert not os.path.exists(f'{run}_3/config.json')
+
+
+def test_its_option_is_a_flag_with_help_under_its_learner(tmp_path, monkeypatch):
+  (tmp_path / 'toy_learner.py').write_text(TOY)
+  monkeypatch.chdir(tmp_path)
+  shown = _run(tmp_path, 'train.py', '--help', '--import_modules=toy_learner',
+               '--learner=toy_scaled_rate')
+  assert shown.returncode == 0, shown.stderr[-3000:]
+  text = shown.stdout
+  assert "--toy_rate_factor: Factor of --inner_lr in the inner loop. (default: '0.5')" in text
+  assert 'used by --learner=toy_scaled_rate' in text
+  assert text.index('learner options') < text.index('--toy_rate_factor')

@@ -23,7 +23,10 @@ def register(name: str):
       raise ValueError(f'learner {name!r} is registered twice')
     REGISTRY[name] = cls
     cls.name = name
-    options = {o for klass in cls.__mro__ for o in getattr(klass, 'OPTIONS', ())}
+    options = {}  # its OPTIONS and its bases': names, or name -> config.Option (new ones)
+    for klass in reversed(cls.__mro__):
+      own = klass.__dict__.get('OPTIONS', ())
+      options.update(own if isinstance(own, dict) else dict.fromkeys(own))
     components.declare('learner', name, options)
     return cls
   return decorate

@@ -48,7 +48,9 @@ class Learner:
 
   noisy = False
   # Settings this learner reads beyond the core run settings, added to its base classes'
-  # (metadrop_tf.components: any other learner option is an error for this learner).
+  # (metadrop_tf.components: any other learner option is an error for this learner): names of
+  # settings, or a dict name -> config.Option(default, help) declaring new ones, which become
+  # flags, --help lines and keys of config.json, read as config.<name>.
   OPTIONS: tuple = ()
 
   def __init__(self, network, n_steps: int,
