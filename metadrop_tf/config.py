@@ -140,7 +140,7 @@ class Config:
   eval_split: str = 'test'  # split monitored during training (the reference uses test)
   eval_batches: int = 50  # meta-batches per monitoring evaluation
   eval_mc_samp: int = 1  # MC samples of the cheaper monitoring evaluation
-  extensions: tuple = ()  # sorted (name, value) pairs of OPTIONS settings given another value
+  extensions: tuple = ()  # sorted (name, value) pairs of declared options (OPTIONS) it holds
 
   POSITIVE = ('inner_lr', 'meta_lr', 'grad_clip', 'adam_epsilon', 'lr_step_gamma',
                'noise_scale', 'mixup_alpha')

@@ -44,7 +44,7 @@ def from_json(cls, text: str, source: str = 'config') -> tuple:
     raise ConfigError(f'{source} holds a JSON {type(values).__name__}, not an object of '
                       'settings')
   if isinstance(values.get('import_modules'), str):  # they declare options of their own
-    from metadrop_tf import components  # pylint: disable=g-import-not-at-top  # imports TF
+    from metadrop_tf import components  # pylint: disable=g-import-not-at-top  # imports this
     components.import_modules(values['import_modules'])
   types = {f.name: f.type for f in dataclasses.fields(cls) if f.name in config_lib.FIELDS}
   types.update({k: type(o.default) for k, o in config_lib.OPTIONS.items() if k not in types})
