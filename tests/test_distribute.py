@@ -26,6 +26,8 @@ TINY_FLAGS = ['--meta_optimizer=sgd', '--way=3', '--shot=1', '--query=2', '--met
               '--n_steps=1',
               '--channels=4', '--log_freq=1', '--eval_freq=1000', '--eval_batches=1',
               '--n_test_iters=7', '--test_metabatch=2', '--n_test_mc_samp=2', '--seed=3']
+ITERS = 20
+LAST = f'ckpt-{ITERS}'
 
 
 def _env(**extra):
@@ -115,27 +117,32 @@ def data_dir(tmp_path_factory):
   return path
 
 
+def _run_flags(data_dir):
+  """A training run of ITERS iterations that saves every 5 (all of them kept)."""
+  return [f'--data_dir={data_dir}', f'--n_train_iters={ITERS}', '--save_freq=5', *TINY_FLAGS]
+
+
 @pytest.fixture(scope='module')
 def single_run(data_dir):
-  """A single-process training run of 6 iterations (the reference of the distributed ones)."""
+  """A single-process training run (the reference of the distributed ones)."""
   savedir = os.path.join(os.path.dirname(data_dir), 'single')
-  assert helpers.run_program('train', f'--savedir={savedir}', f'--data_dir={data_dir}',
-                             '--n_train_iters=6', '--save_freq=3', *TINY_FLAGS) == 0
+  assert helpers.run_program('train', f'--savedir={savedir}', *_run_flags(data_dir)) == 0
   return savedir
 
 
 @pytest.fixture(scope='module')
 def two_worker_run(data_dir):
+  """The same run on two workers; also the uninterrupted reference of the preempted one."""
   savedir = os.path.join(os.path.dirname(data_dir), 'two_workers')
-  _run_workers(['train.py', f'--savedir={savedir}', f'--data_dir={data_dir}',
-                '--n_train_iters=6', '--save_freq=3', '--strategy=multi_worker', *TINY_FLAGS])
+  _run_workers(['train.py', f'--savedir={savedir}', '--strategy=multi_worker',
+                *_run_flags(data_dir)])
   return savedir
 
 
 @pytest.mark.slow
 def test_two_workers_train_like_one_process(single_run, two_worker_run):
-  expected = _weights(os.path.join(single_run, 'ckpt', 'ckpt-6'))
-  _assert_close(_weights(os.path.join(two_worker_run, 'ckpt', 'ckpt-6')), expected,
+  expected = _weights(os.path.join(single_run, 'ckpt', LAST))
+  _assert_close(_weights(os.path.join(two_worker_run, 'ckpt', LAST)), expected,
                 rtol=1e-4, atol=1e-6)
   # The run directory looks like a single-process run's: only the chief wrote it.
   assert sorted(os.listdir(two_worker_run)) == sorted(os.listdir(single_run))
@@ -143,44 +150,29 @@ def test_two_workers_train_like_one_process(single_run, two_worker_run):
       os.listdir(os.path.join(single_run, 'ckpt')))
   with open(os.path.join(two_worker_run, 'train.log')) as f:
     log = f.read()
-  assert 'on 2 replicas' in log and log.count('train | step 6 ') == 1
+  assert 'on 2 replicas' in log and log.count(f'train | step {ITERS} ') == 1
   # ... and resumes in one process.
-  assert helpers.run_program('train', f'--savedir={two_worker_run}', '--n_train_iters=7') == 0
-  assert os.path.exists(os.path.join(two_worker_run, 'ckpt', 'ckpt-7.index'))
+  assert helpers.run_program('train', f'--savedir={two_worker_run}',
+                             f'--n_train_iters={ITERS + 1}') == 0
+  assert os.path.exists(os.path.join(two_worker_run, 'ckpt', f'ckpt-{ITERS + 1}.index'))
 
 
 @pytest.mark.slow
 def test_mirrored_program_trains_like_one_process(single_run, data_dir, tmp_path):
   savedir = str(tmp_path / 'mirrored')
-  subprocess.run([sys.executable, 'train.py', f'--savedir={savedir}', f'--data_dir={data_dir}',
-                  '--n_train_iters=6', '--save_freq=3', '--strategy=mirrored',
-                  '--cpu_devices=2', *TINY_FLAGS], check=True, cwd=helpers.REPO, env=_env(),
-                 capture_output=True)
-  _assert_close(_weights(os.path.join(savedir, 'ckpt', 'ckpt-6')),
-                _weights(os.path.join(single_run, 'ckpt', 'ckpt-6')), rtol=1e-4, atol=1e-6)
+  subprocess.run([sys.executable, 'train.py', f'--savedir={savedir}', '--strategy=mirrored',
+                  '--cpu_devices=2', *_run_flags(data_dir)], check=True, cwd=helpers.REPO,
+                 env=_env(), capture_output=True)
+  _assert_close(_weights(os.path.join(savedir, 'ckpt', LAST)),
+                _weights(os.path.join(single_run, 'ckpt', LAST)), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_distributed_evaluation_gives_the_single_process_episodes(two_worker_run):
-  _run_workers(['evaluate.py', f'--savedir={two_worker_run}', '--strategy=multi_worker'])
-  path = os.path.join(two_worker_run, 'eval_test.json')
-  with open(path) as f:
-    distributed = json.load(f)
-  os.remove(path)
-  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}') == 0
-  with open(path) as f:
-    single = json.load(f)
-  assert distributed['n_episodes'] == single['n_episodes'] == 7
-  assert distributed['per_episode_accuracy'] == single['per_episode_accuracy']
-  assert distributed['accuracy'] == single['accuracy']
-
-
-@pytest.mark.slow
-def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
-  flags = [f'--savedir={two_worker_run}', '--strategy=multi_worker', '--n_test_iters=200',
-           '--test_metabatch=1', '--split=train']
-  partial = os.path.join(two_worker_run, 'eval_train.partial.json')
-  procs = _start_workers(['evaluate.py', *flags])
+def test_interrupted_distributed_evaluation_continues_to_the_single_process_episodes(
+    two_worker_run):
+  flags = [f'--savedir={two_worker_run}', '--n_test_iters=200', '--test_metabatch=1']
+  partial = os.path.join(two_worker_run, 'eval_test.partial.json')
+  procs = _start_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   deadline = time.time() + 240
   while time.time() < deadline and not (
       os.path.exists(partial) and len(json.load(open(partial))['outputs']['acc']) >= 4):
@@ -191,24 +183,25 @@ def test_interrupted_distributed_evaluation_continues(two_worker_run, tmp_path):
   _wait(procs)
   done = len(json.load(open(partial))['outputs']['acc'])
   assert 4 <= done < 200
-  outputs = _run_workers(['evaluate.py', *flags])
+  outputs = _run_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   assert f'continuing after the {done} episodes' in outputs[0]
-  with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
-    resumed = json.load(f)['per_episode_accuracy']
-  assert helpers.run_program('evaluate', f'--savedir={two_worker_run}', '--n_test_iters=200',
-                             '--split=train') == 0
-  with open(os.path.join(two_worker_run, 'eval_train.json')) as f:
-    assert json.load(f)['per_episode_accuracy'] == resumed
+  path = os.path.join(two_worker_run, 'eval_test.json')
+  with open(path) as f:
+    distributed = json.load(f)
+  os.remove(path)
+  assert helpers.run_program('evaluate', *flags) == 0
+  with open(path) as f:
+    single = json.load(f)
+  assert distributed['n_episodes'] == single['n_episodes'] == 200
+  assert distributed['per_episode_accuracy'] == single['per_episode_accuracy']
+  assert distributed['accuracy'] == single['accuracy']
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data_dir):
-  root = os.path.dirname(data_dir)
-  flags = [f'--data_dir={data_dir}', '--n_train_iters=20', '--save_freq=1000',
-           '--strategy=multi_worker', *TINY_FLAGS]
-  uninterrupted = os.path.join(root, 'uninterrupted')
-  _run_workers(['train.py', f'--savedir={uninterrupted}', *flags])
-  savedir = os.path.join(root, 'preempted')
+def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(
+    data_dir, two_worker_run):
+  flags = ['--strategy=multi_worker', *_run_flags(data_dir)]
+  savedir = os.path.join(os.path.dirname(data_dir), 'preempted')
   procs = _start_workers(['train.py', f'--savedir={savedir}', *flags])
   log = os.path.join(savedir, 'train.log')
   deadline = time.time() + 240
@@ -220,17 +213,15 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(data
   procs[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
   codes, outputs = _wait(procs)
   assert codes == [130, 130], outputs
-  saved = [f for f in os.listdir(os.path.join(savedir, 'ckpt')) if f.endswith('.index')]
-  assert len(saved) == 1, saved
-  stopped_at = int(saved[0][len('ckpt-'):-len('.index')])
-  assert 2 <= stopped_at < 20
+  stopped_at = int(tf.train.latest_checkpoint(os.path.join(savedir, 'ckpt')).split('-')[-1])
+  assert 2 <= stopped_at < ITERS
   with open(log) as f:
     assert f'preempted: saved iteration {stopped_at}' in f.read()
   _run_workers(['train.py', f'--savedir={savedir}', *flags])
   with open(log) as f:
-    assert f'resumed at iteration {stopped_at} of 20' in f.read()
-  _assert_close(_weights(os.path.join(savedir, 'ckpt', 'ckpt-20')),
-                _weights(os.path.join(uninterrupted, 'ckpt', 'ckpt-20')), rtol=0, atol=0)
+    assert f'resumed at iteration {stopped_at} of {ITERS}' in f.read()
+  _assert_close(_weights(os.path.join(savedir, 'ckpt', LAST)),
+                _weights(os.path.join(two_worker_run, 'ckpt', LAST)), rtol=0, atol=0)
 
 
 # --- settings ----------------------------------------------------------------------------------
