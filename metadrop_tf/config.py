@@ -60,6 +60,20 @@ class Option(NamedTuple):
 
 
 OPTIONS: dict = {}  # name -> Option: the declared settings that are not fields of Config
+HELP: dict = {}  # field -> its --help text, documented beside the code that reads it (document)
+
+
+def document(**helps: str) -> None:
+  """Records the --help text of settings that are fields of Config, beside the code that reads
+  them (the core settings' text is the flags module's); ValueError for a name that is not a
+  field or is already documented otherwise."""
+  for name, text in helps.items():
+    if name not in [f.name for f in dataclasses.fields(Config)]:
+      raise ValueError(f'{name!r} is not a setting of Config; declare a new option with '
+                       'components.declare and config.Option')
+    if HELP.get(name, text) != text:
+      raise ValueError(f'the --help text of {name!r} is documented twice')
+    HELP[name] = text
 
 
 class ConfigError(errors.UserError, ValueError):

@@ -93,7 +93,7 @@ def make_strategy(config) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices)
   if not cluster_from_env():
     raise config_lib.ConfigError('--strategy=multi_worker needs TF_CONFIG naming the cluster '
-                                 'and this worker (README "Scaling out")')
+                                 'and this worker (docs/scaling.md)')
   options = tf.distribute.experimental.CommunicationOptions(
       implementation=tf.distribute.experimental.CommunicationImplementation.RING)
   return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)

@@ -25,6 +25,8 @@ MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing',
 # Where this invocation runs, not what the run computes: taken from the flags on every resume.
 PER_INVOCATION = frozenset({'strategy', 'cpu_devices'})
 
+# The --help text of the core settings; a component's options are documented beside its code
+# (config.document, components.declare).
 _HELP = {
     'dataset': 'omniglot, mimgnet, tiered (tiered-ImageNet), or sinusoid (regression tasks '
                'generated on the fly, no download; implies --way=1 --backbone=mlp).',
@@ -47,46 +49,7 @@ _HELP = {
                       'chunks adapted one after another (memory / this, about; each chunk '
                       'draws its own noise, so results differ from 1 by MC error); 1: the '
                       'reference\'s single pass.',
-    'maml': 'Plain MAML: no noise, phi unused (the reference flag; the same as --learner=maml).',
-    'learner': 'Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner '
-               'rates), anil (adapts the head only), csn (conditionally shifted neurons) or '
-               'metalstm (the Meta-learner LSTM, --n_steps updates); empty: metadrop, or '
-               'maml with --maml.',
-    'meta_dropout': "Add Meta Dropout's learned noise to the learner's inner loop (e.g. "
-                    '--learner=metasgd --meta_dropout).',
-    'noise_type': "The noise of a noisy learner: metadrop (Meta Dropout's learned "
-                  'multiplicative noise), or the baselines learned_add (learned additive), '
-                  'info_dropout (information dropout), vib (variational information '
-                  'bottleneck on the features; both with --noise_penalty), fixed_mult, '
-                  'fixed_add (Gaussian of std --noise_scale, nothing learned).',
-    'noise_penalty': 'Weight of the KL term of info_dropout and vib in the inner (support) '
-                     'loss.',
-    'noise_scale': 'Standard deviation of the fixed-noise baselines (--noise_type=fixed_*).',
-    'inner_mixup': "Mix every inner step's support batch with a permutation of itself: input "
-                   '(mixup of images and labels) or manifold (the input of a layer drawn per '
-                   'step; manifold mixup); empty: off. Not with noise.',
-    'mixup_alpha': 'Mixup weights lam ~ Beta(mixup_alpha, mixup_alpha).',
-    'adapt_params': 'Parameters the inner loop adapts, the others stay meta-learned: empty for '
-                    "all, 'head', or comma-separated names or prefixes (e.g. conv3,dense).",
-    'first_order': 'Stop gradients through the inner gradients (first-order approximation).',
-    'inner_momentum': 'Momentum of the inner SGD (as torch.optim.SGD); 0: plain SGD.',
-    'inner_weight_decay': 'Weight decay of the inner SGD (added to the inner gradient).',
-    'zero_head': 'Start the head of every task at zero and meta-learn only the encoder (a run '
-                 'can then be evaluated with another --way).',
-    'lslr': 'MAML++: learned inner learning rate per parameter tensor and inner step.',
-    'msl_iters': 'MAML++ multi-step loss: the meta-objective weights the query loss after '
-                 'every inner step, annealed toward the last step over this many iterations; '
-                 '0: off.',
-    'first_order_iters': 'MAML++ derivative-order annealing: first order for this many '
-                         'iterations, then second order; 0: off.',
     'meta_optimizer': 'Outer optimizer: adam or sgd (with --meta_momentum).',
-    'gradient_checkpointing': 'Recompute the inner steps in the backward pass instead of '
-                              'keeping their activations: the same results in memory nearly '
-                              'flat in --n_steps, for about 1.2-1.3x the time (README Memory).',
-    'checkpoint_kept_steps': 'With --gradient_checkpointing: the last this many inner steps '
-                             'keep their activations instead of being recomputed (each saves '
-                             'one recomputation for about one step of memory); 0: recompute '
-                             'every step.',
     'meta_momentum': 'Momentum of --meta_optimizer=sgd.',
     'adam_epsilon': 'Epsilon of the outer Adam (the reference: 1e-8; runs made before this flag '
                     'used 1e-7).',
@@ -95,18 +58,6 @@ _HELP = {
     'lr_step_iters': 'Iterations between the drops of --lr_schedule=step.',
     'lr_step_gamma': 'Factor of each drop of --lr_schedule=step.',
     'grad_clip': 'Clip every meta-gradient element to [-grad_clip, grad_clip].',
-    'backbone': 'Network: conv4 (the reference) or resnet12 (four residual stages, global '
-                'average pooling; Meta Dropout noise on every 3x3 conv); mlp for sinusoid.',
-    'channels': 'conv4 width (mlp: hidden units); 0 means the reference width (64 Omniglot, '
-                '32 miniImageNet, 40 sinusoid).',
-    'resnet_widths': 'The four stage widths of --backbone=resnet12 (64,128,256,512 is the '
-                     'lighter option).',
-    'bn_mode': 'Batch norm statistics: transductive (the reference: each batch its own, query '
-               'included) or inductive (the query is normalized with the support statistics of '
-               'the adapted weights, so each query prediction depends on that image alone) or '
-               'per_step (MAML++ BNRS + BNWB: inductive, with learned offsets per inner step) or '
-               'running (the query normalized with running averages of support statistics '
-               'tracked during meta-training, as PyTorch-MAML).',
     'precision': 'float32, or bfloat16 convolutions with float32 weights and losses.',
     'noise_sampler': 'N(0, 1) draws of the noise: box_muller (vectorized, 1.7x faster on CPU) '
                      'or tfp (tfp Normal.sample); same distribution, different streams.',
@@ -117,7 +68,7 @@ _HELP = {
                 'else mirrored over the GPUs or --cpu_devices, else one_device), one_device, '
                 'mirrored (the devices of this host) or multi_worker (one process per worker, '
                 'TF_CONFIG). The meta-batch is split among the replicas; results do not '
-                'depend on it (README "Scaling out").',
+                'depend on it (docs/scaling.md).',
     'cpu_devices': 'Split the CPU into this many logical devices, the replicas of '
                    '--strategy=mirrored on a host without GPUs (testing; 0: one device).',
     'seed': 'Seed of initialization, episodes and noise.',
@@ -156,10 +107,16 @@ def _define(name: str, default, help_text: str) -> None:
     flags.DEFINE_string(name, default, help_text)
 
 
+def help_text(name: str) -> str:
+  """The --help text of the Config field `name`: documented by the component that reads it
+  (config.HELP), or a core setting's."""
+  return config_lib.HELP.get(name) or _HELP[name]
+
+
 def define_flags():
   """Defines one flag per Config field (same name, type and default) plus the run flags."""
   for name in config_lib.FIELDS:
-    _define(name, getattr(_DEFAULTS, name), _HELP[name])
+    _define(name, getattr(_DEFAULTS, name), help_text(name))
   flags.DEFINE_string('savedir', None, 'Run directory: config.json, ckpt/, tb/, logs, results.')
   define_option_flags()
 

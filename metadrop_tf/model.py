@@ -10,11 +10,17 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
 from metadrop_tf import layers
 from metadrop_tf import mlp
 from metadrop_tf import network
 from metadrop_tf import noise as noise_lib
 from metadrop_tf import resnet
+
+config_lib.document(
+    backbone='Network: conv4 (the reference), resnet12 (four residual stages, global average '
+             'pooling; noise on every 3x3 conv) or mlp (sinusoid).',
+    channels='conv4 width (mlp: hidden units); 0: the reference (64 Omniglot, 32 mImg, 40 mlp).')
 
 N_BLOCKS = 4
 KERNEL_SIZE = 3
@@ -23,9 +29,7 @@ INIT_STDDEV = 0.02
 
 def feature_dim(image_shape, channels):
   """Length of the flattened feature after 4 stride-2 VALID pools (28 -> 1, 84 -> 5)."""
-  size = image_shape[0]
-  for _ in range(N_BLOCKS):
-    size //= 2
+  size = image_shape[0] // 2 ** N_BLOCKS  # repeated halving, floored, is one floored division
   return size * size * channels
 
 

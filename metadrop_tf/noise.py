@@ -11,6 +11,16 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
+
+config_lib.document(
+    noise_type="The noise of a noisy learner: metadrop (Meta Dropout's learned multiplicative "
+               'noise), or the baselines learned_add (learned additive), info_dropout '
+               '(information dropout), vib (variational information bottleneck on the features; '
+               'both with --noise_penalty), fixed_mult, fixed_add (Gaussian of std '
+               '--noise_scale, nothing learned).',
+    noise_penalty='Weight of the KL term of info_dropout and vib in the inner (support) loss.',
+    noise_scale='Standard deviation of the fixed-noise baselines (--noise_type=fixed_*).')
 
 tfd = tfp.distributions
 

@@ -26,9 +26,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
 from metadrop_tf import layers
 from metadrop_tf import network
 from metadrop_tf import noise as noise_lib
+
+config_lib.document(
+    resnet_widths='The four stage widths of --backbone=resnet12 (64,128,256,512 is the lighter '
+                  'option).')
 
 WIDTHS = (64, 160, 320, 640)
 LIGHT_WIDTHS = (64, 128, 256, 512)

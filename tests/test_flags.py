@@ -8,6 +8,7 @@ import pytest
 
 import helpers
 from metadrop_tf import checkpoints
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import flags as flags_lib
 from metadrop_tf import learners
@@ -78,3 +79,18 @@ def test_a_zero_head_run_may_be_evaluated_with_another_way():
   with pytest.raises(config_lib.ConfigError, match='--way=3 contradicts the run in RUN'):
     flags_lib.config_from_flags(saved.replace(zero_head=False))
   FLAGS.unparse_flags()
+
+
+def test_every_setting_has_one_help_text_and_component_options_their_own_modules():
+  documented = set(config_lib.HELP)
+  assert not documented & set(flags_lib._HELP)  # pylint: disable=protected-access
+  assert documented | set(flags_lib._HELP) == set(config_lib.FIELDS)  # pylint: disable=protected-access
+  # Every field a component reads is documented beside a component, none in the core table.
+  owned = {o for c in components.REGISTRY.values() for o in c.options} & set(config_lib.FIELDS)
+  assert owned <= documented, sorted(owned - documented)
+  for name in config_lib.FIELDS:
+    assert flags_lib.help_text(name)
+  with pytest.raises(ValueError, match='not a setting of Config'):
+    config_lib.document(no_such_setting='text')
+  with pytest.raises(ValueError, match='documented twice'):
+    config_lib.document(lslr='another text')

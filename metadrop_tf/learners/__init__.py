@@ -3,7 +3,7 @@
   learners.build(config) -> the Learner a Config describes, around its network.
   @learners.register('name') on a Learner subclass with `from_config(network, config)`, in a
   module of this package (imported automatically), adds a method; see base.py for the
-  interface and README "Adding a learner".
+  interface and docs/adding.md.
 """
 
 import importlib
@@ -12,6 +12,18 @@ import pkgutil
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import model as model_lib
+
+config_lib.document(
+    learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '
+            'anil (adapts the head only), csn (conditionally shifted neurons) or metalstm (the '
+            'Meta-learner LSTM, --n_steps updates); empty: metadrop, or maml with --maml.',
+    maml='Plain MAML: no noise, phi unused (the reference flag; the same as --learner=maml).',
+    meta_dropout="Add Meta Dropout's learned noise to the learner's inner loop (e.g. "
+                 '--learner=metasgd --meta_dropout).',
+    adapt_params='Parameters the inner loop adapts, the others stay meta-learned: empty for '
+                 "all, 'head', or comma-separated names or prefixes (e.g. conv3,dense).",
+    zero_head='Start the head of every task at zero and meta-learn only the encoder (a run can '
+              'then be evaluated with another --way).')
 
 REGISTRY = {}
 

@@ -16,6 +16,14 @@ import tensorflow as tf
 from metadrop_tf import config as config_lib
 from metadrop_tf.learners import inner_rates
 
+config_lib.document(
+    bn_mode='Batch norm statistics: transductive (the reference: each batch its own, query '
+            'included) or inductive (the query is normalized with the support statistics of the '
+            'adapted weights, so each query prediction depends on that image alone) or per_step '
+            '(MAML++ BNRS + BNWB: inductive, with learned offsets per inner step) or running '
+            '(the query normalized with running averages of support statistics tracked during '
+            'meta-training, as PyTorch-MAML).')
+
 MODES = config_lib.BN_MODES  # the settings' list: one place
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)

@@ -10,8 +10,17 @@ noise is stateless, so the recomputation is exact; the meta-gradient is the plai
 import tensorflow as tf
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.learners import batch_norm
+
+config_lib.document(
+    gradient_checkpointing='Recompute the inner steps in the backward pass instead of keeping '
+                           'their activations: the same results in memory nearly flat in '
+                           '--n_steps, for about 1.2-1.3x the time (docs/memory.md).',
+    checkpoint_kept_steps='With --gradient_checkpointing: the last this many inner steps keep '
+                          'their activations instead of being recomputed (each saves one '
+                          'recomputation for about one step of memory); 0: recompute every step.')
 
 components.declare('gradient checkpointing', 'True', ('checkpoint_kept_steps',))
 

@@ -5,6 +5,11 @@ the object that holds them in checkpoints."""
 import keras
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
+
+config_lib.document(
+    lslr='MAML++: learned inner learning rate per parameter tensor and inner step.')
+
 
 class StepRates(keras.Model):
   """Learned variables, one per named parameter, of `shape` each (e.g. the parameter's shape

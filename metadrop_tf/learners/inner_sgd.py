@@ -3,6 +3,13 @@ torch.optim.SGD (PyTorch-MAML's options), and the order of its gradients."""
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
+
+config_lib.document(
+    first_order='Stop gradients through the inner gradients (first-order approximation).',
+    inner_momentum='Momentum of the inner SGD (as torch.optim.SGD); 0: plain SGD.',
+    inner_weight_decay='Weight decay of the inner SGD (added to the inner gradient).')
+
 
 def order(grads: dict, first_order) -> dict:
   """grads, with the gradient through them stopped when first_order is True (a Python bool,

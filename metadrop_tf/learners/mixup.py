@@ -6,8 +6,15 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
 from metadrop_tf import layers
 from metadrop_tf import seeds as seeds_lib
+
+config_lib.document(
+    inner_mixup="Mix every inner step's support batch with a permutation of itself: input "
+                '(mixup of images and labels) or manifold (the input of a layer drawn per step; '
+                'manifold mixup); empty: off. Not with noise.',
+    mixup_alpha='Mixup weights lam ~ Beta(mixup_alpha, mixup_alpha).')
 
 KINDS = ('', 'input', 'manifold')  # '': off
 for _kind in KINDS[1:]:

@@ -3,6 +3,14 @@ multi-step loss's weights and derivative-order annealing."""
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
+
+config_lib.document(
+    msl_iters='MAML++ multi-step loss: the meta-objective weights the query loss after every '
+              'inner step, annealed toward the last step over this many iterations; 0: off.',
+    first_order_iters='MAML++ derivative-order annealing: first order for this many iterations, '
+                      'then second order; 0: off.')
+
 MSL_MIN_WEIGHT = 0.03  # the non-final steps' weights end at this / S
 
 
