@@ -9,8 +9,8 @@ import pytest
 
 import helpers
 
+# Options are combined where they are independent, so each program start covers several.
 LEARNER_FLAGS = [
-    ['--learner=maml'],
     ['--learner=fomaml'],
     ['--learner=metadrop'],
     ['--learner=metasgd', '--meta_dropout'],
@@ -20,9 +20,8 @@ LEARNER_FLAGS = [
      '--lr_schedule=cosine', '--n_steps=2'],
     ['--maml', '--adapt_params=conv3,dense', '--lr_schedule=step', '--lr_step_iters=1'],
     ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4'],
-    ['--learner=metadrop', '--bn_mode=inductive'],
+    ['--learner=metadrop', '--bn_mode=inductive', '--normalize', '--augment'],
     ['--learner=maml', '--lslr', '--bn_mode=per_step'],
-    ['--learner=metadrop', '--normalize', '--augment'],
     ['--learner=maml', '--bn_mode=running'],
 ]
 
