@@ -7,7 +7,6 @@ chromium-driver; .ci/run installs them) and the `selenium` test extra."""
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -71,9 +70,8 @@ def served(tmp_path_factory):
   sine = _export(root / 'sine', dataset='sinusoid', way=1, shot=5, query=10, channels=8,
                  backbone='mlp', learner='maml', maml=True)
   trained = str(root / 'trained' / '1')
-  subprocess.run([sys.executable, 'export.py', f'--savedir={TRAINED_RUN}',
-                  f'--export_dir={trained}'], cwd=helpers.REPO, check=True,
-                 capture_output=True)
+  run = os.path.join(helpers.REPO, TRAINED_RUN)
+  export_lib.export_savedmodel(checkpoints.read_config(run), run, trained)
   proc, base = helpers.start_server(
       f'--export_dir={os.path.dirname(omni)},{os.path.dirname(sine)},'
       f'{os.path.dirname(trained)}', '--model_name=omni,sine,trained')

@@ -80,38 +80,32 @@ print(json.dumps(out['predictions'].numpy().tolist()))
 
 
 @pytest.mark.slow
-def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path):
-  """The README's first commands on the shipped config (fewer iterations): train, evaluate
-  (MSE after adaptation below before), a SavedModel that adapts in a fresh process without
-  the package, and the curves figure."""
+def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
+  """The README's first commands on the shipped config (fewer iterations), run by the
+  programs' code in this process: train, evaluate (MSE after adaptation below before), a
+  SavedModel that adapts in a fresh process without the package, and the curves figure."""
   savedir = str(tmp_path / 'run')
-  common = ['--flagfile=configs/sinusoid_maml.cfg', f'--savedir={savedir}']
-  trained = _run('train.py', *common, '--n_train_iters=400', '--eval_freq=400',
-                 '--save_freq=400', '--eval_batches=2')
-  assert trained.returncode == 0, trained.stderr[-2000:]
-  evaluated = _run('evaluate.py', f'--savedir={savedir}', '--n_test_iters=200')
-  assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  assert 'sinusoid 5-shot MAML | test | step 400 | 200 tasks, 1 MC | mse ' in evaluated.stdout
+  flagfile = os.path.join(helpers.REPO, 'configs', 'sinusoid_maml.cfg')
+  assert helpers.run_program('train', f'--flagfile={flagfile}', f'--savedir={savedir}',
+                             '--n_train_iters=400', '--eval_freq=400', '--save_freq=400',
+                             '--eval_batches=2') == 0
+  capsys.readouterr()
+  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=200') == 0
+  printed = capsys.readouterr().out
+  assert 'sinusoid 5-shot MAML | test | step 400 | 200 tasks, 1 MC | mse ' in printed
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert len(result['per_episode_mse']) == 200
   assert result['mse'] < result['mse_pre']
   np.testing.assert_allclose(result['loss'], result['mse'], rtol=1e-5)
-  exported = _run('export.py', f'--savedir={savedir}')
-  assert exported.returncode == 0, exported.stderr[-2000:]
+  assert helpers.run_program('export', f'--savedir={savedir}') == 0
   served = subprocess.run([sys.executable, '-c', SERVE, os.path.join(savedir, 'export')],
                           capture_output=True, text=True, timeout=300, check=False)
   assert served.returncode == 0, served.stderr[-2000:]
   predictions = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
   assert predictions.shape == (3, 1) and np.all(np.isfinite(predictions))
-  plotted = _run('export.py', f'--savedir={savedir}', '--mode=visualize')
-  assert plotted.returncode == 0, plotted.stderr[-2000:]
+  assert helpers.run_program('export', f'--savedir={savedir}', '--mode=visualize') == 0
   assert os.path.getsize(os.path.join(savedir, 'visualization', 'curves.png')) > 10000
   with np.load(os.path.join(savedir, 'visualization', 'visualization.npz')) as dump:
     assert dump['predictions'].shape == (3, 2, 200) and dump['noisy'].shape == (3, 0, 200)
     np.testing.assert_allclose(dump['true'][0], sinusoid.curve(
         dump['amplitude'][0], dump['phase'][0], dump['x']), rtol=1e-5, atol=1e-5)
-
-
-def _run(script, *args):
-  return subprocess.run([sys.executable, script, *args], cwd=helpers.REPO, capture_output=True,
-                        text=True, timeout=600, check=False)

@@ -55,27 +55,47 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
   evaluation = _run(tmp_path, 'evaluate.py', f'--savedir={run}')  # config.json names the module
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   assert 'toy_scaled_rate | test | step 2 | 2 episodes' in evaluation.stdout
-  # resuming may not change it: a setting of the trained run
-  changed = _run(tmp_path, 'train.py', f'--savedir={run}', '--import_modules=toy_learner',
-                 '--toy_rate_factor=0.5', '--n_train_iters=3')
-  assert changed.returncode == 2
-  assert changed.stderr.startswith(f'error: --toy_rate_factor=0.5 contradicts the run in {run}')
-  # its option with another learner, and a base-class option that does not fit its backbone
-  for args, message in [
-      (['--learner=maml', '--toy_rate_factor=0.1'],
+  # The refusals, each one line and exit 2, run by train.py's code in one fresh process (the
+  # toy module registers itself there, as in a program): resuming may not change its option (a
+  # setting of the trained run); its option with another learner; a base-class option that
+  # does not fit the backbone; a module that does not import (nothing written).
+  cases = [
+      ([f'--savedir={run}', '--import_modules=toy_learner', '--toy_rate_factor=0.5',
+        '--n_train_iters=3'],
+       f'error: --toy_rate_factor=0.5 contradicts the run in {run} (toy_rate_factor=0.25)'),
+      (['--import_modules=toy_learner', f'--savedir={run}_2', f'--data_dir={data_dir}',
+        '--learner=maml', '--toy_rate_factor=0.1'],
        'error: --toy_rate_factor=0.1 does not apply to --learner=maml: it is an option of '
        '--learner=toy_scaled_rate; leave it out'),
-      (['--learner=toy_scaled_rate', '--resnet_widths=2,2,2,2'],
+      (['--import_modules=toy_learner', f'--savedir={run}_2', f'--data_dir={data_dir}',
+        '--learner=toy_scaled_rate', '--resnet_widths=2,2,2,2'],
        'error: --resnet_widths=2,2,2,2 does not apply to --backbone=conv4: it is an option of '
-       '--backbone=resnet12; leave it out')]:
-    bad = _run(tmp_path, 'train.py', '--import_modules=toy_learner', f'--savedir={run}_2',
-               f'--data_dir={data_dir}', *args)
-    assert bad.returncode == 2 and bad.stderr.strip() == message, bad.stderr[-3000:]
-  missing = _run(tmp_path, 'train.py', '--import_modules=no_such_module', f'--savedir={run}_3',
-                 f'--data_dir={data_dir}')
-  assert missing.returncode == 2
-  assert missing.stderr.startswith('error: --import_modules=no_such_module: cannot import it')
+       '--backbone=resnet12; leave it out'),
+      (['--import_modules=no_such_module', f'--savedir={run}_3', f'--data_dir={data_dir}'],
+       'error: --import_modules=no_such_module: cannot import it')]
+  refused = subprocess.run([sys.executable, '-c', REFUSALS, json.dumps([a for a, _ in cases])],
+                           cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                               [str(tmp_path), helpers.REPO, os.path.dirname(__file__)])))
+  assert refused.returncode == 0, refused.stderr[-3000:]
+  for (_, message), (code, stderr) in zip(cases, json.loads(refused.stdout.splitlines()[-1])):
+    assert code == 2 and stderr.startswith(message) and '\n' not in stderr, stderr
   assert not os.path.exists(f'{run}_3/config.json')
+
+
+# Runs train.py's code once per argument list (argv[1], JSON) in this fresh process; prints
+# [[exit status, stderr], ...] as JSON.
+REFUSALS = """
+import contextlib, io, json, sys
+import helpers
+results = []
+for args in json.loads(sys.argv[1]):
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err):
+    code = helpers.run_program('train', *args)
+  results.append([code, err.getvalue().strip()])
+print(json.dumps(results))
+"""
 
 
 def test_its_option_is_a_flag_with_help_under_its_learner(tmp_path, monkeypatch):
