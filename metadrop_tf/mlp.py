@@ -32,14 +32,14 @@ class MLP(network.Network):
     outputs: D_out, units of the linear output (1 for sinusoid).
     input_shape: (D_in,) of one input.
     hidden: units of each hidden layer.
-    maml, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
+    noisy, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
     noise_sampler: name in noise_lib.SAMPLERS.
   """
 
   def __init__(self, outputs: int = 1, input_shape: Sequence[int] = (1,),
-               hidden: Sequence[int] = (40, 40), maml: bool = False, dtype='float32', seed=0,
+               hidden: Sequence[int] = (40, 40), noisy: bool = True, dtype='float32', seed=0,
                noise_sampler: str = 'box_muller', **kwargs):
-    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
+    super().__init__(noisy=noisy, seed=seed, dtype=dtype, **kwargs)
     self.outputs, self.hidden = outputs, tuple(hidden)
     self.image_shape = tuple(input_shape)  # the interface's name for one input's shape
     self.feature_dim = self.hidden[-1]
@@ -72,7 +72,7 @@ class MLP(network.Network):
       raise ValueError('mixup is of one copy (copies=1)')
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    sample = sample and not self.maml
+    sample = sample and self.noisy
     seeds = (tfp.random.split_seed(seed, n=len(self.hidden)) if sample
              else [None] * len(self.hidden))
     h, outputs = self.prepare_input(x), []
@@ -80,7 +80,7 @@ class MLP(network.Network):
       name = f'dense{index}'
       h = layers.mixed_at(h, mix, index)
       mu = tf.matmul(h, theta[f'{name}_kernel']) + theta[f'{name}_bias']
-      if not self.maml:
+      if self.noisy:
         alpha = tf.matmul(h, phi[f'{name}_kernel']) + phi[f'{name}_bias']
         if index == 0 and copies > 1:  # the inputs are shared: draw every copy's noise here
           shape = tf.concat([[copies], tf.shape(mu)], axis=0)

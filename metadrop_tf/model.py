@@ -2,7 +2,7 @@
 
 The first implementation of the network interface (metadrop_tf/network.py): topology only
 (ResNet-12 is resnet.py); build_model makes the network a Config names. Without noise
-(maml=True) phi is kept, unused.
+(noisy=False) phi is kept, unused.
 """
 
 import keras
@@ -43,7 +43,7 @@ class MetaDropoutNet(network.Network):
     way: N, the number of classes (columns of theta's dense head).
     image_shape: (H, W, C) of one image.
     channels: conv width (64 Omniglot, 32 miniImageNet).
-    maml: no noise anywhere; phi is created but never used or trained.
+    noisy: noise in sampling forwards; False (MAML): phi is created but never used or trained.
     dtype: variable dtype (float64 for gradient checks).
     compute_dtype: dtype of the convolutions (e.g. 'bfloat16'), None for `dtype`.
     seed: initializer seed.
@@ -52,10 +52,10 @@ class MetaDropoutNet(network.Network):
       default, the regularizer baselines otherwise).
   """
 
-  def __init__(self, way, image_shape, channels, maml=False, dtype='float32',
+  def __init__(self, way, image_shape, channels, noisy=True, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', noise_type='metadrop',
                noise_scale=0.0, **kwargs):
-    super().__init__(maml=maml, seed=seed, dtype=dtype, noise_type=noise_type,
+    super().__init__(noisy=noisy, seed=seed, dtype=dtype, noise_type=noise_type,
                      noise_scale=noise_scale, **kwargs)
     self.way = way
     self.image_shape = tuple(image_shape)
@@ -127,7 +127,7 @@ class MetaDropoutNet(network.Network):
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
     beta = self.beta if beta is None else beta
-    sample = sample and not self.maml
+    sample = sample and self.noisy
     seeds = tfp.random.split_seed(seed, n=N_BLOCKS) if sample else [None] * N_BLOCKS
     h, outputs, collected = self.prepare_input(x), [], []
     per_image = statistics is not None or return_statistics or shifts is not None
@@ -194,7 +194,7 @@ class MetaDropoutNet(network.Network):
            beta=None, shifts=None, mix=None):
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs
     (shifts['dense'], [n, N], is added to the logits)."""
-    sample = sample and not self.maml
+    sample = sample and self.noisy
     if sample:
       feature_seed, head_seed = tfp.random.split_seed(seed, n=2)
     else:
@@ -281,15 +281,15 @@ def build_model(config, dtype='float32'):
   compute_dtype = 'bfloat16' if config.precision == 'bfloat16' else None
   if config.backbone == 'mlp':
     network = mlp.MLP(config.way, config.image_shape, (config.n_channels,) * 2,
-                      maml=not config.noisy, dtype=dtype, seed=config.seed,
+                      noisy=config.noisy, dtype=dtype, seed=config.seed,
                       noise_sampler=config.noise_sampler, noise_type=config.noise_type,
                       noise_scale=config.noise_scale)
   elif config.backbone == 'resnet12':
-    network = resnet.ResNet12(way, config.image_shape, config.widths, maml=not config.noisy,
+    network = resnet.ResNet12(way, config.image_shape, config.widths, noisy=config.noisy,
                               dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
                               noise_sampler=config.noise_sampler)
   else:
-    network = MetaDropoutNet(way, config.image_shape, config.n_channels, maml=not config.noisy,
+    network = MetaDropoutNet(way, config.image_shape, config.n_channels, noisy=config.noisy,
                              dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
                              noise_sampler=config.noise_sampler, noise_type=config.noise_type,
                              noise_scale=config.noise_scale)

@@ -34,7 +34,8 @@ class Network(keras.Model):
   self._weight(group, name, shape, initializer) and implement call, features, noise_scales.
 
   Args:
-    maml: no noise: phi is created (same checkpoints either way) but never used or trained.
+    noisy: sampling forwards draw noise; False (MAML): phi is created (same checkpoints
+      either way) but never used or trained.
     seed: the first of the initializer seeds (self._next_seed()).
     noise_type, noise_scale: the noise of sampling forwards (noise_lib.make_noise): Meta
       Dropout's learned multiplicative noise, or a regularizer baseline (learned additive;
@@ -43,19 +44,14 @@ class Network(keras.Model):
 
   head_names = ('dense_kernel', 'dense_bias')
 
-  def __init__(self, maml: bool = False, seed: int = 0, noise_type: str = 'metadrop',
+  def __init__(self, noisy: bool = True, seed: int = 0, noise_type: str = 'metadrop',
                noise_scale: float = 0.0, **kwargs):
     super().__init__(**kwargs)
-    self.maml = maml
+    self.noisy = noisy  # whether sampling forwards draw noise (Meta Dropout's or a baseline's)
     self._seed = seed
     self._names = {'theta': [], 'phi': [], 'beta': []}
     self.noise_type = noise_type
     self.noise = noise_lib.make_noise(noise_type, noise_scale)
-
-  @property
-  def noisy(self) -> bool:
-    """Whether sampling forwards draw noise (Meta Dropout's, or a baseline's)."""
-    return not self.maml
 
   @property
   def learned_noise(self) -> bool:

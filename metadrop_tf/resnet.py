@@ -51,13 +51,13 @@ class ResNet12(network.Network):
     way: N, classes of the head (0: a head made per task, --zero_head).
     image_shape: (H, W, C); H and W are pooled by 16 (then averaged away).
     widths: the four stage widths.
-    maml: no noise; phi is created (same checkpoints either way) but never used or trained.
+    noisy: as network.Network (False: phi is created but never used or trained).
     dtype, compute_dtype, seed, noise_sampler: as model.MetaDropoutNet.
   """
 
-  def __init__(self, way, image_shape, widths=WIDTHS, maml=False, dtype='float32',
+  def __init__(self, way, image_shape, widths=WIDTHS, noisy=True, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):
-    super().__init__(maml=maml, seed=seed, dtype=dtype, **kwargs)
+    super().__init__(noisy=noisy, seed=seed, dtype=dtype, **kwargs)
     if len(widths) != 4 or min(widths) < 1:
       raise ValueError(f'ResNet-12 needs 4 positive stage widths, got {list(widths)}')
     self.way, self.image_shape, self.widths = way, tuple(image_shape), tuple(widths)
@@ -107,8 +107,7 @@ class ResNet12(network.Network):
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
     beta = self.beta if beta is None else beta
-    noisy = not self.maml
-    sample = sample and noisy
+    sample = sample and self.noisy
     seeds = tfp.random.split_seed(seed, n=4 * len(CONVS)) if sample else [None] * 12
     if (statistics is not None or return_statistics) and copies != 1:
       raise ValueError('inductive batch norm statistics are of one copy (copies=1)')
@@ -129,13 +128,13 @@ class ResNet12(network.Network):
       for i, conv in enumerate(CONVS):
         name = f'stage{s}_conv{conv}'
         out_mu = self._conv(out, theta[f'{name}_kernel'])
-        if noisy and (sample or with_noise_scales):
+        if self.noisy and (sample or with_noise_scales):
           alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
           if with_noise_scales:
             scales[name] = tf.nn.softplus(alpha)
           out_mu = noise_lib.multiplicative_noise(out_mu, alpha, sample, seeds[3 * s + i],
                                                self.sampler)
-        elif noisy:  # the deterministic forward keeps the noise's mean factor softplus(alpha)
+        elif self.noisy:  # the deterministic forward keeps the noise's mean factor softplus(alpha)
           alpha = self._conv(out, phi[f'{name}_kernel']) + phi[f'{name}_bias']
           out_mu = noise_lib.multiplicative_noise(out_mu, alpha, False)
         out = norm(out_mu, beta[f'stage{s}_bn{conv}'])
@@ -171,20 +170,19 @@ class ResNet12(network.Network):
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as stage_outputs."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    noisy = not self.maml
-    sample = sample and noisy
+    sample = sample and self.noisy
     feature_seed, head_seed = tfp.random.split_seed(seed, n=2) if sample else (None, None)
     feats = self.features(x, theta, sample, feature_seed, copies, phi, statistics, beta)
     return layers.noisy_head(
         feats, theta['dense_kernel'], theta['dense_bias'],
-        phi_kernel=phi['dense_kernel'] if noisy else None,
-        phi_bias=phi['dense_bias'] if noisy else None,
+        phi_kernel=phi['dense_kernel'] if self.noisy else None,
+        phi_bias=phi['dense_bias'] if self.noisy else None,
         sample=sample, seed=head_seed, sampler=self.sampler)
 
   def noise_scales(self, x, theta=None) -> dict:
     """softplus(alpha) of every 3x3 conv ('stage<s>_conv<c>', [n, H_s, W_s, w_s]) and the
     logit-noise scale ('logit_sigma', [n, 1]) of images x; empty without noise."""
-    if self.maml:
+    if not self.noisy:
       return {}
     outputs, scales = self.stage_outputs(x, theta, with_noise_scales=True)
     feats = tf.reduce_mean(outputs[-1], axis=[1, 2])

@@ -34,7 +34,7 @@ def compute(strategy) -> dict:
   for name in LEARNERS:
     with strategy.scope():
       if name == 'maml_running':
-        network = helpers.tiny_model(maml=True)
+        network = helpers.tiny_model(noisy=False)
         network.track_running_statistics()
         learner = learners.REGISTRY['maml'](network, 1, 0.2, bn_mode='running')
       else:

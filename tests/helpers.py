@@ -21,8 +21,8 @@ SHARED_OMNIGLOT = os.path.join(REPO, '..', 'shared', 'data', 'omniglot')
 TINY_IMAGE = (16, 16, 1)  # 16 -> 8 -> 4 -> 2 -> 1 after the 4 pools
 
 
-def tiny_model(maml=False, dtype='float64', way=3, channels=2, seed=0, **kwargs):
-  return model_lib.MetaDropoutNet(way, TINY_IMAGE, channels, maml=maml, dtype=dtype,
+def tiny_model(noisy=True, dtype='float64', way=3, channels=2, seed=0, **kwargs):
+  return model_lib.MetaDropoutNet(way, TINY_IMAGE, channels, noisy=noisy, dtype=dtype,
                                   seed=seed, **kwargs)
 
 
@@ -105,7 +105,7 @@ def tiny_learner(name='metadrop', dtype='float64', n_steps=2, inner_lr=0.2, way=
   noisy = options.pop('meta_dropout', False) or name == 'metadrop'
   zero_head = options.get('zero_head', False)
   noise = {k: options.pop(k) for k in ('noise_type', 'noise_scale') if k in options}
-  network = tiny_model(maml=not noisy, dtype=dtype, way=0 if zero_head else way,
+  network = tiny_model(noisy=noisy, dtype=dtype, way=0 if zero_head else way,
                        channels=channels, seed=seed, **noise)
   if name == 'anil':
     options.setdefault('adapted', list(network.head_names))

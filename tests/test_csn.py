@@ -17,7 +17,7 @@ from metadrop_tf.learners import csn
 
 
 def _mlp_learner(seed=0, **options):
-  network = mlp.MLP(1, (1,), (6, 5), maml=True, dtype='float64', seed=seed)
+  network = mlp.MLP(1, (1,), (6, 5), noisy=False, dtype='float64', seed=seed)
   rng = np.random.default_rng(seed)
   for variable in network.variables:
     variable.assign(rng.normal(0, 0.6, variable.shape))
@@ -29,7 +29,7 @@ def _mlp_learner(seed=0, **options):
 
 
 def _conv_learner(seed=0):
-  network = helpers.tiny_model(maml=True, dtype='float64', seed=seed)
+  network = helpers.tiny_model(noisy=False, dtype='float64', seed=seed)
   learner = csn.CSN(network, key_dim=4, value_hidden=3)
   rng = np.random.default_rng(seed)
   for variable in learner.own.variables:

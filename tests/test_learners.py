@@ -151,7 +151,7 @@ def test_anil_is_maml_with_the_encoders_inner_gradient_zeroed():
   episode = helpers.random_episode(metabatch=2)
   anil = helpers.tiny_learner('anil')
   assert anil.adapted == ['dense_kernel', 'dense_bias']
-  frozen = _EncoderFrozenMAML(helpers.tiny_model(maml=True), 2, 0.2)
+  frozen = _EncoderFrozenMAML(helpers.tiny_model(noisy=False), 2, 0.2)
   got = _gradients(anil, episode, anil.network.meta_variables())
   expected = _gradients(frozen, episode, frozen.network.meta_variables())
   for e, g in zip(expected, got):
@@ -371,7 +371,7 @@ class _Reptile(gradient.GradientLearner):
 
 
 def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
-  network = helpers.tiny_model(maml=True, dtype='float32')
+  network = helpers.tiny_model(noisy=False, dtype='float32')
   learner = _Reptile(network, 2, 0.2)
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5,
                                grad_clip=100.0)
@@ -561,7 +561,7 @@ def test_per_step_offsets_are_used_step_by_step():
 
 @pytest.mark.slow
 def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
-  network = helpers.tiny_model(maml=True)
+  network = helpers.tiny_model(noisy=False)
   network.track_running_statistics()
   learner = learners.REGISTRY['maml'](network, 2, 0.2, bn_mode='running')
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
@@ -620,7 +620,7 @@ def test_mixup_mixes_the_support_and_its_labels_as_drawn():
 
 
 def test_manifold_mixup_mixes_the_input_of_the_chosen_block():
-  network = helpers.tiny_model(maml=True)
+  network = helpers.tiny_model(noisy=False)
   x = helpers.random_episode(1, shot=2).support_x[0]
   perm = tf.constant([3, 0, 2, 1, 5, 4])
   lam = tf.constant(0.7, tf.float64)
@@ -653,7 +653,7 @@ def test_information_dropout_penalty_is_the_mean_kl_and_enters_the_inner_loss():
 
 def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl():
   vib = helpers.tiny_model(noise_type='vib')
-  plain = helpers.tiny_model(maml=True)
+  plain = helpers.tiny_model(noisy=False)
   x = helpers.random_episode(1).support_x[0]
   np.testing.assert_allclose(vib(x), plain(x), rtol=1e-12)  # deterministic: the mean
   np.testing.assert_allclose(vib.block_outputs(x, sample=True, seed=SEED)[-1],

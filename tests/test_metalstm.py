@@ -17,7 +17,7 @@ TRAINING = tf.constant(0, tf.int64)  # an iteration: training mode (batch statis
 
 
 def _learner(n_steps=2, truncate=True, seed=0):
-  network = helpers.tiny_model(maml=True, dtype='float64', seed=seed)
+  network = helpers.tiny_model(noisy=False, dtype='float64', seed=seed)
   return metalstm.MetaLSTM(network, n_steps, truncate=truncate, seed=seed)
 
 

@@ -20,7 +20,7 @@ def _softplus(x):
 
 
 def _network(maml, hidden=(5, 4), dtype='float64', seed=0):
-  network = mlp.MLP(1, (1,), hidden, maml=maml, dtype=dtype, seed=seed)
+  network = mlp.MLP(1, (1,), hidden, noisy=not maml, dtype=dtype, seed=seed)
   rng = np.random.default_rng(seed)
   for variable in network.variables:  # larger than the 0.01 init, so every path matters
     variable.assign(rng.normal(0, 0.7, variable.shape))

@@ -64,7 +64,7 @@ def test_deterministic_metadrop_forward_depends_on_phi():
 
 
 def test_maml_forward_ignores_phi_and_noise():
-  model = helpers.tiny_model(maml=True)
+  model = helpers.tiny_model(noisy=False)
   x = helpers.random_episode().query_x[0]
   before = model(x)
   _perturb_phi(model)
@@ -98,7 +98,7 @@ def test_mc_mean_has_lower_variance_than_one_sample():
 @pytest.mark.parametrize('maml', [False, True])
 def test_copies_without_sampling_repeat_the_deterministic_forward(maml):
   """Per-copy batch norm on identical copies gives each copy the statistics of the batch."""
-  model = helpers.tiny_model(maml=maml)
+  model = helpers.tiny_model(noisy=not maml)
   x = helpers.random_episode().support_x[0]
   copies = model(x, copies=3, sample=maml, seed=SEED)
   np.testing.assert_allclose(copies, tf.tile(model(x), [3, 1]), rtol=1e-12, atol=1e-12)
@@ -116,4 +116,4 @@ def test_noise_scales_are_softplus_alpha_per_block_and_logit_sigma():
   first = tf.nn.softplus(tf.nn.conv2d(x, model.phi['conv0_kernel'], 1, 'SAME')
                          + model.phi['conv0_bias'])
   np.testing.assert_allclose(scales['block0'], first, rtol=1e-12)
-  assert helpers.tiny_model(maml=True).noise_scales(x) == {}
+  assert helpers.tiny_model(noisy=False).noise_scales(x) == {}

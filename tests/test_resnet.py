@@ -55,8 +55,8 @@ def test_the_default_resnet12_has_the_usual_size():
   assert 12.3e6 < counts['theta'] < 12.5e6
 
 
-def _tiny(maml=False, way=3):
-  return resnet.ResNet12(way, helpers.TINY_IMAGE, TINY_WIDTHS, maml=maml, dtype='float64',
+def _tiny(noisy=True, way=3):
+  return resnet.ResNet12(way, helpers.TINY_IMAGE, TINY_WIDTHS, noisy=noisy, dtype='float64',
                          seed=1)
 
 
@@ -72,11 +72,11 @@ def test_noise_multiplies_every_3x3_conv_and_the_head():
   assert not np.allclose(noisy[0], noisy[1])
   assert not np.allclose(noisy[0], deterministic)
   np.testing.assert_array_equal(net(x, sample=True, seed=SEED), net(x, sample=True, seed=SEED))
-  assert _tiny(maml=True).noise_scales(x) == {}
+  assert _tiny(noisy=False).noise_scales(x) == {}
 
 
 def test_monte_carlo_copies_are_normalized_apart():
-  net = _tiny(maml=True)
+  net = _tiny(noisy=False)
   x = helpers.random_episode().query_x[0]
   np.testing.assert_allclose(net(x, copies=3), np.tile(net(x), (3, 1)), rtol=1e-12)
 
@@ -98,7 +98,7 @@ def test_fast_weights_equal_the_variables():
 ])
 @pytest.mark.slow
 def test_second_order_meta_gradient_matches_finite_differences(name, group, variable):
-  network = _tiny(maml=name == 'maml')
+  network = _tiny(noisy=name != 'maml')
   learner = learners.REGISTRY[name](network, 2, 0.2)
   helpers.check_against_finite_differences(
       learner, helpers.random_episode(metabatch=1), getattr(network, group)[variable])

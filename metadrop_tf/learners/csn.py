@@ -17,8 +17,8 @@ Adaptation is one conditioning pass, not gradient steps on the weights:
 The main network's initial weights, the key network and the value functions are meta-learned
 through the query loss (second order through the information unless --first_order).
 
-Our choices where the paper leaves room (docs/learners.md, "Conditionally Shifted Neurons"): shifts on
-pre-activations (as the public TF1 implementation), per-channel shifts for conv maps, one value
+Our choices where the paper leaves room (docs/learners.md, "Conditionally Shifted Neurons"): shifts
+on pre-activations (as the public TF1 implementation), per-channel shifts for conv maps, one value
 MLP per layer, attention without a temperature, keys from a separate network with its own
 (transductive) batch norm.
 """
