@@ -5,7 +5,7 @@
 The model is rebuilt from <savedir>/config.json; flags given explicitly override it.
 """
 
-from metadrop_tf import launch
+from metadrop_tf.cli import launch
 
 if __name__ == '__main__':
   launch.evaluate()

@@ -4,7 +4,7 @@
   python export.py --savedir=scratch/omni1_metadrop --mode=visualize             # dump + plots
 """
 
-from metadrop_tf import launch
+from metadrop_tf.cli import launch
 
 if __name__ == '__main__':
   launch.export()

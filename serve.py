@@ -7,7 +7,7 @@ is served under its folder name, or --model_name. SIGTERM or Ctrl-C finish the r
 flight, then stop.
 """
 
-from metadrop_tf import launch
+from metadrop_tf.cli import launch
 
 if __name__ == '__main__':
   launch.serve()

@@ -16,7 +16,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['metadrop_tf', 'metadrop_tf.*']),
-    package_data={'metadrop_tf': ['page/*.html', 'page/*.js', 'page/*.css']},
+    package_data={'metadrop_tf.export': ['page/*.html', 'page/*.js', 'page/*.css']},
     install_requires=[
         'tensorflow>=2.18',
         'tf-keras>=2.18',  # tensorflow-probability imports it
@@ -35,9 +35,9 @@ setup(
         'docs': ['mkdocs', 'mkdocs-material'],
     },
     entry_points={'console_scripts': [
-        'metadrop-train=metadrop_tf.launch:train',
-        'metadrop-evaluate=metadrop_tf.launch:evaluate',
-        'metadrop-export=metadrop_tf.launch:export',
-        'metadrop-serve=metadrop_tf.launch:serve',
+        'metadrop-train=metadrop_tf.cli.launch:train',
+        'metadrop-evaluate=metadrop_tf.cli.launch:evaluate',
+        'metadrop-export=metadrop_tf.cli.launch:export',
+        'metadrop-serve=metadrop_tf.cli.launch:serve',
     ]},
 )

@@ -5,7 +5,7 @@
 Rerunning the same command resumes from the last checkpoint.
 """
 
-from metadrop_tf import launch
+from metadrop_tf.cli import launch
 
 if __name__ == '__main__':
   launch.train()

@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from metadrop_tf import data  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metadrop_tf import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def measure(images, way, shot, query, metabatch, batches):

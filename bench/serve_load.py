@@ -139,11 +139,11 @@ def main():
   args = parser.parse_args()
 
   sys.path.insert(0, REPO)
-  from metadrop_tf import quiet  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import quiet  # pylint: disable=g-import-not-at-top
   quiet.start([])
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from metadrop_tf import serving  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import serving  # pylint: disable=g-import-not-at-top
   model = serving.load(args.export_dir, 'bench')
   signature = model.signatures['serving_default']
   shape = tuple(model.description['input_shape']) if model.description else (28, 28, 1)

@@ -154,7 +154,7 @@ def allreduce_seconds(strategy, variables, iters):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import distribute  # pylint: disable=g-import-not-at-top
   values = [tf.ones(v.shape, v.dtype) for v in variables]
   reduce = tf.function(lambda: distribute.local(
       strategy, strategy.run(lambda: distribute.all_reduce_sum(values))))
@@ -175,12 +175,12 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import sampling  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import threads  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import train_step  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import distribute  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import threads  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.train import train_step  # pylint: disable=g-import-not-at-top
 
   row, method = name.split('_')[0] + '_' + name.split('_')[1], name.split('_')[2]
   test = name.endswith('_test')
@@ -359,7 +359,7 @@ def main():
       else:
         subprocess.run(argv, check=True)
       continue
-    from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
+    from metadrop_tf.runtime import distribute  # pylint: disable=g-import-not-at-top
     workers = [subprocess.Popen(argv, env=dict(os.environ, TF_CONFIG=tf_config))
                for tf_config in distribute.loopback_tf_configs(args.replicas)]
     if any(w.wait() for w in workers):

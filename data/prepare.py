@@ -37,7 +37,7 @@ except ImportError:  # run as python data/prepare.py: data/ is on sys.path
   import mimgnet_pickles
   import tiered
 from metadrop_tf import files as files_lib  # pylint: disable=g-import-not-at-top
-from metadrop_tf import manifest  # pylint: disable=g-import-not-at-top
+from metadrop_tf.episodes import manifest  # pylint: disable=g-import-not-at-top
 
 OMNIGLOT_SIZE = 28
 OMNIGLOT_DRAWERS = 20
@@ -361,7 +361,7 @@ def main(argv):
 def write_channel_statistics(dataset, out_dir):
   """<out_dir>/channel_stats.json: per-channel mean and std of the train shard (--normalize)."""
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import data  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top
   info = config_lib.DATASETS[dataset]
   train = data.load_split(out_dir, 'train', info.image_shape, dataset)
   mean, std = data.compute_channel_statistics(train)

@@ -1,6 +1,6 @@
 """tiered-ImageNet (Ren et al. 2018: 608 classes, 351 / 97 / 160, 84x84 RGB, ~779k images)
 -> ragged shards: <split>.npy uint8 [N, 84, 84, 3] grouped class by class (memory-mapped) and
-<split>_offsets.npy [classes + 1], read by metadrop_tf.data.RaggedShard.
+<split>_offsets.npy [classes + 1], read by metadrop_tf.episodes.data.RaggedShard.
 
 Layouts of --source (per split; train, val, test):
   <split>_images.npz (key `images`, uint8 [N, 84, 84, 3]) + <split>_labels.pkl

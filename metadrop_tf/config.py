@@ -21,7 +21,7 @@ class DatasetInfo(NamedTuple):
   instances: int  # images per class (a generated dataset: no limit)
   classes: dict  # split -> number of classes in the reference shards
   objective: str = 'classification'  # metadrop_tf.objectives: classification or regression
-  generated: bool = False  # tasks are generated (metadrop_tf.sinusoid), no shards to load
+  generated: bool = False  # tasks are generated (metadrop_tf.episodes.sinusoid), no shards to load
   backbone: str = 'conv4'  # the network --backbone defaults to for this dataset
 
 
@@ -35,7 +35,7 @@ DATASETS = {
     'sinusoid': DatasetInfo((1,), 40, 10 ** 6, {'train': 1, 'val': 1, 'test': 1},
                             objective='regression', generated=True, backbone='mlp'),
 }
-# Flags whose default depends on --dataset when not given explicitly (metadrop_tf.flags).
+# Flags whose default depends on --dataset when not given explicitly (metadrop_tf.cli.flags).
 DATASET_DEFAULTS = {'sinusoid': {'way': 1, 'backbone': 'mlp'}}
 PRECISIONS = ('float32', 'bfloat16')
 NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.noise_lib.SAMPLERS
@@ -49,7 +49,7 @@ NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
-STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.distribute
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.runtime.distribute
 
 
 class Option(NamedTuple):
@@ -138,9 +138,9 @@ class Config:
   bn_mode: str = 'transductive'
   precision: str = 'float32'
   noise_sampler: str = 'box_muller'
-  intra_op_threads: int = 0  # 0: auto (metadrop_tf.threads)
+  intra_op_threads: int = 0  # 0: auto (metadrop_tf.runtime.threads)
   inter_op_threads: int = 0  # 0: TF's default
-  strategy: str = 'auto'  # tf.distribute strategy (metadrop_tf.distribute); results do not
+  strategy: str = 'auto'  # tf.distribute strategy (metadrop_tf.runtime.distribute); results do not
   cpu_devices: int = 0  # depend on it. cpu_devices > 1: split the CPU into that many devices
   seed: int = 0
   val_characters: int = 0  # Omniglot: characters held out of meta-train as a val split

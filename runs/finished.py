@@ -19,10 +19,10 @@ import sys
 
 # Run from a clone without installing the package: the repository root holds metadrop_tf.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from metadrop_tf import quiet  # noqa: E402  (after the path it is found on)
+from metadrop_tf.cli import quiet  # noqa: E402  (after the path it is found on)
 
 quiet.start()  # TensorFlow's start-up lines stay out of the run's log
-from metadrop_tf import checkpoints  # noqa: E402
+from metadrop_tf.runtime import checkpoints  # noqa: E402
 
 
 def finished(path: str, episodes: int, eps: str | None = None) -> bool:

@@ -62,6 +62,6 @@ for norm in linf l2 l1; do
     fi
   done
   if [ ${#results[@]} -gt 0 ]; then
-    python -m metadrop_tf.plots robustness "runs/omniglot_1shot_pgd_$norm.png" "${results[@]}"
+    python -m metadrop_tf.export.plots robustness "runs/omniglot_1shot_pgd_$norm.png" "${results[@]}"
   fi
 done

@@ -20,7 +20,7 @@ from absl import logging
 
 # This checkout's package, not whichever one is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from metadrop_tf import quiet  # noqa: E402  pylint: disable=wrong-import-position
+from metadrop_tf.cli import quiet  # noqa: E402  pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('episodes', 40, 'Episodes per result compared (its first ones).')
@@ -46,11 +46,11 @@ def results(paths: list) -> list:
 
 def reevaluate(path: str, episodes: int) -> tuple:
   """(committed, recomputed) first `episodes` per-episode values of the result at path."""
-  from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import data  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import attacks  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     result = json.load(f)
   savedir = os.path.dirname(path)

@@ -25,7 +25,7 @@ def compute(strategy) -> dict:
   'maml/loss', ... for each of LEARNERS."""
   import helpers  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import train_step  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.train import train_step  # pylint: disable=g-import-not-at-top
   config = helpers.tiny_config(metabatch=METABATCH, meta_optimizer='sgd', meta_momentum=0.0,
                                meta_lr=0.5, grad_clip=GRAD_CLIP)
   episode = helpers.random_episode(metabatch=METABATCH)
@@ -58,7 +58,7 @@ def compute(strategy) -> dict:
 
 
 def main(mode, path):
-  from metadrop_tf import distribute  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import distribute  # pylint: disable=g-import-not-at-top
   if mode == 'mirrored':
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
-from metadrop_tf import model as model_lib
-from metadrop_tf import sampling
+from metadrop_tf.episodes import sampling
+from metadrop_tf.nets import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_OMNIGLOT = os.path.join(REPO, '..', 'shared', 'data', 'omniglot')
@@ -81,9 +81,9 @@ def tiny_config(data_dir='', **changes):
 def saved_run(root, checkpoints_at=(3,), manifest=False, **changes):
   """A run directory root/run (config.json, one checkpoint of the initial weights per entry of
   checkpoints_at) on tiny shards in root/data; returns (config, savedir)."""
-  from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.episodes import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
   data_dir, savedir = os.path.join(str(root), 'data'), os.path.join(str(root), 'run')
   write_tiny_shards(data_dir)
   if manifest:
@@ -119,7 +119,7 @@ def run_program(program, *args):
   as on the command line (flags parsed by absl, main guarded); 0 on success."""
   from absl import flags  # pylint: disable=g-import-not-at-top
 
-  from metadrop_tf import main  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import main  # pylint: disable=g-import-not-at-top
   main.define_program_flags(program)
   flags.FLAGS.unparse_flags()
   try:

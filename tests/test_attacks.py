@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import attacks
 from metadrop_tf import objectives
+from metadrop_tf.evaluation import attacks
 
 SEED = tf.constant([3, 4], tf.int32)
 

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import learners
+from metadrop_tf.runtime import checkpoints
 
 
 def test_config_round_trip(tmp_path):

@@ -8,12 +8,12 @@ from absl import flags
 import pytest
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import learners
 from metadrop_tf.learners import base
 from metadrop_tf.learners import gradient
+from metadrop_tf.runtime import checkpoints
 
 # A value other than the default for every option of the gradient learners.
 GRADIENT_OPTIONS = {'adapt_params': 'head', 'first_order': True, 'inner_momentum': 0.5,
@@ -116,8 +116,8 @@ FLAGFILES = sorted(glob.glob(os.path.join(helpers.REPO, 'configs', '*.cfg')))
 
 @pytest.mark.parametrize('path', FLAGFILES, ids=[os.path.basename(p) for p in FLAGFILES])
 def test_every_committed_flagfile_uses_only_options_of_its_components(path):
-  from metadrop_tf import flags as flags_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import main  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import flags as flags_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import main  # pylint: disable=g-import-not-at-top
   main.define_program_flags('train')
   flags.FLAGS.unparse_flags()
   try:

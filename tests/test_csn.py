@@ -9,11 +9,11 @@ import tensorflow as tf
 import helpers
 from metadrop_tf import config as config_lib
 from metadrop_tf import learners
-from metadrop_tf import mlp
 from metadrop_tf import objectives
-from metadrop_tf import sampling
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import sampling
+from metadrop_tf.episodes import sinusoid
 from metadrop_tf.learners import csn
+from metadrop_tf.nets import mlp
 
 
 def _mlp_learner(seed=0, **options):

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import data
-from metadrop_tf import manifest
-from metadrop_tf import sampling
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import manifest
+from metadrop_tf.episodes import sampling
 
 
 @pytest.fixture(name='shards')
@@ -199,7 +199,7 @@ def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
 
 @pytest.mark.slow
 def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
-  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.train import train_lib  # pylint: disable=g-import-not-at-top
   seen = []
   original = sampling.make_dataset
   monkeypatch.setattr(sampling, 'make_dataset', lambda *a, **k: seen.append(k.get(
@@ -236,9 +236,9 @@ def test_normalized_network_sees_standardized_pixels():
 
 
 def test_a_normalized_run_takes_the_statistics_from_the_data_and_keeps_them(tmp_path):
-  from metadrop_tf import checkpoints  # pylint: disable=g-import-not-at-top
   from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.train import train_lib  # pylint: disable=g-import-not-at-top
   config, savedir = helpers.saved_run(tmp_path, checkpoints_at=(), normalize=True,
                                       n_train_iters=1, eval_freq=100)
   train_lib.train(config, savedir, progress=False)

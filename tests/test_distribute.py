@@ -16,7 +16,7 @@ import tensorflow as tf
 import distributed_step
 import helpers
 from metadrop_tf import config as config_lib
-from metadrop_tf import distribute
+from metadrop_tf.runtime import distribute
 
 pytestmark = pytest.mark.xdist_group('distribute')  # one worker: module fixtures built once
 SCRIPT = os.path.join(helpers.REPO, 'tests', 'distributed_step.py')

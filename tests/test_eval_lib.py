@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import helpers
-from metadrop_tf import data
-from metadrop_tf import eval_lib
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import metrics
+from metadrop_tf.episodes import data
+from metadrop_tf.evaluation import eval_lib
 
 
 def test_fixed_stream_and_result_file(tmp_path):
@@ -47,7 +47,7 @@ def test_episodes_per_call_fits_memory_and_obeys_the_flag():
 
 def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not():
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
   gib = 2 ** 30
   five_shot = config_lib.Config(shot=5).validate()
   per_episode = model_lib.meta_test_bytes_per_episode(five_shot)
@@ -63,7 +63,7 @@ def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not()
 
 def test_evaluation_of_a_run_warns_once_when_an_episode_may_not_fit(tmp_path, monkeypatch,
                                                                   caplog):
-  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
   config, savedir = helpers.saved_run(tmp_path, n_test_iters=2)
   assert config.noisy
   with caplog.at_level(logging.WARNING):
@@ -150,7 +150,7 @@ def test_a_partial_evaluation_of_other_settings_is_not_reused(tmp_path, monkeypa
 
 
 def test_attacked_evaluation_writes_clean_and_attacked_accuracy_per_eps(tmp_path):
-  from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import attacks  # pylint: disable=g-import-not-at-top
   config, savedir = helpers.saved_run(tmp_path, n_test_iters=4, maml=True)
   attack = attacks.Attack('linf', (0.02, 0.3), steps=3)
   result = eval_lib.run(config, savedir, progress=False, attack=attack)

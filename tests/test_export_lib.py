@@ -11,14 +11,14 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
-from metadrop_tf import data
-from metadrop_tf import eval_lib
-from metadrop_tf import export_lib
 from metadrop_tf import learners
-from metadrop_tf import sampling
-from metadrop_tf import visualization
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sampling
+from metadrop_tf.evaluation import eval_lib
+from metadrop_tf.export import export_lib
+from metadrop_tf.export import visualization
+from metadrop_tf.runtime import checkpoints
 
 N_EPISODES = 4
 
@@ -163,7 +163,7 @@ def test_an_interrupted_export_leaves_the_earlier_one_whole(tmp_path, monkeypatc
 @pytest.mark.parametrize('maml, changes', [
     (True, {}), (False, {}), (False, {'learner': 'metasgd', 'zero_head': True})])
 def test_visualization_dump_shapes_and_plots(tmp_path, maml, changes):
-  plots = pytest.importorskip('metadrop_tf.plots')
+  plots = pytest.importorskip('metadrop_tf.export.plots')
   config, savedir, model = _trained_run(tmp_path, maml, **changes)
   path = visualization.export_visualization(config, savedir, str(tmp_path / 'vis' / 'dump.npz'))
   dump = dict(np.load(path))

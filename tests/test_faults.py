@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import learners
+from metadrop_tf.runtime import checkpoints
 
 
 def _first_error_line(text):

@@ -7,11 +7,11 @@ from absl import flags
 import pytest
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import flags as flags_lib
 from metadrop_tf import learners
+from metadrop_tf.cli import flags as flags_lib
+from metadrop_tf.runtime import checkpoints
 
 FLAGS = flags.FLAGS
 CONFIGS = sorted(glob.glob(os.path.join(helpers.REPO, 'configs', '*.cfg')))

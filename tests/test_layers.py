@@ -6,9 +6,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
-from metadrop_tf import noise as noise_lib
 from metadrop_tf.learners import mixup
+from metadrop_tf.nets import layers
+from metadrop_tf.nets import noise as noise_lib
 
 SEED = tf.constant([3, 4], tf.int32)
 

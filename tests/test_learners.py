@@ -13,14 +13,14 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
 from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf import seeds as seeds_lib
-from metadrop_tf import train_step
 from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import gradient
 from metadrop_tf.learners import schedules
+from metadrop_tf.nets import layers
+from metadrop_tf.train import train_step
 
 SEED = tf.constant(helpers.FD_SEED, tf.int32)
 MC = helpers.FD_MC  # MC samples of the support loss in these tests (training uses 1)
@@ -278,7 +278,7 @@ def test_first_order_equals_the_query_gradient_at_the_adapted_theta():
 
 
 def _plain_maml_logits(x, w, beta):
-  """A MAML conv-4 forward written out with raw TF ops (independent of metadrop_tf.layers)."""
+  """A MAML conv-4 forward written out with raw TF ops (independent of metadrop_tf.nets.layers)."""
   h = x
   for b in range(4):
     h = tf.nn.conv2d(h, w[f'conv{b}_kernel'], 1, 'SAME') + w[f'conv{b}_bias']

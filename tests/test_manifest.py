@@ -1,6 +1,6 @@
 """Tests of the shard manifest: sizes and sha256 written by data/prepare.py, checked on load."""
 
-from metadrop_tf import manifest
+from metadrop_tf.episodes import manifest
 
 
 def test_round_trip_and_what_it_catches(tmp_path):

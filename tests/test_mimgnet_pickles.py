@@ -9,7 +9,7 @@ import pytest
 
 from data import mimgnet_pickles
 from data import prepare
-from metadrop_tf import data as data_lib
+from metadrop_tf.episodes import data as data_lib
 
 SPLITS = {'train': ['n02', 'n01', 'n03'], 'val': ['n04', 'n05'], 'test': ['n06', 'n07']}
 PER_CLASS = 3

@@ -8,11 +8,11 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import learners
-from metadrop_tf import mlp
-from metadrop_tf import network as network_lib
 from metadrop_tf import objectives
-from metadrop_tf import sampling
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import sampling
+from metadrop_tf.episodes import sinusoid
+from metadrop_tf.nets import mlp
+from metadrop_tf.nets import network as network_lib
 
 
 def _softplus(x):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import model as model_lib
 from metadrop_tf import objectives
+from metadrop_tf.nets import model as model_lib
 
 SEED = tf.constant([1, 2], tf.int32)
 

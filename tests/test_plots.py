@@ -2,7 +2,7 @@
 
 import pytest
 
-plots = pytest.importorskip('metadrop_tf.plots')
+plots = pytest.importorskip('metadrop_tf.export.plots')
 
 
 def _result(norm, accuracies):

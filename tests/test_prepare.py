@@ -13,7 +13,7 @@ import pytest
 from data import download
 from data import prepare
 import helpers
-from metadrop_tf import data as data_lib
+from metadrop_tf.episodes import data as data_lib
 
 ALPHABETS = {'background': ['Alpha', 'Beta'], 'evaluation': ['Gamma']}
 CHARS_PER_ALPHABET = 2

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from helpers import REPO
-from metadrop_tf import quiet
+from metadrop_tf.cli import quiet
 
 STARTUP = [
     'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR',
@@ -64,8 +64,8 @@ def test_a_program_speaks_first_and_alone():
 
 @pytest.mark.slow
 def test_verbosity_shows_tensorflow_startup_again():
-  code = 'from metadrop_tf import quiet; quiet.start(["x", "-v", "0"]); import tensorflow'
-  quiet_code = 'from metadrop_tf import quiet; quiet.start(["x"]); import tensorflow'
+  code = 'from metadrop_tf.cli import quiet; quiet.start(["x", "-v", "0"]); import tensorflow'
+  quiet_code = 'from metadrop_tf.cli import quiet; quiet.start(["x"]); import tensorflow'
   loud = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
                         timeout=300)
   silent = subprocess.run([sys.executable, '-c', quiet_code], cwd=REPO, capture_output=True,

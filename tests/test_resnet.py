@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import helpers
 from metadrop_tf import learners
-from metadrop_tf import resnet
+from metadrop_tf.nets import resnet
 
 SEED = tf.constant([3, 5], tf.int32)
 TINY_WIDTHS = (2, 3, 2, 2)

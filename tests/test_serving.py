@@ -16,11 +16,11 @@ from starlette.testclient import TestClient
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import checkpoints
-from metadrop_tf import export_lib
 from metadrop_tf import learners
-from metadrop_tf import serving
-from metadrop_tf import serving_app
+from metadrop_tf.export import export_lib
+from metadrop_tf.export import serving
+from metadrop_tf.export import serving_app
+from metadrop_tf.runtime import checkpoints
 
 pytestmark = pytest.mark.xdist_group('serving')  # one worker: module fixtures built once
 WAY, SHOT, QUERY = 3, 1, 2

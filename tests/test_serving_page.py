@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import checkpoints
-from metadrop_tf import export_lib
 from metadrop_tf import learners
+from metadrop_tf.export import export_lib
+from metadrop_tf.runtime import checkpoints
 
 webdriver = pytest.importorskip('selenium.webdriver')
 CHROMEDRIVER = shutil.which('chromedriver')

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import helpers
-from metadrop_tf import data
-from metadrop_tf import sampling
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sampling
+from metadrop_tf.episodes import sinusoid
 
 
 def test_a_task_is_a_sinusoid_of_the_stated_ranges():

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import helpers
-from metadrop_tf import threads
+from metadrop_tf.runtime import threads
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_training_with_a_task_per_core_runs_one_thread_per_op():
 
 @pytest.mark.slow
 def test_configure_sets_the_runtime_pools():
-  code = ('import tensorflow as tf, helpers; from metadrop_tf import threads; '
+  code = ('import tensorflow as tf, helpers; from metadrop_tf.runtime import threads; '
           'threads.configure(helpers.tiny_config(intra_op_threads=3, inter_op_threads=2), True); '
           'tf.constant(1.0) + 1; '
           'print(tf.config.threading.get_intra_op_parallelism_threads(), '

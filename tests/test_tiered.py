@@ -12,8 +12,8 @@ import pytest
 from data import prepare
 from data import tiered
 import helpers
-from metadrop_tf import data as data_lib
-from metadrop_tf import sampling
+from metadrop_tf.episodes import data as data_lib
+from metadrop_tf.episodes import sampling
 
 COUNTS = {'train': [3, 5, 4], 'val': [2, 3], 'test': [4, 2, 3]}
 

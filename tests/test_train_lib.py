@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import checkpoints
 from metadrop_tf import learners
-from metadrop_tf import train_lib
-from metadrop_tf import train_step
+from metadrop_tf.runtime import checkpoints
+from metadrop_tf.train import train_lib
+from metadrop_tf.train import train_step
 
 
 def _step_for(config):

@@ -11,7 +11,7 @@ import pkgutil
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import model as model_lib
+from metadrop_tf.nets import model as model_lib
 
 config_lib.document(
     learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '

@@ -40,7 +40,7 @@ class Learner:
   """Base class: the per-task and meta-batch plumbing shared by every method.
 
   Args:
-    network: a network (metadrop_tf.network): parameter groups, forward with explicit weights.
+    network: a network (metadrop_tf.nets.network): parameter groups, forward with explicit weights.
     n_steps: S, inner steps of adaptation.
     objective: what a task scores (default classification: cross-entropy, accuracy).
   Subclasses implement initial_state, adapt and predict (and may override meta_gradients).
@@ -157,7 +157,7 @@ class Learner:
     """Mean task_outputs over the meta-batch (task b seeded by fold_seed(seed, b); training
     uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and the metric.
 
-    A replica's share (metadrop_tf.distribute): `episode` holds tasks first_task (int or int64
+    A replica's share (runtime/distribute.py): `episode` holds tasks first_task (int or int64
     tensor) onward of a meta-batch of total_tasks; the outputs are then their sum divided by
     total_tasks, so the shares of the replicas add up to the meta-batch mean.
     """

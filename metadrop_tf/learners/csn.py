@@ -29,10 +29,10 @@ import keras
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
 from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf.learners import base
+from metadrop_tf.nets import layers
 
 KEYS = 'csn_keys'  # an adapted state's support keys [n, KEY_DIM]
 VALUES = 'csn_values'  # and its values, layer -> [n, units]

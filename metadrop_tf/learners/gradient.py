@@ -22,7 +22,6 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from metadrop_tf import layers
 from metadrop_tf import objectives
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.learners import base
@@ -33,6 +32,7 @@ from metadrop_tf.learners import inner_sgd
 from metadrop_tf.learners import mc_chunks
 from metadrop_tf.learners import mixup as mixup_lib
 from metadrop_tf.learners import schedules
+from metadrop_tf.nets import layers
 
 
 class GradientLearner(base.Learner):

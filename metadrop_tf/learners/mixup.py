@@ -7,8 +7,8 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.nets import layers
 
 config_lib.document(
     inner_mixup="Mix every inner step's support batch with a permutation of itself: input "

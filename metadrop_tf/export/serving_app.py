@@ -1,5 +1,5 @@
 """The HTTP layer of serving (serving.py): a Starlette app with TF Serving's REST routes,
-/healthz and the page (metadrop_tf/page/), one log line per request, body limits, and no
+/healthz and the page (metadrop_tf/export/page/), one log line per request, body limits, and no
 traceback ever reaching a client."""
 
 import asyncio
@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.responses import Response
 from starlette.routing import Route
 
-from metadrop_tf import serving
+from metadrop_tf.export import serving
 
 DEFAULT_MAX_BODY = 16 << 20  # bytes: a 20-way 5-shot episode of 28x28 images is ~0.5 MB of JSON
 PAGE_DIR = os.path.join(os.path.dirname(__file__), 'page')

@@ -11,15 +11,15 @@ import threading
 
 import tensorflow as tf
 
-from metadrop_tf import checkpoints
-from metadrop_tf import data
-from metadrop_tf import distribute
 from metadrop_tf import errors
-from metadrop_tf import eval_lib
 from metadrop_tf import learners
-from metadrop_tf import reporting
-from metadrop_tf import sampling
-from metadrop_tf import train_step
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sampling
+from metadrop_tf.evaluation import eval_lib
+from metadrop_tf.runtime import checkpoints
+from metadrop_tf.runtime import distribute
+from metadrop_tf.train import reporting
+from metadrop_tf.train import train_step
 
 
 class DivergedError(errors.UserError):

@@ -4,8 +4,8 @@ tf.distribute replicas), clipped, applied by the outer optimizer."""
 import keras
 import tensorflow as tf
 
-from metadrop_tf import distribute
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.runtime import distribute
 
 
 def meta_lr_schedule(config):

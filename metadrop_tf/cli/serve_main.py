@@ -1,4 +1,4 @@
-"""The serving program: flags -> loaded models -> uvicorn (metadrop_tf.serving)."""
+"""The serving program: flags -> loaded models -> uvicorn (metadrop_tf.export.serving)."""
 
 import logging
 import os
@@ -22,8 +22,8 @@ def define_flags() -> None:
 def main(argv) -> None:
   import uvicorn  # pylint: disable=g-import-not-at-top
 
-  from metadrop_tf import serving  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import serving_app  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import serving  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import serving_app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]} (flags look like --name=value)')
   if not FLAGS.export_dir:

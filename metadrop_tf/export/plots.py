@@ -146,7 +146,7 @@ def plot_regression(dump, path, title=''):
 
 
 def main(argv):
-  """python -m metadrop_tf.plots robustness OUT.png LABEL=eval_test_pgd_linf.json ..."""
+  """python -m metadrop_tf.export.plots robustness OUT.png LABEL=eval_test_pgd_linf.json ..."""
   import json  # pylint: disable=g-import-not-at-top
   if len(argv) < 3 or argv[0] != 'robustness':
     raise SystemExit(main.__doc__)

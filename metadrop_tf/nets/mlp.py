@@ -14,9 +14,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from metadrop_tf import components
-from metadrop_tf import layers
-from metadrop_tf import network
-from metadrop_tf import noise as noise_lib
+from metadrop_tf.nets import layers
+from metadrop_tf.nets import network
+from metadrop_tf.nets import noise as noise_lib
 
 INIT_STDDEV = 0.01  # Finn et al.'s fully connected weights: truncated normal, 0.01
 

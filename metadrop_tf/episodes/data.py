@@ -15,8 +15,8 @@ import numpy as np
 
 from metadrop_tf import errors
 from metadrop_tf import files
-from metadrop_tf import manifest
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import manifest
+from metadrop_tf.episodes import sinusoid
 
 SPLIT_IDS = sinusoid.SPLIT_IDS  # the split's stream of tasks: train 0, val 1, test 2
 

@@ -1,6 +1,6 @@
 """The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
 
-The first implementation of the network interface (metadrop_tf/network.py): topology only
+The first implementation of the network interface (metadrop_tf/nets/network.py): topology only
 (ResNet-12 is resnet.py); build_model makes the network a Config names. Without noise
 (noisy=False) phi is kept, unused.
 """
@@ -11,11 +11,11 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
-from metadrop_tf import mlp
-from metadrop_tf import network
-from metadrop_tf import noise as noise_lib
-from metadrop_tf import resnet
+from metadrop_tf.nets import layers
+from metadrop_tf.nets import mlp
+from metadrop_tf.nets import network
+from metadrop_tf.nets import noise as noise_lib
+from metadrop_tf.nets import resnet
 
 config_lib.document(
     backbone='Network: conv4 (the reference), resnet12 (four residual stages, global average '

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from metadrop_tf import noise as noise_lib
+from metadrop_tf.nets import noise as noise_lib
 
 BN_EPSILON = 1e-3
 

@@ -10,9 +10,9 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from metadrop_tf import data
 from metadrop_tf import seeds as seeds_lib
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sinusoid
 
 
 class Episode(NamedTuple):

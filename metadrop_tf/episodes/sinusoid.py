@@ -2,7 +2,7 @@
 
 Task i of a split is y = A sin(x - p) with amplitude A ~ U[0.1, 5.0] and phase p ~ U[0, pi];
 its K support and Q query points have x ~ U[-5, 5]. Everything about task i depends only on
-(seed, split, i), like the image episodes (metadrop_tf.sampling.EpisodeSampler), so a resumed
+(seed, split, i), like the image episodes (episodes/sampling.py, EpisodeSampler), so a resumed
 run or a repeated evaluation sees the same tasks. NumPy only: sampling.make_dataset streams it.
 """
 

@@ -6,11 +6,11 @@ import shutil
 
 import tensorflow as tf
 
-from metadrop_tf import checkpoints
 from metadrop_tf import config as config_lib
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.runtime import checkpoints
 
 SPREAD_SAMPLES = 10  # noise samples of the `spread` signature (noisy learners)
 DESCRIPTION_FILE = os.path.join('assets.extra', 'metadrop_tf.json')  # TF Serving ignores it

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-LOG = logging.getLogger('metadrop_tf.serving')
+LOG = logging.getLogger('metadrop_tf.export.serving')
 DTYPES = {tf.float32: 'DT_FLOAT', tf.int64: 'DT_INT64', tf.int32: 'DT_INT32',
           tf.float64: 'DT_DOUBLE'}
 

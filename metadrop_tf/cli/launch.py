@@ -3,19 +3,19 @@
 Nothing here imports TensorFlow before `quiet.start()` has run.
 """
 
-from metadrop_tf import quiet
+from metadrop_tf.cli import quiet
 
 
 def _run(program: str) -> None:
   quiet.start()
-  from metadrop_tf import main  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import main  # pylint: disable=g-import-not-at-top
   main.run(program)
 
 
 def serve() -> None:
   """Console script `metadrop-serve` and `serve.py`."""
   quiet.start()
-  from metadrop_tf import serve_main  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.cli import serve_main  # pylint: disable=g-import-not-at-top
   serve_main.run()
 
 

@@ -1,4 +1,4 @@
-"""ResNet-12 as used in few-shot learning, on the network interface (metadrop_tf/network.py).
+"""ResNet-12 as used in few-shot learning, on the network interface (metadrop_tf/nets/network.py).
 
 Four residual stages of width w_s (default 64-160-320-640; 64-128-256-512 the lighter option);
 each stage:
@@ -27,9 +27,9 @@ import tensorflow_probability as tfp
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import layers
-from metadrop_tf import network
-from metadrop_tf import noise as noise_lib
+from metadrop_tf.nets import layers
+from metadrop_tf.nets import network
+from metadrop_tf.nets import noise as noise_lib
 
 config_lib.document(
     resnet_widths='The four stage widths of --backbone=resnet12 (64,128,256,512 is the lighter '

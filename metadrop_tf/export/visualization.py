@@ -7,12 +7,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from metadrop_tf import data
-from metadrop_tf import export_lib
 from metadrop_tf import files
-from metadrop_tf import sampling
 from metadrop_tf import seeds as seeds_lib
-from metadrop_tf import sinusoid
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sampling
+from metadrop_tf.episodes import sinusoid
+from metadrop_tf.export import export_lib
 
 VIS_EPISODES = 10
 VIS_SAMPLES = 10

@@ -17,18 +17,18 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 
-from metadrop_tf import checkpoints
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf import data
-from metadrop_tf import distribute
 from metadrop_tf import errors
-from metadrop_tf import flags as flags_lib
-from metadrop_tf import help as help_lib
 from metadrop_tf import objectives
-from metadrop_tf import program_flags
-from metadrop_tf import quiet
-from metadrop_tf import threads
+from metadrop_tf.cli import flags as flags_lib
+from metadrop_tf.cli import help as help_lib
+from metadrop_tf.cli import program_flags
+from metadrop_tf.cli import quiet
+from metadrop_tf.episodes import data
+from metadrop_tf.runtime import checkpoints
+from metadrop_tf.runtime import distribute
+from metadrop_tf.runtime import threads
 
 FLAGS = flags.FLAGS
 HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
@@ -101,8 +101,8 @@ def _saved_config(savedir):
 
 def _describe():
   """--describe: the network of the flags, its parameters counted; trains nothing."""
-  from metadrop_tf import model as model_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import network as network_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import network as network_lib  # pylint: disable=g-import-not-at-top
   config = flags_lib.config_from_flags()
   network = model_lib.build_model(config)
   widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
@@ -123,7 +123,7 @@ def _strategy(config, training):
 
 
 def train_main():
-  from metadrop_tf import train_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.train import train_lib  # pylint: disable=g-import-not-at-top
   if FLAGS.describe:
     return _describe()
   savedir = _savedir()
@@ -135,7 +135,7 @@ def train_main():
 
 
 def evaluate_main():
-  from metadrop_tf import eval_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='evaluate')
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
@@ -169,7 +169,7 @@ def evaluate_main():
 
 def _attack_from_flags():
   """The attacks.Attack of --attack=pgd and its flags, or None; ConfigError naming the flag."""
-  from metadrop_tf import attacks  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import attacks  # pylint: disable=g-import-not-at-top
   if not FLAGS.attack:
     return None
   if FLAGS.attack_norm not in attacks.NORMS:
@@ -195,8 +195,8 @@ def _attack_from_flags():
 
 
 def export_main():
-  from metadrop_tf import export_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf import visualization  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import export_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import visualization  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='export')
   default = 'export' if FLAGS.mode == 'savedmodel' else 'visualization'
@@ -211,7 +211,7 @@ def export_main():
                                          FLAGS.checkpoint)
   print(f'wrote {path}')
   try:
-    from metadrop_tf import plots  # pylint: disable=g-import-not-at-top
+    from metadrop_tf.export import plots  # pylint: disable=g-import-not-at-top
   except ImportError:
     print("plots skipped: install the extra with pip install -e '.[plots]'", file=sys.stderr)
     return

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from metadrop_tf import noise as noise_lib
+from metadrop_tf.nets import noise as noise_lib
 
 
 class Network(keras.Model):

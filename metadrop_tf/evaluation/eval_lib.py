@@ -11,17 +11,17 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from metadrop_tf import attacks
-from metadrop_tf import checkpoints
-from metadrop_tf import data
-from metadrop_tf import distribute
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import metrics
-from metadrop_tf import model as model_lib
 from metadrop_tf import objectives
-from metadrop_tf import sampling
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.episodes import data
+from metadrop_tf.episodes import sampling
+from metadrop_tf.evaluation import attacks
+from metadrop_tf.nets import model as model_lib
+from metadrop_tf.runtime import checkpoints
+from metadrop_tf.runtime import distribute
 
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 # Settings evaluation results do not depend on: changing them continues a partial evaluation.
@@ -122,7 +122,7 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
 def code_commit() -> str | None:
   """The git commit of this package's checkout ('+' appended when it has uncommitted changes
   to tracked files), or None outside a git checkout."""
-  here = os.path.dirname(os.path.abspath(__file__))
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package's root
   try:
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
                           text=True, timeout=10, check=True).stdout.strip()

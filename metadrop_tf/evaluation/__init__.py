@@ -1,0 +1,1 @@
+"""The meta-test protocol (clean or under attack) and the attacks."""
