@@ -48,7 +48,6 @@ NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
                'fixed_add')  # noise_lib.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
-BACKBONES = ('conv4', 'resnet12', 'mlp')  # model.py, resnet.py, mlp.py
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.runtime.distribute
 
 

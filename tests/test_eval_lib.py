@@ -47,10 +47,10 @@ def test_episodes_per_call_fits_memory_and_obeys_the_flag():
 
 def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not():
   from metadrop_tf import config as config_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import backbones  # pylint: disable=g-import-not-at-top
   gib = 2 ** 30
   five_shot = config_lib.Config(shot=5).validate()
-  per_episode = model_lib.meta_test_bytes_per_episode(five_shot)
+  per_episode = backbones.meta_test_bytes_per_episode(five_shot)
   assert eval_lib.memory_advice(five_shot, 3 * per_episode) is None
   advice = eval_lib.memory_advice(five_shot, int(1.5 * per_episode))
   # K = 2 leaves half an episode, over a quarter of the memory; K = 3 fits.
@@ -63,13 +63,13 @@ def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not()
 
 def test_evaluation_of_a_run_warns_once_when_an_episode_may_not_fit(tmp_path, monkeypatch,
                                                                   caplog):
-  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import backbones  # pylint: disable=g-import-not-at-top
   config, savedir = helpers.saved_run(tmp_path, n_test_iters=2)
   assert config.noisy
   with caplog.at_level(logging.WARNING):
     eval_lib.run(config, savedir, progress=False, mc_samples=2)
   assert not [r for r in caplog.records if 'meta-test episode needs' in r.getMessage()]
-  monkeypatch.setattr(model_lib, 'meta_test_bytes_per_episode', lambda config: 2 ** 50)
+  monkeypatch.setattr(backbones, 'meta_test_bytes_per_episode', lambda config: 2 ** 50)
   with caplog.at_level(logging.WARNING):
     eval_lib.run(config, savedir, progress=False, mc_samples=2)
   warnings = [r.getMessage() for r in caplog.records if 'meta-test episode needs' in r.getMessage()]

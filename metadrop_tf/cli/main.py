@@ -101,10 +101,10 @@ def _saved_config(savedir):
 
 def _describe():
   """--describe: the network of the flags, its parameters counted; trains nothing."""
-  from metadrop_tf.nets import model as model_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.nets import backbones  # pylint: disable=g-import-not-at-top
   from metadrop_tf.nets import network as network_lib  # pylint: disable=g-import-not-at-top
   config = flags_lib.config_from_flags()
-  network = model_lib.build_model(config)
+  network = backbones.build(config)
   widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
   print(f'{config.backbone} (widths {widths}), {config.dataset} {config.image_shape} '
         f'{config.way}-way, {config.method}')

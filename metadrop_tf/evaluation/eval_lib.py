@@ -19,7 +19,7 @@ from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.evaluation import attacks
-from metadrop_tf.nets import model as model_lib
+from metadrop_tf.nets import backbones
 from metadrop_tf.runtime import checkpoints
 from metadrop_tf.runtime import distribute
 
@@ -44,18 +44,18 @@ def episodes_per_call(config, memory_bytes=None):
     return config.test_metabatch
   if memory_bytes is None:
     memory_bytes = machine_memory_bytes()
-  per_episode = model_lib.meta_test_bytes_per_episode(config)
+  per_episode = backbones.meta_test_bytes_per_episode(config)
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 
 def memory_advice(config, memory_bytes=None):
   """One line suggesting --test_mc_chunks when even one meta-test episode's estimated
-  activations (model.meta_test_bytes_per_episode) pass half of memory_bytes (default: this
+  activations (backbones.meta_test_bytes_per_episode) pass half of memory_bytes (default: this
   machine's RAM), or None. The smallest divisor K of the MC samples that brings the estimate
   under a quarter of the memory is suggested."""
   if memory_bytes is None:
     memory_bytes = machine_memory_bytes()
-  per_episode = model_lib.meta_test_bytes_per_episode(config)
+  per_episode = backbones.meta_test_bytes_per_episode(config)
   if per_episode <= memory_bytes / 2:
     return None
   samples, chunks = config.test_mc_samples, config.test_mc_chunks

@@ -11,7 +11,7 @@ import pkgutil
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
-from metadrop_tf.nets import model as model_lib
+from metadrop_tf.nets import backbones
 
 config_lib.document(
     learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '
@@ -45,9 +45,10 @@ def register(name: str):
 
 
 def check(config) -> None:
-  """ConfigError unless config.learner_name is registered and every option the config sets
-  belongs to a component it uses (metadrop_tf.components), and the learner's optional
-  classmethod check_config accepts it; before any data is loaded."""
+  """ConfigError unless config.learner_name and config.backbone are registered, every option
+  the config sets belongs to a component it uses (metadrop_tf.components), and the learner's
+  optional classmethod check_config accepts it; before any data is loaded."""
+  backbones.check(config)
   if config.learner_name not in REGISTRY:
     raise config_lib.ConfigError(f'--learner={config.learner_name!r} is unknown; choose one '
                                  f'of {sorted(REGISTRY)}')
@@ -61,7 +62,7 @@ def build(config, dtype='float32', network=None):
   """The learner of config.learner_name around `network` (default: the config's network);
   ConfigError for an unknown learner or a bad --adapt_params."""
   check(config)
-  network = network or model_lib.build_model(config, dtype)
+  network = network or backbones.build(config, dtype)
   try:
     return REGISTRY[config.learner_name].from_config(network, config)
   except ValueError as e:  # a bad --adapt_params

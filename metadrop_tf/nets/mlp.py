@@ -13,7 +13,6 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from metadrop_tf import components
 from metadrop_tf.nets import layers
 from metadrop_tf.nets import network
 from metadrop_tf.nets import noise as noise_lib
@@ -21,9 +20,7 @@ from metadrop_tf.nets import noise as noise_lib
 INIT_STDDEV = 0.01  # Finn et al.'s fully connected weights: truncated normal, 0.01
 
 
-components.declare('backbone', 'mlp', ('channels',))  # its hidden units
-
-
+@network.register('mlp', ('channels',))  # its hidden units
 class MLP(network.Network):
   """theta: dense<l>_kernel [in, units], dense<l>_bias, and the head dense_kernel
   [units, outputs], dense_bias; phi: the hidden layers' shapes again; beta: empty.
@@ -35,6 +32,18 @@ class MLP(network.Network):
     noisy, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
     noise_sampler: name in noise_lib.SAMPLERS.
   """
+
+  @classmethod
+  def from_config(cls, config, dtype='float32') -> 'MLP':
+    return cls(config.way, config.image_shape, (config.n_channels,) * 2, noisy=config.noisy,
+               dtype=dtype, seed=config.seed, noise_sampler=config.noise_sampler,
+               noise_type=config.noise_type, noise_scale=config.noise_scale)
+
+  @classmethod
+  def meta_test_bytes_per_episode(cls, config) -> int:
+    """A few hundred floats per point: never the limit."""
+    return (network.ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.shot
+            * config.n_channels * 4)
 
   def __init__(self, outputs: int = 1, input_shape: Sequence[int] = (1,),
                hidden: Sequence[int] = (40, 40), noisy: bool = True, dtype='float32', seed=0,

@@ -1,7 +1,7 @@
 """The conv-4 network of Meta Dropout: variables theta (adapted), phi (noise), beta (BN offsets).
 
 The first implementation of the network interface (metadrop_tf/nets/network.py): topology only
-(ResNet-12 is resnet.py); build_model makes the network a Config names. Without noise
+(ResNet-12 is resnet.py); nets/backbones.py makes the network a Config names. Without noise
 (noisy=False) phi is kept, unused.
 """
 
@@ -9,13 +9,10 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.nets import layers
-from metadrop_tf.nets import mlp
 from metadrop_tf.nets import network
 from metadrop_tf.nets import noise as noise_lib
-from metadrop_tf.nets import resnet
 
 config_lib.document(
     backbone='Network: conv4 (the reference), resnet12 (four residual stages, global average '
@@ -33,9 +30,7 @@ def feature_dim(image_shape, channels):
   return size * size * channels
 
 
-components.declare('backbone', 'conv4', ('channels',))  # its width
-
-
+@network.register('conv4', ('channels',))  # its width
 class MetaDropoutNet(network.Network):
   """Classifier theta + noise generator phi + batch-norm offsets beta, as in SPEC "Networks".
 
@@ -51,6 +46,13 @@ class MetaDropoutNet(network.Network):
     noise_type, noise_scale: which noise the blocks draw (noise_lib.make_noise; Meta Dropout's by
       default, the regularizer baselines otherwise).
   """
+
+  @classmethod
+  def from_config(cls, config, dtype='float32') -> 'MetaDropoutNet':
+    return cls(cls.head_way(config), config.image_shape, config.n_channels, noisy=config.noisy,
+               dtype=dtype, compute_dtype=cls.precision_dtype(config), seed=config.seed,
+               noise_sampler=config.noise_sampler, noise_type=config.noise_type,
+               noise_scale=config.noise_scale)
 
   def __init__(self, way, image_shape, channels, noisy=True, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', noise_type='metadrop',
@@ -251,50 +253,3 @@ class MetaDropoutNet(network.Network):
       return tf.constant(0.0, self.dtype)
     return tf.add_n([tf.reduce_mean(noise_lib.information_dropout_kl(a))
                      for a in self._block_alphas(x, theta, phi=phi, beta=beta)]) / N_BLOCKS
-
-
-# Live activations of one support image's first-block map (H x W x C) per MC copy during a
-# meta-test inner step: measured ~13.5 (Omniglot) and ~15.5 (miniImageNet) from peak RSS.
-ACTIVATIONS_PER_NOISY_IMAGE = 16
-
-
-def meta_test_bytes_per_episode(config) -> int:
-  """Estimated peak activation bytes of one meta-test episode of this network (float32): the
-  first block's map of every support image and MC copy dominates. ResNet-12 has three 3x3
-  convs and a shortcut at full resolution where conv-4 has one conv: counted three times
-  (an estimate, not measured)."""
-  if config.backbone == 'mlp':  # a few hundred floats per point: never the limit
-    return ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.shot * (
-        config.n_channels * 4)
-  height, width, _ = config.image_shape
-  channels, factor = config.n_channels, 1
-  if config.backbone == 'resnet12':
-    channels, factor = config.widths[0], 3
-  return (factor * ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.way
-          * config.shot * height * width * channels * 4) // config.test_mc_chunks
-
-
-def build_model(config, dtype='float32'):
-  """The network a Config describes (backbone, dataset shape, width, way, noise on or off,
-  precision, seed, sampler)."""
-  way = 0 if config.zero_head else config.way  # a zero head is made per task
-  compute_dtype = 'bfloat16' if config.precision == 'bfloat16' else None
-  if config.backbone == 'mlp':
-    network = mlp.MLP(config.way, config.image_shape, (config.n_channels,) * 2,
-                      noisy=config.noisy, dtype=dtype, seed=config.seed,
-                      noise_sampler=config.noise_sampler, noise_type=config.noise_type,
-                      noise_scale=config.noise_scale)
-  elif config.backbone == 'resnet12':
-    network = resnet.ResNet12(way, config.image_shape, config.widths, noisy=config.noisy,
-                              dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
-                              noise_sampler=config.noise_sampler)
-  else:
-    network = MetaDropoutNet(way, config.image_shape, config.n_channels, noisy=config.noisy,
-                             dtype=dtype, compute_dtype=compute_dtype, seed=config.seed,
-                             noise_sampler=config.noise_sampler, noise_type=config.noise_type,
-                             noise_scale=config.noise_scale)
-  if config.normalize:  # the statistics come from the data (train) or the checkpoint
-    network.normalize_inputs(config.image_shape[-1])
-  if config.bn_mode == 'running':
-    network.track_running_statistics()
-  return network

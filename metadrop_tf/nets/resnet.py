@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.nets import layers
 from metadrop_tf.nets import network
@@ -41,9 +40,7 @@ LEAK = 0.1
 CONVS = ('a', 'b', 'c')
 
 
-components.declare('backbone', 'resnet12', ('resnet_widths',))
-
-
+@network.register('resnet12', ('resnet_widths',))
 class ResNet12(network.Network):
   """ResNet-12 with Meta Dropout's noise on every 3x3 conv (module docstring).
 
@@ -54,6 +51,18 @@ class ResNet12(network.Network):
     noisy: as network.Network (False: phi is created but never used or trained).
     dtype, compute_dtype, seed, noise_sampler: as model.MetaDropoutNet.
   """
+
+  @classmethod
+  def from_config(cls, config, dtype='float32') -> 'ResNet12':
+    return cls(cls.head_way(config), config.image_shape, config.widths, noisy=config.noisy,
+               dtype=dtype, compute_dtype=cls.precision_dtype(config), seed=config.seed,
+               noise_sampler=config.noise_sampler)
+
+  @staticmethod
+  def first_block_channels(config) -> int:
+    """Three 3x3 convs and a shortcut at full resolution where conv-4 has one conv: counted
+    three times the first stage's width (an estimate, not measured)."""
+    return 3 * config.widths[0]
 
   def __init__(self, way, image_shape, widths=WIDTHS, noisy=True, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', **kwargs):

@@ -1,0 +1,51 @@
+"""Backbones: one module per network in this package, each registered by name (--backbone).
+
+  build(config, dtype) -> the Network a Config describes (nets.network.REGISTRY)
+  check(config)        ConfigError for a --backbone no module registered
+  meta_test_bytes_per_episode(config)   the backbone's estimate of one meta-test episode
+@network.register('name', options) on a network.Network subclass with a classmethod
+from_config(config, dtype), in a module of this package (imported here) or of the user's
+(--import_modules), adds a backbone; see docs/adding.md.
+"""
+
+import importlib
+import os
+import pkgutil
+
+from metadrop_tf import config as config_lib
+from metadrop_tf.nets import network
+
+
+def check(config) -> None:
+  """ConfigError unless config.backbone is registered."""
+  if config.backbone not in network.REGISTRY:
+    raise config_lib.ConfigError(f'--backbone={config.backbone!r} is unknown; choose one of '
+                                 f'{sorted(network.REGISTRY)}')
+
+
+def build(config, dtype='float32') -> network.Network:
+  """The network of config.backbone, input normalization and running batch-norm statistics
+  set up as the Config asks; variables of `dtype`."""
+  check(config)
+  model = network.REGISTRY[config.backbone].from_config(config, dtype)
+  if config.normalize:  # the statistics come from the data (train) or the checkpoint
+    model.normalize_inputs(config.image_shape[-1])
+  if config.bn_mode == 'running':
+    model.track_running_statistics()
+  return model
+
+
+def meta_test_bytes_per_episode(config) -> int:
+  """Estimated peak activation bytes of one meta-test episode of the config's network."""
+  check(config)
+  return network.REGISTRY[config.backbone].meta_test_bytes_per_episode(config)
+
+
+def _import_networks() -> None:
+  """Imports every module of this package, so each backbone registers itself: adding one is
+  writing its module."""
+  for info in pkgutil.iter_modules([os.path.dirname(__file__)]):
+    importlib.import_module(f'{__package__}.{info.name}')
+
+
+_import_networks()
