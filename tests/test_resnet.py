@@ -113,6 +113,7 @@ def test_describe_prints_the_counts(capsys):
   assert f"theta   {expected['theta']:>14,}" in out
   assert f"phi     {expected['phi']:>14,}" in out
   assert 'stage3_convc_kernel' in out and '(3, 3, 512, 512)' in out
+  assert out.startswith('resnet12 --resnet_widths=64,128,256,512, mimgnet (84, 84, 3) 5-way')
 
 
 def test_channels_with_resnet12_is_one_line():

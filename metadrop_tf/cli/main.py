@@ -105,8 +105,9 @@ def _describe():
   from metadrop_tf.nets import network as network_lib  # pylint: disable=g-import-not-at-top
   config = flags_lib.config_from_flags()
   network = backbones.build(config)
-  widths = config.resnet_widths if config.backbone == 'resnet12' else config.n_channels
-  print(f'{config.backbone} (widths {widths}), {config.dataset} {config.image_shape} '
+  own = sorted(components.REGISTRY[('backbone', config.backbone)].options)  # e.g. its widths
+  options = ''.join(f' --{o}={getattr(config, o)}' for o in own)
+  print(f'{config.backbone}{options}, {config.dataset} {config.image_shape} '
         f'{config.way}-way, {config.method}')
   print(network_lib.describe(network))
 
