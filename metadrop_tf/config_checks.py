@@ -88,7 +88,8 @@ def episodes(c) -> None:
 
 
 def noise(c) -> None:
-  """Noise type, noise penalty, mixup and batch-norm mode, and how they combine."""
+  """Noise type, noise penalty, mixup and batch-norm mode, and how they combine (what a
+  backbone does not implement, its check_config refuses: nets/backbones.py)."""
   if c.noise_type not in config_lib.NOISE_TYPES:
     raise ConfigError(f'--noise_type={c.noise_type!r} must be one of '
                       f'{list(config_lib.NOISE_TYPES)}')
@@ -96,18 +97,11 @@ def noise(c) -> None:
     if not c.noisy:
       raise ConfigError(f'--noise_type={c.noise_type} needs a noisy learner: '
                         '--learner=metadrop, or --meta_dropout with another gradient learner')
-    if c.backbone == 'resnet12':
-      raise ConfigError(f'--noise_type={c.noise_type} is built for conv4 and mlp; '
-                        'ResNet-12 has Meta Dropout\'s noise only')
-    if c.noise_type in ('info_dropout', 'vib') and c.backbone != 'conv4':
-      raise ConfigError(f'--noise_type={c.noise_type} is built for --backbone=conv4')
   if c.noise_penalty < 0:
     raise ConfigError(f'--noise_penalty={c.noise_penalty} must be >= 0')
   if c.inner_mixup not in config_lib.MIXUP_KINDS:
     raise ConfigError(f'--inner_mixup={c.inner_mixup!r} must be one of '
                       f'{list(config_lib.MIXUP_KINDS)} (empty: off)')
-  if c.inner_mixup and c.backbone == 'resnet12':
-    raise ConfigError('--inner_mixup is built for conv4 and mlp, not --backbone=resnet12')
   if c.inner_mixup and c.noisy:
     raise ConfigError('--inner_mixup is a baseline for learners without noise; use '
                       '--learner=maml (or another gradient learner without --meta_dropout)')

@@ -115,3 +115,32 @@ def test_a_backbones_option_is_refused_with_another_backbone_and_the_reverse(toy
   with pytest.raises(config_lib.ConfigError, match=r'^--channels=4 does not apply to '
                      r'--backbone=toy_conv'):
     learners.check(helpers.tiny_config(backbone='toy_conv'))
+
+
+RESNET = dict(backbone='resnet12', channels=0, resnet_widths='2,3,2,4')
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(RESNET, learner='metadrop', noise_type='learned_add'),
+     "--noise_type=learned_add is built for conv4 and mlp; ResNet-12 has Meta Dropout's noise "
+     'only'),
+    (dict(RESNET, learner='maml', inner_mixup='input'),
+     '--inner_mixup is built for conv4 and mlp, not --backbone=resnet12'),
+    (dict(dataset='sinusoid', way=1, backbone='mlp', channels=0, learner='metadrop',
+          noise_type='vib'), '--noise_type=vib is built for --backbone=conv4'),
+])
+def test_a_backbone_refuses_what_it_does_not_implement_in_one_line(settings, message):
+  with pytest.raises(config_lib.ConfigError) as error:
+    learners.check(helpers.tiny_config(**settings))
+  assert str(error.value) == message
+
+
+@pytest.mark.parametrize('settings', [
+    dict(learner='metadrop', noise_type='vib'),
+    dict(learner='maml', inner_mixup='manifold'),
+    dict(RESNET, learner='metadrop'),
+    dict(dataset='sinusoid', way=1, backbone='mlp', channels=0, learner='metadrop',
+         noise_type='learned_add'),
+])
+def test_what_a_backbone_implements_is_accepted(settings):
+  learners.check(helpers.tiny_config(**settings))

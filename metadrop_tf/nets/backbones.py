@@ -1,7 +1,8 @@
 """Backbones: one module per network in this package, each registered by name (--backbone).
 
   build(config, dtype) -> the Network a Config describes (nets.network.REGISTRY)
-  check(config)        ConfigError for a --backbone no module registered
+  check(config)        ConfigError for a --backbone no module registered, or settings the
+                       chosen network refuses (its check_config)
   meta_test_bytes_per_episode(config)   the backbone's estimate of one meta-test episode
 @network.register('name', options) on a network.Network subclass with a classmethod
 from_config(config, dtype), in a module of this package (imported here) or of the user's
@@ -17,10 +18,12 @@ from metadrop_tf.nets import network
 
 
 def check(config) -> None:
-  """ConfigError unless config.backbone is registered."""
+  """ConfigError unless config.backbone is registered and its class's check_config accepts
+  the config (a noise type or mixup it does not implement)."""
   if config.backbone not in network.REGISTRY:
     raise config_lib.ConfigError(f'--backbone={config.backbone!r} is unknown; choose one of '
                                  f'{sorted(network.REGISTRY)}')
+  network.REGISTRY[config.backbone].check_config(config)
 
 
 def build(config, dtype='float32') -> network.Network:

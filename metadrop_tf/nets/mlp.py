@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from metadrop_tf import config as config_lib
 from metadrop_tf.nets import layers
 from metadrop_tf.nets import network
 from metadrop_tf.nets import noise as noise_lib
@@ -38,6 +39,13 @@ class MLP(network.Network):
     return cls(config.way, config.image_shape, (config.n_channels,) * 2, noisy=config.noisy,
                dtype=dtype, seed=config.seed, noise_sampler=config.noise_sampler,
                noise_type=config.noise_type, noise_scale=config.noise_scale)
+
+  @classmethod
+  def check_config(cls, config) -> None:
+    """Information dropout and VIB are built on conv-4's blocks and features."""
+    if config.noisy and config.noise_type in ('info_dropout', 'vib'):
+      raise config_lib.ConfigError(f'--noise_type={config.noise_type} is built for '
+                                   '--backbone=conv4')
 
   @classmethod
   def meta_test_bytes_per_episode(cls, config) -> int:

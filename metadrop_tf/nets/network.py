@@ -85,6 +85,12 @@ class Network(keras.Model):
     on or off, precision, seed, sampler); variables of `dtype`."""
     raise NotImplementedError(f'{cls.__name__}.from_config')
 
+  @classmethod
+  def check_config(cls, config) -> None:
+    """ConfigError for settings this network does not implement (a noise type, a mixup);
+    called before any data loads. Every setting is accepted here."""
+    del config
+
   @staticmethod
   def head_way(config) -> int:
     """Outputs of the head: --way, or 0 with --zero_head (a zero head is made per task)."""
