@@ -30,7 +30,6 @@ Config = config_lib.Config
     ({'dataset': 'sinusoid', 'way': 1}, '--backbone=conv4 does not fit --dataset=sinusoid'),
     ({'backbone': 'mlp'}, '--backbone=mlp does not fit --dataset=omniglot'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'augment': True}, '--augment'),
-    ({'learner': 'maml', 'inner_mixup': 'input', 'backbone': 'resnet12'}, '--inner_mixup'),
     ({'inner_mixup': 'input'}, '--inner_mixup is a baseline for learners without noise'),
     ({'test_mc_chunks': 7}, '--test_mc_chunks=7 must divide --n_test_mc_samp=30'),
     ({'test_mc_chunks': 0}, '--test_mc_chunks=0 must be a positive integer'),
