@@ -6,7 +6,8 @@ accuracies with their committed results: the check that a refactor kept every nu
 Without arguments, every `runs/**/eval_<split>.json`; `--attacks` adds the `*_pgd_*.json`
 (PGD costs more). Each result is re-evaluated from the checkpoint it names, with its split,
 seed and MC samples, in this process, writing nothing; one line per file (episodes equal,
-and the first that differ). Exit 1 when any differs.
+and the first that differ; or why it cannot be: a checkpoint that is not there). Exit 1 when any
+differs.
 """
 
 import glob
@@ -82,8 +83,13 @@ def main(argv):
   tf.config.threading.set_inter_op_parallelism_threads(1)
   logging.set_verbosity(logging.WARNING)  # not the notes on settings older runs predate
   differ, recomputed_all = 0, {}
+  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
   for path in results(argv[1:]):
-    committed, recomputed = reevaluate(path, FLAGS.episodes)
+    try:
+      committed, recomputed = reevaluate(path, FLAGS.episodes)
+    except checkpoints.CheckpointError as e:  # e.g. an intermediate checkpoint not committed
+      print(f'{path}: not re-evaluated: {e}', flush=True)
+      continue
     recomputed_all[path] = recomputed
     if FLAGS.out:
       with open(FLAGS.out, 'w') as f:

@@ -1,5 +1,6 @@
-"""runs/finished.py: when the run scripts skip an evaluation that is already done; and every
-committed run's ckpt/checkpoint state file names a checkpoint that exists."""
+"""runs/finished.py: when the run scripts skip an evaluation that is already done; every
+committed run's ckpt/checkpoint state file names a checkpoint that exists; runs/reevaluate.py
+recomputes a result and names one it cannot."""
 import glob
 import importlib.util
 import json
@@ -9,6 +10,8 @@ import sys
 
 import pytest
 import tensorflow as tf
+
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'runs', 'finished.py')
@@ -94,3 +97,23 @@ def test_every_committed_run_checkpoint_resolves():
   assert dirs
   unresolved = [d for d in dirs if not tf.train.latest_checkpoint(d)]
   assert not unresolved
+
+
+@pytest.mark.slow
+def test_reevaluate_recomputes_a_result_and_names_a_missing_checkpoint(tmp_path):
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=3)
+  eval_lib.run(config, savedir, progress=False, mc_samples=2)
+  result = os.path.join(savedir, 'eval_test.json')
+  with open(result) as f:
+    missing = dict(json.load(f), checkpoint=os.path.join(savedir, 'ckpt', 'ckpt-999'))
+  with open(os.path.join(savedir, 'eval_missing.json'), 'w') as f:
+    json.dump(missing, f)
+  done = subprocess.run([sys.executable, os.path.join(ROOT, 'runs', 'reevaluate.py'),
+                         '--episodes=2', result, os.path.join(savedir, 'eval_missing.json')],
+                        capture_output=True, text=True, check=False, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  missing_line, result_line = done.stdout.splitlines()  # in the order of their paths
+  assert result_line == f'{result}: 2/2 episodes equal'
+  assert missing_line.startswith(f'{savedir}/eval_missing.json: not re-evaluated: ')
+  assert 'ckpt-999' in missing_line and 'Traceback' not in done.stderr
