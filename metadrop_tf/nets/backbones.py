@@ -17,20 +17,24 @@ from metadrop_tf import config as config_lib
 from metadrop_tf.nets import network
 
 
-def check(config) -> None:
-  """ConfigError unless config.backbone is registered and its class's check_config accepts
-  the config (a noise type or mixup it does not implement)."""
+def _network_class(config) -> type:
+  """The registered class of config.backbone; ConfigError naming the registered ones."""
   if config.backbone not in network.REGISTRY:
     raise config_lib.ConfigError(f'--backbone={config.backbone!r} is unknown; choose one of '
                                  f'{sorted(network.REGISTRY)}')
-  network.REGISTRY[config.backbone].check_config(config)
+  return network.REGISTRY[config.backbone]
+
+
+def check(config) -> None:
+  """ConfigError unless config.backbone is registered and its class's check_config accepts
+  the config (a noise type or mixup it does not implement)."""
+  _network_class(config).check_config(config)
 
 
 def build(config, dtype='float32') -> network.Network:
-  """The network of config.backbone, input normalization and running batch-norm statistics
-  set up as the Config asks; variables of `dtype`."""
-  check(config)
-  model = network.REGISTRY[config.backbone].from_config(config, dtype)
+  """The network of config.backbone (checked by learners.check), input normalization and
+  running batch-norm statistics set up as the Config asks; variables of `dtype`."""
+  model = _network_class(config).from_config(config, dtype)
   if config.normalize:  # the statistics come from the data (train) or the checkpoint
     model.normalize_inputs(config.image_shape[-1])
   if config.bn_mode == 'running':
@@ -40,8 +44,7 @@ def build(config, dtype='float32') -> network.Network:
 
 def meta_test_bytes_per_episode(config) -> int:
   """Estimated peak activation bytes of one meta-test episode of the config's network."""
-  check(config)
-  return network.REGISTRY[config.backbone].meta_test_bytes_per_episode(config)
+  return _network_class(config).meta_test_bytes_per_episode(config)
 
 
 def _import_networks() -> None:
