@@ -20,10 +20,11 @@ from metadrop_tf import config as config_lib
 
 
 class Component(NamedTuple):
-  """kind ('learner', 'backbone', ...), name, the flag that chooses it, the options it reads."""
+  """kind ('learner', 'backbone', ...), name, the setting that chooses it (`learner=anil`, as
+  errors.py writes settings), the options it reads."""
   kind: str
   name: str
-  flag: str
+  choice: str
   options: frozenset
 
 
@@ -70,7 +71,7 @@ def declare(kind: str, name: str, options=()) -> Component:
   unknown = sorted(set(options) - set(config_lib.setting_names()))
   if unknown:
     raise ValueError(f'{label} reads options that are not settings: {unknown}')
-  component = Component(kind, name, f'--{CHOICES[kind][0]}={name}', frozenset(options))
+  component = Component(kind, name, f'`{CHOICES[kind][0]}={name}`', frozenset(options))
   REGISTRY[(kind, name)] = component
   return component
 
@@ -87,7 +88,7 @@ def import_modules(names: str) -> None:
       importlib.import_module(name)
     except Exception as e:  # pylint: disable=broad-except  # any failure of the user's module
       first = (str(e).strip().splitlines() or [''])[0][:160]
-      raise config_lib.ConfigError(f'--import_modules={name}: cannot import it '
+      raise config_lib.ConfigError(f'`import_modules={name}`: cannot import it '
                                    f'({type(e).__name__}: {first})') from None
 
 
@@ -103,12 +104,12 @@ def owners(option: str) -> list:
 
 
 def _describe(holders: list) -> str:
-  """'--learner=anil, maml or metasgd' (components of one kind share the flag)."""
+  """'`learner=anil, maml or metasgd`' (components of one kind share the setting)."""
   parts = []
   for kind in dict.fromkeys(c.kind for c in holders):
     names = sorted(c.name for c in holders if c.kind == kind)
     listed = ', '.join(names[:-1]) + ' or ' + names[-1] if len(names) > 1 else names[0]
-    parts.append(f'--{CHOICES[kind][0]}={listed}')
+    parts.append(f'`{CHOICES[kind][0]}={listed}`')
   return ' or '.join(parts)
 
 
@@ -119,7 +120,7 @@ def used_options(config) -> set:
 
 def check(config) -> None:
   """ConfigError for the first owned option set away from its default that no component of
-  the run reads: '--noise_scale=0.3 does not apply to --noise_type=metadrop; ...'."""
+  the run reads: '`noise_scale=0.3` does not apply to `noise_type=metadrop`; ...'."""
   default = config_lib.Config()
   used = used_options(config)
   for option, value in config.to_dict().items():
@@ -131,9 +132,9 @@ def check(config) -> None:
     where = _describe(holders)
     if same_kind:
       raise config_lib.ConfigError(
-          f'--{option}={value} does not apply to {same_kind[0].flag}: it is an option of '
+          f'`{option}={value}` does not apply to {same_kind[0].choice}: it is an option of '
           f'{where}; leave it out')
-    raise config_lib.ConfigError(f'--{option}={value} applies only with {where}; '
+    raise config_lib.ConfigError(f'`{option}={value}` applies only with {where}; '
                                  f'leave it out or add {where}')
 
 

@@ -22,7 +22,8 @@ class DatasetInfo(NamedTuple):
   classes: dict  # split -> number of classes in the reference shards
   objective: str = 'classification'  # metadrop_tf.objectives: classification or regression
   generated: bool = False  # tasks are generated (metadrop_tf.episodes.sinusoid), no shards to load
-  backbone: str = 'conv4'  # the network --backbone defaults to for this dataset
+  backbone: str = 'conv4'  # the network a run of this dataset uses by default
+  inputs: str = 'images'  # what its examples are: images, or numbers (nets.network.Network.inputs)
 
 
 DATASETS = {
@@ -33,7 +34,8 @@ DATASETS = {
     'tiered': DatasetInfo((84, 84, 3), 32, 732, {'train': 351, 'val': 97, 'test': 160}),
     # Finn et al. (2017): y = A sin(x - p) on x in [-5, 5]; an MLP of 2 x 40 hidden units.
     'sinusoid': DatasetInfo((1,), 40, 10 ** 6, {'train': 1, 'val': 1, 'test': 1},
-                            objective='regression', generated=True, backbone='mlp'),
+                            objective='regression', generated=True, backbone='mlp',
+                            inputs='numbers'),
 }
 # Flags whose default depends on --dataset when not given explicitly (metadrop_tf.cli.flags).
 DATASET_DEFAULTS = {'sinusoid': {'way': 1, 'backbone': 'mlp'}}
@@ -71,21 +73,22 @@ def document(**helps: str) -> None:
       raise ValueError(f'{name!r} is not a setting of Config; declare a new option with '
                        'components.declare and config.Option')
     if HELP.get(name, text) != text:
-      raise ValueError(f'the --help text of {name!r} is documented twice')
+      raise ValueError(f'the help text of {name!r} is documented twice')
     HELP[name] = text
 
 
 class ConfigError(errors.UserError, ValueError):
-  """A bad setting; the message is one line that names the flag."""
+  """A bad setting; the message is one line that names the setting (errors.py)."""
 
 
-def check_split(split: str, dataset: str, val_characters: int, flag: str = '--split') -> None:
-  """Raises ConfigError unless `split` can be evaluated for this dataset."""
+def check_split(split: str, dataset: str, val_characters: int, name: str = 'split') -> None:
+  """Raises ConfigError unless `split`, the value of setting `name`, can be evaluated for this
+  dataset."""
   if split not in EVAL_SPLITS:
-    raise ConfigError(f'{flag}={split!r} is not a split; choose one of {list(EVAL_SPLITS)}')
+    raise ConfigError(f'`{name}={split}` is not a split; choose one of {list(EVAL_SPLITS)}')
   if split == 'val' and dataset == 'omniglot' and not val_characters:
-    raise ConfigError(f'{flag}=val: Omniglot has no val shard; its val split is held out of '
-                      'train with --val_characters=N at training time, and this run has none')
+    raise ConfigError(f'`{name}=val`: Omniglot has no val shard; its val split is held out of '
+                      'train with `val_characters=N` at training time, and this run has none')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,12 +232,12 @@ class Config:
     return classes
 
   def validate(self) -> 'Config':
-    """Raises ConfigError naming the first bad flag; returns self so calls can chain."""
+    """Raises ConfigError naming the first bad setting; returns self so calls can chain."""
     if self.maml and self.learner not in ('', 'maml'):
-      raise ConfigError(f'--maml contradicts --learner={self.learner} (--maml means '
-                        '--learner=maml); pass one of them')
+      raise ConfigError(f'`maml` contradicts `learner={self.learner}` (`maml` means '
+                        '`learner=maml`); pass one of them')
     if self.dataset not in DATASETS:
-      raise ConfigError(f'--dataset={self.dataset!r} is unknown; choose one of '
+      raise ConfigError(f'`dataset={self.dataset}` is unknown; choose one of '
                         f'{sorted(DATASETS)}')
     from metadrop_tf import config_checks  # pylint: disable=g-import-not-at-top  # imports this
     for check in (config_checks.numbers, config_checks.network, config_checks.episodes,

@@ -13,12 +13,23 @@ import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
+from metadrop_tf.cli import messages
 from metadrop_tf.episodes import sampling
 from metadrop_tf.nets import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_OMNIGLOT = os.path.join(REPO, '..', 'shared', 'data', 'omniglot')
 TINY_IMAGE = (16, 16, 1)  # 16 -> 8 -> 4 -> 2 -> 1 after the 4 pools
+
+
+class _EveryName:
+  def __contains__(self, name):
+    return True
+
+
+def as_printed(error) -> str:
+  """An error's message as the programs print it: each `setting` worded as its flag."""
+  return messages.as_flags(str(error), _EveryName())
 
 
 def tiny_model(noisy=True, dtype='float64', way=3, channels=2, seed=0, **kwargs):

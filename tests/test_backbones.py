@@ -69,8 +69,21 @@ def test_the_memory_estimate_is_the_backbones():
 def test_an_unknown_backbone_is_one_line_naming_the_registered_ones():
   with pytest.raises(config_lib.ConfigError) as error:
     learners.check(config_lib.Config(backbone='conv5'))
-  assert str(error.value) == ("--backbone='conv5' is unknown; choose one of "
+  assert str(error.value) == ("`backbone=conv5` is unknown; choose one of "
                               "['conv4', 'mlp', 'resnet12']")
+  assert helpers.as_printed(error.value).startswith('--backbone=conv5 is unknown')
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(dataset='sinusoid', way=1), '`backbone=conv4` does not fit `dataset=sinusoid` (its '
+     'inputs are numbers, not images); use `backbone=mlp`'),
+    (dict(backbone='mlp'), '`backbone=mlp` does not fit `dataset=omniglot` (its inputs are '
+     'images, not numbers); use `backbone=conv4`'),
+])
+def test_a_backbone_that_does_not_take_the_datasets_inputs_is_one_line(settings, message):
+  with pytest.raises(config_lib.ConfigError) as error:
+    learners.check(config_lib.Config(**settings))
+  assert str(error.value) == message
 
 
 def test_registering_another_network_under_a_taken_name_fails():
@@ -109,11 +122,11 @@ def test_a_backbone_from_its_own_module_registers_and_meta_trains(toy_backbone):
 
 def test_a_backbones_option_is_refused_with_another_backbone_and_the_reverse(toy_backbone):
   del toy_backbone
-  with pytest.raises(config_lib.ConfigError, match=r'^--toy_width=5 does not apply to '
-                     r'--backbone=conv4: it is an option of --backbone=toy_conv'):
+  with pytest.raises(config_lib.ConfigError, match=r'^`toy_width=5` does not apply to '
+                     r'`backbone=conv4`: it is an option of `backbone=toy_conv`'):
     learners.check(helpers.tiny_config().replace(toy_width=5))
-  with pytest.raises(config_lib.ConfigError, match=r'^--channels=4 does not apply to '
-                     r'--backbone=toy_conv'):
+  with pytest.raises(config_lib.ConfigError, match=r'^`channels=4` does not apply to '
+                     r'`backbone=toy_conv`'):
     learners.check(helpers.tiny_config(backbone='toy_conv'))
 
 
@@ -122,12 +135,12 @@ RESNET = dict(backbone='resnet12', channels=0, resnet_widths='2,3,2,4')
 
 @pytest.mark.parametrize('settings, message', [
     (dict(RESNET, learner='metadrop', noise_type='learned_add'),
-     "--noise_type=learned_add is built for conv4 and mlp; ResNet-12 has Meta Dropout's noise "
+     "`noise_type=learned_add` is built for conv4 and mlp; ResNet-12 has Meta Dropout's noise "
      'only'),
     (dict(RESNET, learner='maml', inner_mixup='input'),
-     '--inner_mixup is built for conv4 and mlp, not --backbone=resnet12'),
+     '`inner_mixup` is built for conv4 and mlp, not `backbone=resnet12`'),
     (dict(dataset='sinusoid', way=1, backbone='mlp', channels=0, learner='metadrop',
-          noise_type='vib'), '--noise_type=vib is built for --backbone=conv4'),
+          noise_type='vib'), '`noise_type=vib` is built for `backbone=conv4`'),
 ])
 def test_a_backbone_refuses_what_it_does_not_implement_in_one_line(settings, message):
   with pytest.raises(config_lib.ConfigError) as error:

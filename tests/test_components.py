@@ -29,7 +29,8 @@ def _error(**settings):
   with pytest.raises(config_lib.ConfigError) as e:
     components.check(config)
     learners.check(config.validate())
-  return str(e.value)
+  assert '--' not in str(e.value)  # the library names settings, the programs flags
+  return helpers.as_printed(e.value)
 
 
 def test_the_gradient_learners_declare_every_option_tested_here():
@@ -43,7 +44,7 @@ def test_gradient_learner_options_are_errors_for_other_learners(learner, option)
     learners.check(config_lib.Config(learner=learner, **{option: GRADIENT_OPTIONS[option]}))
     return
   message = _error(learner=learner, **{option: GRADIENT_OPTIONS[option]})
-  assert f'--{option}=' in message and f'--learner={learner}' in message, message
+  assert f'--{option}' in message and f'--learner={learner}' in message, message
   assert '\n' not in message
 
 
@@ -56,7 +57,7 @@ def test_gradient_learner_options_are_errors_for_other_learners(learner, option)
      '--noise_scale=0.3 does not apply to --noise_type=vib'),
     (dict(maml=True, noise_scale=0.3), '--noise_scale=0.3 applies only with --noise_type='),
     (dict(checkpoint_kept_steps=1),
-     '--checkpoint_kept_steps=1 applies only with --gradient_checkpointing=True'),
+     '--checkpoint_kept_steps=1 applies only with --gradient_checkpointing'),
     (dict(maml=True, mixup_alpha=1.0), '--mixup_alpha=1.0 applies only with --inner_mixup='),
     (dict(learner='metadrop', noise_penalty=0.1),
      '--noise_penalty=0.1 does not apply to --noise_type=metadrop'),
@@ -87,7 +88,7 @@ def test_a_new_learner_on_the_base_class_accepts_no_gradient_options():
 
   try:
     message = _error(learner=name, lslr=True)
-    assert message.startswith(f'--lslr=True does not apply to --learner={name}')
+    assert message.startswith(f'--lslr does not apply to --learner={name}')
     assert _error(learner=name, inner_momentum=0.9).startswith('--inner_momentum=0.9')
   finally:
     del learners.REGISTRY[name]
@@ -130,7 +131,7 @@ def test_every_committed_flagfile_uses_only_options_of_its_components(path):
 @pytest.mark.parametrize('args, words', [
     (['--resnet_widths=32,64,128,256'], '--resnet_widths=32,64,128,256 does not apply to '
      '--backbone=conv4'),
-    (['--learner=csn', '--lslr'], '--lslr=True does not apply to --learner=csn'),
+    (['--learner=csn', '--lslr'], '--lslr does not apply to --learner=csn'),
 ])
 def test_train_exits_2_with_the_one_line(tmp_path, capsys, args, words):
   data_dir = str(tmp_path / 'data')
@@ -170,8 +171,8 @@ def test_a_declared_option_is_a_setting_recorded_only_with_its_component(declare
   assert loaded == recorded and loaded.toy_depth == 5 and not added
   conv4 = components.recorded(config_lib.Config())
   assert 'toy_depth' not in conv4.to_dict()  # a run without the component does not record it
-  with pytest.raises(config_lib.ConfigError, match=r'^--toy_depth=5 does not apply to '
-                     r'--backbone=conv4: it is an option of --backbone=toy_net; leave it out$'):
+  with pytest.raises(config_lib.ConfigError, match=r'^`toy_depth=5` does not apply to '
+                     r'`backbone=conv4`: it is an option of `backbone=toy_net`; leave it out$'):
     components.check(config_lib.Config.make(toy_depth=5))
   with pytest.raises(AttributeError, match='no setting'):
     config_lib.Config().toy_width  # pylint: disable=expression-not-assigned

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import helpers
 from metadrop_tf import config as config_lib
 from metadrop_tf import migration
 
@@ -20,15 +21,13 @@ Config = config_lib.Config
     ({'inner_lr': float('inf')}, '--inner_lr=inf must be a positive finite number'),
     ({'meta_lr': float('nan')}, '--meta_lr=nan'),
     ({'grad_clip': float('inf')}, '--grad_clip=inf'),
-    ({'eval_split': 'bogus'}, "--eval_split='bogus' is not a split"),
+    ({'eval_split': 'bogus'}, '--eval_split=bogus is not a split'),
     ({'precision': 'float16'}, '--precision'),
     ({'bn_mode': 'episodic'}, '--bn_mode'),
     ({'val_characters': 5, 'dataset': 'mimgnet', 'way': 5}, '--val_characters'),
     ({'eval_split': 'val'}, '--eval_split=val'),
     ({'val_characters': 3}, '--way=20 exceeds the 12 classes'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 5}, '--way=5'),
-    ({'dataset': 'sinusoid', 'way': 1}, '--backbone=conv4 does not fit --dataset=sinusoid'),
-    ({'backbone': 'mlp'}, '--backbone=mlp does not fit --dataset=omniglot'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'augment': True}, '--augment'),
     ({'inner_mixup': 'input'}, '--inner_mixup is a baseline for learners without noise'),
     ({'test_mc_chunks': 7}, '--test_mc_chunks=7 must divide --n_test_mc_samp=30'),
@@ -40,8 +39,8 @@ Config = config_lib.Config
 def test_validation_names_the_flag(changes, flag):
   with pytest.raises(config_lib.ConfigError) as err:
     Config(**changes).validate()
-  message = str(err.value)
-  assert flag in message and '\n' not in message
+  message = helpers.as_printed(err.value)
+  assert flag in message and '\n' not in message and '--' not in str(err.value)
 
 
 def test_reference_defaults_are_valid_and_derived_values():
@@ -111,10 +110,10 @@ def test_keys_added_after_a_run_take_their_logged_default():
 
 
 def test_split_check_lists_the_splits_and_explains_omniglot_val():
-  with pytest.raises(config_lib.ConfigError, match=r"--split='bogus' is not a split; choose "
+  with pytest.raises(config_lib.ConfigError, match=r"`split=bogus` is not a split; choose "
                      r"one of \['train', 'val', 'test'\]"):
     config_lib.check_split('bogus', 'omniglot', 0)
-  with pytest.raises(config_lib.ConfigError, match='held out of train with --val_characters'):
+  with pytest.raises(config_lib.ConfigError, match='held out of train with `val_characters'):
     config_lib.check_split('val', 'omniglot', 0)
   config_lib.check_split('val', 'omniglot', 5)
   config_lib.check_split('val', 'mimgnet', 0)

@@ -137,9 +137,9 @@ def test_first_order_drops_the_second_order_terms_only():
 
 
 @pytest.mark.parametrize('changes, words', [
-    ({'lslr': True}, '--lslr=True does not apply to --learner=csn'),
-    ({'bn_mode': 'inductive'}, '--bn_mode=inductive does not apply'),
-    ({'backbone': 'resnet12', 'channels': 0}, '--learner=csn shifts conv-4 or MLP neurons'),
+    ({'lslr': True}, '`lslr=True` does not apply to `learner=csn`'),
+    ({'bn_mode': 'inductive'}, '`bn_mode=inductive` does not apply'),
+    ({'backbone': 'resnet12', 'channels': 0}, '`learner=csn` shifts conv-4 or MLP neurons'),
 ])
 def test_settings_csn_has_no_use_for_are_one_line(changes, words):
   with pytest.raises(config_lib.ConfigError, match=words):

@@ -96,9 +96,9 @@ def test_load_splits_checks_the_task_fits_and_holds_out_val(tmp_path):
   splits = data.load_splits(config, ('train', 'val', 'test'))
   assert [len(splits[s]) for s in ('train', 'val', 'test')] == [8, 4, 8]
   np.testing.assert_array_equal(splits['val'][:, 0, 0, 0, 0], [8, 9, 10, 11])
-  with pytest.raises(data.DataError, match='--way=9 exceeds the 8 classes of the test split'):
+  with pytest.raises(data.DataError, match='`way=9` exceeds the 8 classes of the test split'):
     data.load_splits(helpers.tiny_config(str(tmp_path), way=9))
-  with pytest.raises(data.DataError, match='--shot=3 plus --query=4 exceeds the 6'):
+  with pytest.raises(data.DataError, match='`shot=3` plus `query=4` exceeds the 6'):
     data.load_splits(helpers.tiny_config(str(tmp_path), shot=3, query=4))
   with pytest.raises(data.DataError, match='does not exist'):
     data.load_splits(helpers.tiny_config(os.path.join(str(tmp_path), 'missing')))
@@ -256,7 +256,7 @@ def test_a_normalized_run_takes_the_statistics_from_the_data_and_keeps_them(tmp_
 def test_a_misspelled_data_dir_points_at_the_prepared_folder_beside_it(tmp_path):
   helpers.write_tiny_shards(str(tmp_path / 'omniglot'))
   hint = data.prepare_hint('omniglot', str(tmp_path / 'omniglt'))
-  assert hint == f"did you mean --data_dir={tmp_path / 'omniglot'}?"
+  assert hint == f"did you mean `data_dir={tmp_path / 'omniglot'}`?"
   hint = data.prepare_hint('omniglot', str(tmp_path / 'elsewhere'))
   assert hint == (f"prepare it with: python data/prepare.py --dataset=omniglot "
                   f"--out_dir={tmp_path / 'elsewhere'}")

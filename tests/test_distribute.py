@@ -269,5 +269,5 @@ def test_a_meta_batch_that_does_not_split_among_the_replicas_is_one_line(data_di
 
 def test_cpu_devices_too_late_is_one_line():
   tf.constant(1)  # the runtime of this process has started
-  with pytest.raises(config_lib.ConfigError, match='--cpu_devices=3: the TF runtime'):
+  with pytest.raises(config_lib.ConfigError, match='`cpu_devices=3`: the TF runtime'):
     distribute.configure_devices(helpers.tiny_config(cpu_devices=3))

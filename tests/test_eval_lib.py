@@ -54,10 +54,10 @@ def test_memory_advice_names_the_chunks_that_fit_only_when_an_episode_does_not()
   assert eval_lib.memory_advice(five_shot, 3 * per_episode) is None
   advice = eval_lib.memory_advice(five_shot, int(1.5 * per_episode))
   # K = 2 leaves half an episode, over a quarter of the memory; K = 3 fits.
-  assert '--test_mc_chunks=3' in advice and '10 at a time' in advice
+  assert '`test_mc_chunks=3`' in advice and '10 at a time' in advice
   assert 'GiB' in advice and '\n' not in advice
   chunked = five_shot.replace(test_mc_chunks=3)
-  assert '--test_mc_chunks=10' in eval_lib.memory_advice(chunked, int(0.5 * per_episode))
+  assert '`test_mc_chunks=10`' in eval_lib.memory_advice(chunked, int(0.5 * per_episode))
   assert 'may run out of memory' in eval_lib.memory_advice(five_shot, gib // 1024)
 
 

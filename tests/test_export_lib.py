@@ -131,7 +131,7 @@ def test_export_refuses_a_non_empty_folder_and_replaces_only_with_overwrite(tmp_
   target = tmp_path / 'export'
   target.mkdir()
   (target / 'notes.txt').write_text('mine')
-  with pytest.raises(config_lib.ConfigError, match='is not empty; pass --overwrite'):
+  with pytest.raises(config_lib.ConfigError, match='is not empty; pass `overwrite=True`'):
     export_lib.export_savedmodel(config, savedir, str(target))
   assert (target / 'notes.txt').read_text() == 'mine'
   export_lib.export_savedmodel(config, savedir, str(target), overwrite=True)

@@ -41,7 +41,7 @@ def test_sinusoid_takes_its_network_and_one_output_unless_told_otherwise():
   config = flags_lib.config_from_flags()
   assert (config.way, config.backbone, config.n_channels) == (1, 'mlp', 40)
   _parse('--dataset=sinusoid', '--way=3')
-  with pytest.raises(config_lib.ConfigError, match='--way=3: sinusoid is regression'):
+  with pytest.raises(config_lib.ConfigError, match='`way=3`: sinusoid is regression'):
     flags_lib.config_from_flags()
   _parse('--way=7')
   assert flags_lib.config_from_flags().way == 7  # no dataset default applies to omniglot
@@ -56,7 +56,7 @@ def test_the_reference_maml_flag_and_learner_flag():
   assert (config.learner_name, config.noisy, config.method) == ('metasgd', True,
                                                                  'metasgd+metadrop')
   _parse('--maml', '--learner=anil')
-  with pytest.raises(config_lib.ConfigError, match='--maml contradicts --learner=anil'):
+  with pytest.raises(config_lib.ConfigError, match='`maml` contradicts `learner=anil`'):
     flags_lib.config_from_flags()
   FLAGS.unparse_flags()
 

@@ -102,7 +102,7 @@ def test_meta_gradient_matches_finite_differences(name, options, group, variable
 def test_every_module_of_the_package_registers_its_method():
   assert sorted(learners.REGISTRY) == ['anil', 'csn', 'fomaml', 'maml', 'metadrop', 'metalstm',
                                        'metasgd']
-  with pytest.raises(config_lib.ConfigError, match=r"--learner='reptile' is unknown; choose "
+  with pytest.raises(config_lib.ConfigError, match=r"`learner=reptile` is unknown; choose "
                      r"one of \['anil', 'csn'"):
     learners.build(helpers.tiny_config(learner='reptile'))
 

@@ -111,8 +111,8 @@ def test_running_statistics_follow_the_momentum_from_a_reset():
 
 
 @pytest.mark.parametrize('changes, words', [
-    ({'first_order': True}, '--first_order=True does not apply to --learner=metalstm'),
-    ({'zero_head': True}, '--zero_head=True does not apply'),
+    ({'first_order': True}, '`first_order=True` does not apply to `learner=metalstm`'),
+    ({'zero_head': True}, '`zero_head=True` does not apply'),
 ])
 def test_settings_it_has_no_use_for_are_one_line(changes, words):
   with pytest.raises(config_lib.ConfigError, match=words):

@@ -117,9 +117,9 @@ def test_describe_prints_the_counts(capsys):
 
 
 def test_channels_with_resnet12_is_one_line():
-  with pytest.raises(Exception, match='--channels is the width of conv-4'):
-    helpers.tiny_config(backbone='resnet12', channels=4)
-  with pytest.raises(Exception, match='--resnet_widths=.* must be four positive integers'):
+  with pytest.raises(Exception, match='`channels=4` does not apply to `backbone=resnet12`'):
+    learners.check(helpers.tiny_config(backbone='resnet12', channels=4))
+  with pytest.raises(Exception, match='`resnet_widths=.*` must be four positive integers'):
     helpers.tiny_config(backbone='resnet12', channels=0, resnet_widths='64,128')
 
 

@@ -90,7 +90,7 @@ def test_episodes_from_a_ragged_shard_stay_inside_each_class(tmp_path):
         seen.add((int(c), int(image[0, 0, 1])))
     np.testing.assert_array_equal(sampler.task(index)[0], support)  # a pure function of index
   assert (1, 4) in seen  # the largest class's last image is reachable
-  with pytest.raises(data_lib.DataError, match='--shot=2 plus --query=2 exceeds the 3'):
+  with pytest.raises(data_lib.DataError, match='`shot=2` plus `query=2` exceeds the 3'):
     sampling.EpisodeSampler(shard, way=2, shot=2, query=2, seed=0)
 
 

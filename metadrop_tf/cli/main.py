@@ -23,6 +23,7 @@ from metadrop_tf import errors
 from metadrop_tf import objectives
 from metadrop_tf.cli import flags as flags_lib
 from metadrop_tf.cli import help as help_lib
+from metadrop_tf.cli import messages
 from metadrop_tf.cli import program_flags
 from metadrop_tf.cli import quiet
 from metadrop_tf.episodes import data
@@ -32,19 +33,11 @@ from metadrop_tf.runtime import threads
 
 FLAGS = flags.FLAGS
 HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
-# TF's own log lines between the program's: checkpoint saves, SavedModel writes.
-QUIET_TF_LINES = ('Sharding callback duration', 'Assets written to', 'Writing fingerprint to',
-                  'Function `', 'Found untraced functions')
 
 
 def _interrupt(signum, frame):
   del signum, frame
   raise KeyboardInterrupt
-
-
-class _DropLines(std_logging.Filter):
-  def filter(self, record):
-    return not str(record.msg).startswith(QUIET_TF_LINES)
 
 
 def _guarded(main):
@@ -56,9 +49,10 @@ def _guarded(main):
   def wrapped(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_logger().addFilter(messages.FlagWording())
     if not quiet.verbose_requested(sys.argv):
       logging.get_absl_handler().setFormatter(std_logging.Formatter('%(message)s'))
-      logging.get_absl_logger().addFilter(_DropLines())
+      logging.get_absl_logger().addFilter(messages.DropTFLines())
       std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
     try:
       if len(argv) > 1:
@@ -66,7 +60,7 @@ def _guarded(main):
                                      '--name=value)')
       return main()
     except errors.UserError as e:
-      print(f'error: {e}', file=sys.stderr)
+      print(f'error: {messages.as_flags(str(e))}', file=sys.stderr)
       sys.exit(e.exit_code)
     except KeyboardInterrupt:
       print('interrupted', file=sys.stderr)
@@ -270,7 +264,7 @@ def run(program: str, argv=None) -> None:
   try:
     _import_user_components(argv)
   except config_lib.ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {messages.as_flags(str(e))}', file=sys.stderr)
     sys.exit(2)
   if any(arg in HELP_ARGS for arg in argv[1:]):
     print_help(program, sys.modules['__main__'].__doc__, argv[1:])

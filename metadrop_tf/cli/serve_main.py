@@ -7,6 +7,8 @@ import sys
 from absl import app
 from absl import flags
 
+from metadrop_tf.cli import messages
+
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +38,7 @@ def main(argv) -> None:
     try:
       models[name] = serving.load(export_dir, name)
     except ValueError as e:
-      _fail(str(e))
+      _fail(messages.as_flags(str(e)))
   logging.basicConfig(level=logging.INFO, format='%(message)s')
   for model in models.values():
     print(f'serving {model.name} version {model.version} ({", ".join(model.signatures)}) at '

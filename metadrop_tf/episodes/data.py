@@ -88,7 +88,7 @@ def prepare_hint(config_or_dataset, data_dir: str, overwrite: bool = False) -> s
     siblings = []
   close = difflib.get_close_matches(name, siblings, n=1, cutoff=0.7)
   if close:
-    return f'did you mean --data_dir={os.path.join(parent, close[0])}?'
+    return f'did you mean `data_dir={os.path.join(parent, close[0])}`?'
   return f'prepare it with: {command}'
 
 
@@ -165,16 +165,16 @@ def load_splits(config, splits=('train', 'test')):
     return {s: None for s in splits}
   data_dir = config.resolved_data_dir
   if os.path.exists(data_dir) and not os.path.isdir(data_dir):
-    raise DataError(f'--data_dir={data_dir} is a file, not a folder of shards')
+    raise DataError(f'`data_dir={data_dir}` is a file, not a folder of shards')
   if not os.path.isdir(data_dir):
-    raise DataError(f'--data_dir={data_dir} does not exist; {prepare_hint(config, data_dir)}')
+    raise DataError(f'`data_dir={data_dir}` does not exist; {prepare_hint(config, data_dir)}')
   held_out = 4 * config.val_characters
   wanted = {'train' if (s == 'val' and held_out) else s for s in splits}
   loaded = {s: load_split(data_dir, s, config.image_shape, config.dataset) for s in wanted}
   if held_out:
     train = loaded['train']
     if held_out >= len(train):
-      raise DataError(f'--val_characters={config.val_characters} leaves no training classes '
+      raise DataError(f'`val_characters={config.val_characters}` leaves no training classes '
                       f'of the {len(train)} in {data_dir}')
     loaded['train'], loaded['val'] = train[:-held_out], train[-held_out:]
   out = {s: loaded[s] for s in splits}
@@ -231,7 +231,7 @@ def check_episode_fits(images, way, shot, query, split):
   """Raises DataError if an N-way (K+Q)-instance task cannot be drawn from `images`."""
   classes, instances = images.shape[:2]
   if way > classes:
-    raise DataError(f'--way={way} exceeds the {classes} classes of the {split} split')
+    raise DataError(f'`way={way}` exceeds the {classes} classes of the {split} split')
   if shot + query > instances:
-    raise DataError(f'--shot={shot} plus --query={query} exceeds the {instances} '
+    raise DataError(f'`shot={shot}` plus `query={query}` exceeds the {instances} '
                     f'instances per class of the {split} split')

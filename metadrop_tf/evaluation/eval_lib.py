@@ -66,8 +66,8 @@ def memory_advice(config, memory_bytes=None):
   line = (f'one meta-test episode needs an estimated {per_episode / gib:.1f} GiB of '
           f'activations, more than half of this machine\'s {memory_bytes / gib:.0f} GiB')
   if not fitting:
-    return line + '; it may run out of memory (fewer --way, --shot or MC samples would help)'
-  return (line + f'; if it runs out of memory, pass --test_mc_chunks={fitting[0]} to take '
+    return line + '; it may run out of memory (fewer `way`, `shot` or MC samples would help)'
+  return (line + f'; if it runs out of memory, pass `test_mc_chunks={fitting[0]}` to take '
           f'the {samples} MC samples {samples // fitting[0]} at a time')
 
 

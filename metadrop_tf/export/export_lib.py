@@ -209,7 +209,7 @@ def export_savedmodel(config, savedir, export_dir, checkpoint=None, overwrite=Fa
   """
   if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
     raise config_lib.ConfigError(
-        f'--export_dir={export_dir} is not empty; pass --overwrite to replace what is there, '
+        f'`export_dir={export_dir}` is not empty; pass `overwrite=True` to replace what is there, '
         'or choose another folder')
   learner, _ = restore_learner(config, savedir, checkpoint)
   served = AdaptAndRegress if learner.objective.name == 'regression' else AdaptAndPredict

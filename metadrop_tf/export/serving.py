@@ -54,13 +54,13 @@ def find_versions(export_dir: str) -> dict:
   """{version: path} of the SavedModels in export_dir: numbered sub-folders (TF Serving's
   layout NAME/VERSION/saved_model.pb), or export_dir itself as version 1. ValueError if none."""
   if not os.path.isdir(export_dir):
-    raise ValueError(f'--export_dir={export_dir} is not a folder')
+    raise ValueError(f'`export_dir={export_dir}` is not a folder')
   versions = {int(d): os.path.join(export_dir, d) for d in os.listdir(export_dir)
               if d.isdigit() and os.path.exists(os.path.join(export_dir, d, 'saved_model.pb'))}
   if not versions and os.path.exists(os.path.join(export_dir, 'saved_model.pb')):
     versions = {1: export_dir}
   if not versions:
-    raise ValueError(f'--export_dir={export_dir} holds no SavedModel (saved_model.pb, or '
+    raise ValueError(f'`export_dir={export_dir}` holds no SavedModel (saved_model.pb, or '
                      'numbered version folders holding one); write one with python export.py')
   return versions
 

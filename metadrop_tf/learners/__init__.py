@@ -50,7 +50,7 @@ def check(config) -> None:
   optional classmethod check_config accepts it; before any data is loaded."""
   backbones.check(config)
   if config.learner_name not in REGISTRY:
-    raise config_lib.ConfigError(f'--learner={config.learner_name!r} is unknown; choose one '
+    raise config_lib.ConfigError(f'`learner={config.learner_name}` is unknown; choose one '
                                  f'of {sorted(REGISTRY)}')
   components.check(config)
   check_config = getattr(REGISTRY[config.learner_name], 'check_config', None)
@@ -60,12 +60,12 @@ def check(config) -> None:
 
 def build(config, dtype='float32', network=None):
   """The learner of config.learner_name around `network` (default: the config's network);
-  ConfigError for an unknown learner or a bad --adapt_params."""
+  ConfigError for an unknown learner or a bad adapt_params."""
   check(config)
   network = network or backbones.build(config, dtype)
   try:
     return REGISTRY[config.learner_name].from_config(network, config)
-  except ValueError as e:  # a bad --adapt_params
+  except ValueError as e:  # a bad adapt_params
     raise config_lib.ConfigError(str(e)) from None
 
 

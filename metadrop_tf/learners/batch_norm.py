@@ -45,7 +45,7 @@ class BatchNormMode:
 
   def __init__(self, network, n_steps: int, mode: str = 'transductive'):
     if mode not in MODES:
-      raise ValueError(f'--bn_mode={mode!r} must be one of {list(MODES)}')
+      raise ValueError(f'`bn_mode={mode}` must be one of {list(MODES)}')
     self.network, self.mode = network, mode
     self.inductive = mode in ('inductive', 'per_step')
     self.running = mode == 'running'

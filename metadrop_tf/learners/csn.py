@@ -142,10 +142,10 @@ class CSN(base.Learner):
                key_dim: int = KEY_DIM, value_hidden: int = VALUE_HIDDEN, seed: int = 0):
     super().__init__(network, 1, objective)
     if not network.shift_units():
-      raise ValueError(f'--learner=csn needs a network with shiftable layers; '
-                       f'{type(network).__name__} has none (use --backbone=conv4 or mlp)')
+      raise ValueError(f'`learner=csn` needs a network with shiftable layers; '
+                       f'{type(network).__name__} has none (use `backbone=conv4` or mlp)')
     if network.noisy:
-      raise ValueError('--learner=csn does not sample noise; drop --meta_dropout')
+      raise ValueError('`learner=csn` does not sample noise; drop `meta_dropout`')
     self.first_order = first_order
     self.own = CSNFunctions(network, key_dim, value_hidden, seed)
 
@@ -155,8 +155,8 @@ class CSN(base.Learner):
   def check_config(cls, config) -> None:
     """ConfigError for a backbone CSN cannot shift."""
     if config.backbone == 'resnet12':
-      raise config_lib.ConfigError('--learner=csn shifts conv-4 or MLP neurons; use '
-                                   '--backbone=conv4 (images) or mlp (sinusoid)')
+      raise config_lib.ConfigError('`learner=csn` shifts conv-4 or MLP neurons; use '
+                                   '`backbone=conv4` (images) or mlp (sinusoid)')
 
   @classmethod
   def from_config(cls, network, config):

@@ -80,10 +80,10 @@ class GradientLearner(base.Learner):
                mc_chunks: int = 1, kept_steps: int = 0):
     super().__init__(network, n_steps, objective)
     if mixup not in mixup_lib.KINDS:
-      raise ValueError(f'--inner_mixup={mixup!r} must be one of {list(mixup_lib.KINDS)}')
+      raise ValueError(f'`inner_mixup={mixup}` must be one of {list(mixup_lib.KINDS)}')
     if mixup and network.noisy:
-      raise ValueError('--inner_mixup is a baseline for learners without noise; drop '
-                       '--meta_dropout or use --learner=maml')
+      raise ValueError('`inner_mixup` is a baseline for learners without noise; drop '
+                       '`meta_dropout` or use `learner=maml`')
     self.mixup, self.mixup_alpha = mixup, float(mixup_alpha)
     self.noise_penalty = float(noise_penalty)
     self.inner_lr = float(inner_lr)
@@ -96,11 +96,11 @@ class GradientLearner(base.Learner):
     self.momentum, self.weight_decay = float(momentum), float(weight_decay)
     self.zero_head = zero_head
     if zero_head and not set(network.head_names) <= set(self.adapted):
-      raise ValueError('--zero_head needs the head adapted (it starts every task at zero); '
-                       f'--adapt_params selects {self.adapted}')
+      raise ValueError('`zero_head` needs the head adapted (it starts every task at zero); '
+                       f'`adapt_params` selects {self.adapted}')
     self.msl_iters, self.first_order_iters = msl_iters, first_order_iters
     if checkpointing and momentum:
-      raise ValueError('--gradient_checkpointing does not carry --inner_momentum buffers '
+      raise ValueError('`gradient_checkpointing` does not carry `inner_momentum` buffers '
                        'across steps; use one of them')
     self.checkpointing = checkpointing
     self.kept_steps = kept_steps

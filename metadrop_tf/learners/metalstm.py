@@ -98,7 +98,7 @@ class MetaLSTM(base.Learner):
                objective: objectives.Objective = objectives.CLASSIFICATION, seed: int = 0):
     super().__init__(network, n_steps, objective)
     if network.noisy:
-      raise ValueError('--learner=metalstm does not sample noise; drop --meta_dropout')
+      raise ValueError('`learner=metalstm` does not sample noise; drop `meta_dropout`')
     self.truncate = truncate
     self.own = MetaLSTMVariables(network.dtype, seed)
 

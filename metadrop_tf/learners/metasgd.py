@@ -13,7 +13,7 @@ class MetaSGD(gradient.GradientLearner):
 
   def __init__(self, network, n_steps, inner_lr, learn_rates=True, **options):
     if options.get('lslr'):
-      raise ValueError('--lslr (per-step rates) and --learner=metasgd (per-element rates) '
+      raise ValueError('`lslr` (per-step rates) and `learner=metasgd` (per-element rates) '
                        'are two kinds of learned rates; choose one')
     super().__init__(network, n_steps, inner_lr, **options)
     shapes = {name: tuple(network.theta[name].shape) for name in self.adapted}

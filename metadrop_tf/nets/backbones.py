@@ -20,15 +20,20 @@ from metadrop_tf.nets import network
 def _network_class(config) -> type:
   """The registered class of config.backbone; ConfigError naming the registered ones."""
   if config.backbone not in network.REGISTRY:
-    raise config_lib.ConfigError(f'--backbone={config.backbone!r} is unknown; choose one of '
+    raise config_lib.ConfigError(f'`backbone={config.backbone}` is unknown; choose one of '
                                  f'{sorted(network.REGISTRY)}')
   return network.REGISTRY[config.backbone]
 
 
 def check(config) -> None:
-  """ConfigError unless config.backbone is registered and its class's check_config accepts
-  the config (a noise type or mixup it does not implement)."""
-  _network_class(config).check_config(config)
+  """ConfigError unless config.backbone is registered, takes the dataset's kind of inputs, and
+  its class's check_config accepts the config (a noise type or mixup it does not implement)."""
+  cls = _network_class(config)
+  if cls.inputs != config.info.inputs:
+    raise config_lib.ConfigError(
+        f'`backbone={config.backbone}` does not fit `dataset={config.dataset}` (its inputs are '
+        f'{config.info.inputs}, not {cls.inputs}); use `backbone={config.info.backbone}`')
+  cls.check_config(config)
 
 
 def build(config, dtype='float32') -> network.Network:

@@ -33,6 +33,7 @@ class MLP(network.Network):
     noisy, seed: as network.Network. dtype: variable dtype (float64 for gradient checks).
     noise_sampler: name in noise_lib.SAMPLERS.
   """
+  inputs = 'numbers'
 
   @classmethod
   def from_config(cls, config, dtype='float32') -> 'MLP':
@@ -44,8 +45,8 @@ class MLP(network.Network):
   def check_config(cls, config) -> None:
     """Information dropout and VIB are built on conv-4's blocks and features."""
     if config.noisy and config.noise_type in ('info_dropout', 'vib'):
-      raise config_lib.ConfigError(f'--noise_type={config.noise_type} is built for '
-                                   '--backbone=conv4')
+      raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is built for '
+                                   '`backbone=conv4`')
 
   @classmethod
   def meta_test_bytes_per_episode(cls, config) -> int:

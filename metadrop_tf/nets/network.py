@@ -63,7 +63,8 @@ class Network(keras.Model):
   """
 
   head_names = ('dense_kernel', 'dense_bias')
-  backbone = ''  # its --backbone name (register)
+  backbone = ''  # its name, the value of the `backbone` setting (register)
+  inputs = 'images'  # the examples it takes: images, or numbers (config.DatasetInfo.inputs)
 
   def __init__(self, noisy: bool = True, seed: int = 0, noise_type: str = 'metadrop',
                noise_scale: float = 0.0, **kwargs):
@@ -180,7 +181,7 @@ class Network(keras.Model):
       matches = list(self.head_names) if part == 'head' else [
           n for n in self._names['theta'] if n.startswith(part)]
       if not matches:
-        raise ValueError(f'--adapt_params part {part!r} matches no parameter of '
+        raise ValueError(f'`adapt_params` part {part!r} matches no parameter of '
                          f'{self._names["theta"]}')
       chosen += [m for m in matches if m not in chosen]
     return chosen

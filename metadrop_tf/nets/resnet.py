@@ -62,11 +62,11 @@ class ResNet12(network.Network):
   def check_config(cls, config) -> None:
     """Meta Dropout's noise only, and no mixup."""
     if config.noisy and config.noise_type != 'metadrop':
-      raise config_lib.ConfigError(f'--noise_type={config.noise_type} is built for conv4 and '
+      raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is built for conv4 and '
                                    "mlp; ResNet-12 has Meta Dropout's noise only")
     if config.inner_mixup:
-      raise config_lib.ConfigError('--inner_mixup is built for conv4 and mlp, not '
-                                   '--backbone=resnet12')
+      raise config_lib.ConfigError('`inner_mixup` is built for conv4 and mlp, not '
+                                   '`backbone=resnet12`')
 
   @staticmethod
   def first_block_channels(config) -> int:

@@ -46,7 +46,7 @@ def read_config(savedir: str) -> config_lib.Config:
   documented defaults, each logged."""
   path = os.path.join(savedir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise CheckpointError(f'{path} not found: --savedir={savedir} is not a training run '
+    raise CheckpointError(f'{path} not found: `savedir={savedir}` is not a training run '
                           'directory (train.py writes config.json there)')
   try:
     with open(path) as f:
@@ -142,7 +142,7 @@ def _check_finite(checkpoint, path):
     if not np.all(np.isfinite(variable.numpy())):
       error = CheckpointError(
           f'checkpoint {path} holds non-finite weights (NaN or inf in {variable.path}): it was '
-          'saved by a run that diverged; pass --checkpoint= an earlier one')
+          'saved by a run that diverged; pass `checkpoint=<an earlier one>`')
       error.mismatch = False
       raise error
 
@@ -158,7 +158,7 @@ def restore(checkpoint, savedir, path=None, required=True, warn=logging.warning)
     if not tf.io.gfile.exists(path + '.index'):
       on_disk = checkpoints_on_disk(os.path.dirname(path) or '.')
       listed = f'; {os.path.dirname(path)} holds {_describe(on_disk)}' if on_disk else ''
-      raise CheckpointError(f'--checkpoint={path} does not exist (no {path}.index){listed}')
+      raise CheckpointError(f'`checkpoint={path}` does not exist (no {path}.index){listed}')
     _restore_one(checkpoint, path)
     return path
   return restore_newest(checkpoint, savedir, required, warn)[0]
@@ -177,7 +177,8 @@ def restore_newest(checkpoint, savedir, required=True, warn=logging.warning):
   on_disk = checkpoints_on_disk(ckpt_dir)
   if not on_disk:
     if required:
-      raise CheckpointError(f'no checkpoint in {ckpt_dir}: train first (train.py --savedir=...)')
+      raise CheckpointError(f'no checkpoint in {ckpt_dir}: train a run in `savedir={savedir}` '
+                            'first')
     return None, []
   named = _state_file_names(ckpt_dir)
   skipped, reasons = [], []

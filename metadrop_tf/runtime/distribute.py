@@ -43,7 +43,7 @@ def configure_devices(config) -> None:
   except RuntimeError:
     if len(tf.config.list_logical_devices('CPU')) != config.cpu_devices:
       raise config_lib.ConfigError(
-          f'--cpu_devices={config.cpu_devices}: the TF runtime of this process already '
+          f'`cpu_devices={config.cpu_devices}`: the TF runtime of this process already '
           'started with other devices; set it in a fresh process') from None
 
 
@@ -92,7 +92,7 @@ def make_strategy(config) -> tf.distribute.Strategy:
     devices = [d.name for d in gpus or tf.config.list_logical_devices('CPU')]
     return tf.distribute.MirroredStrategy(devices)
   if not cluster_from_env():
-    raise config_lib.ConfigError('--strategy=multi_worker needs TF_CONFIG naming the cluster '
+    raise config_lib.ConfigError('`strategy=multi_worker` needs TF_CONFIG naming the cluster '
                                  'and this worker (docs/scaling.md)')
   options = tf.distribute.experimental.CommunicationOptions(
       implementation=tf.distribute.experimental.CommunicationImplementation.RING)
@@ -103,12 +103,12 @@ def num_replicas(strategy) -> int:
   return strategy.num_replicas_in_sync
 
 
-def check_divides(tasks: int, flag: str, strategy) -> None:
-  """ConfigError unless `tasks` (the value of --flag) splits evenly among the replicas."""
+def check_divides(tasks: int, name: str, strategy) -> None:
+  """ConfigError unless `tasks` (the value of setting `name`) splits evenly among the replicas."""
   replicas = num_replicas(strategy)
   if tasks % replicas:
     raise config_lib.ConfigError(
-        f'--{flag}={tasks} does not split among the {replicas} replicas of this strategy; '
+        f'`{name}={tasks}` does not split among the {replicas} replicas of this strategy; '
         f'use a multiple of {replicas}')
 
 

@@ -33,9 +33,9 @@ def check_finite(outputs, iteration, last_saved):
   if bad:
     raise DivergedError(
         f'{" and ".join(bad)} became {outputs[bad[0]]} at iteration {iteration}; stopped '
-        f'without saving it (last checkpoint: {last_saved or "none"}). Lower --inner_lr / '
-        '--meta_lr or --grad_clip, or resume from the checkpoint with other settings in a new '
-        '--savedir')
+        f'without saving it (last checkpoint: {last_saved or "none"}). Lower `inner_lr` / '
+        '`meta_lr` or `grad_clip`, or resume from the checkpoint with other settings in a new '
+        '`savedir`')
 
 
 class WriteError(errors.UserError):
