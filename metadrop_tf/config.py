@@ -46,8 +46,6 @@ EVAL_SPLITS = ('train', 'val', 'test')
 
 
 MIXUP_KINDS = ('', 'input', 'manifold')  # learners.mixup.KINDS
-NOISE_TYPES = ('metadrop', 'learned_add', 'info_dropout', 'vib', 'fixed_mult',
-               'fixed_add')  # noise_lib.make_noise
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.runtime.distribute

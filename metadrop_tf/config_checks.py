@@ -83,9 +83,6 @@ def episodes(c) -> None:
 def noise(c) -> None:
   """Noise type, noise penalty, mixup and batch-norm mode, and how they combine (what a
   backbone does not implement, its check_config refuses: nets/backbones.py)."""
-  if c.noise_type not in config_lib.NOISE_TYPES:
-    raise ConfigError(f'`noise_type={c.noise_type}` must be one of '
-                      f'{list(config_lib.NOISE_TYPES)}')
   if c.noise_type != 'metadrop':
     if not c.noisy:
       raise ConfigError(f'`noise_type={c.noise_type}` needs a noisy learner: '

@@ -20,6 +20,7 @@ from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import gradient
 from metadrop_tf.learners import schedules
 from metadrop_tf.nets import layers
+from metadrop_tf.nets import noise as noise_lib
 from metadrop_tf.train import train_step
 
 SEED = tf.constant(helpers.FD_SEED, tf.int32)
@@ -667,7 +668,7 @@ def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('noise_type', config_lib.NOISE_TYPES)
+@pytest.mark.parametrize('noise_type', sorted(noise_lib.REGISTRY))
 def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
   """A traced training step runs (no variable without a gradient) and moves every trained
   variable."""

@@ -12,6 +12,7 @@ import pkgutil
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.nets import backbones
+from metadrop_tf.nets import noise as noise_lib
 
 config_lib.document(
     learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '
@@ -45,9 +46,11 @@ def register(name: str):
 
 
 def check(config) -> None:
-  """ConfigError unless config.learner_name and config.backbone are registered, every option
-  the config sets belongs to a component it uses (metadrop_tf.components), and the learner's
-  optional classmethod check_config accepts it; before any data is loaded."""
+  """ConfigError unless config.noise_type, config.backbone and config.learner_name are
+  registered, every option the config sets belongs to a component it uses
+  (metadrop_tf.components), and the learner's optional classmethod check_config accepts it;
+  before any data is loaded."""
+  noise_lib.check(config)
   backbones.check(config)
   if config.learner_name not in REGISTRY:
     raise config_lib.ConfigError(f'`learner={config.learner_name}` is unknown; choose one '

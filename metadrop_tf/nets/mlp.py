@@ -39,7 +39,8 @@ class MLP(network.Network):
   def from_config(cls, config, dtype='float32') -> 'MLP':
     return cls(config.way, config.image_shape, (config.n_channels,) * 2, noisy=config.noisy,
                dtype=dtype, seed=config.seed, noise_sampler=config.noise_sampler,
-               noise_type=config.noise_type, noise_scale=config.noise_scale)
+               noise_type=config.noise_type, noise_scale=config.noise_scale,
+               noise_options=noise_lib.options(config))
 
   @classmethod
   def check_config(cls, config) -> None:

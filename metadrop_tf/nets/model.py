@@ -52,7 +52,7 @@ class MetaDropoutNet(network.Network):
     return cls(cls.head_way(config), config.image_shape, config.n_channels, noisy=config.noisy,
                dtype=dtype, compute_dtype=cls.precision_dtype(config), seed=config.seed,
                noise_sampler=config.noise_sampler, noise_type=config.noise_type,
-               noise_scale=config.noise_scale)
+               noise_scale=config.noise_scale, noise_options=noise_lib.options(config))
 
   def __init__(self, way, image_shape, channels, noisy=True, dtype='float32',
                compute_dtype=None, seed=0, noise_sampler='box_muller', noise_type='metadrop',
@@ -86,14 +86,13 @@ class MetaDropoutNet(network.Network):
     self.built = True
 
   def used_phi(self) -> list:
-    """phi variables the noise type uses: the blocks' and the logits' (Meta Dropout, learned
-    additive), the blocks' (information dropout), the bottleneck's (VIB)."""
+    """phi variables the noise type uses: the bottleneck's (VIB), else the blocks', and the
+    logits' when it draws logit noise (Meta Dropout, learned additive; noise_lib.NoiseType)."""
     names = self._names['phi']
     if self.noise_type == 'vib':
       return [n for n in names if n.startswith('vib_')]
-    if self.noise_type == 'info_dropout':
-      return [n for n in names if n.startswith('conv')]
-    return [n for n in names if not n.startswith('vib_')]
+    logits = noise_lib.REGISTRY[self.noise_type].logits
+    return [n for n in names if n.startswith('conv') or (logits and n.startswith('dense'))]
 
   @property
   def block_noise(self) -> bool:
@@ -183,9 +182,9 @@ class MetaDropoutNet(network.Network):
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
-    # Meta Dropout's logit noise; the fixed baselines and information dropout perturb the
-    # blocks only.
-    noisy = self.noisy and self.noise_type in ('metadrop', 'learned_add')
+    # Meta Dropout's logit noise, for the noise types that draw it (noise_lib.NoiseType.logits);
+    # the others perturb the blocks only.
+    noisy = self.noisy and noise_lib.REGISTRY[self.noise_type].logits
     return layers.noisy_head(
         features, theta['dense_kernel'], theta['dense_bias'],
         phi_kernel=phi['dense_kernel'] if noisy else None,

@@ -2,10 +2,18 @@
 noise generator's output alpha: Meta Dropout's multiplicative noise and the baselines
 (additive, fixed, information dropout), their samplers and the registry of noise types.
 
-Each noise type is a component (metadrop_tf.components) with the options it reads.
+  register(name, make, options, learned)   adds a noise type (a component with the options it
+                                           reads); a module of the user's can call it
+  make_noise(kind, scale, options)         the block noise function of a noise type
+  options(config)                          the values of the settings a config's noise reads
+  check(config)                            ConfigError for a noise type nothing registered
 """
 
 import math
+from typing import Callable
+from typing import Mapping
+from typing import NamedTuple
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -114,29 +122,59 @@ def information_dropout_kl(alpha):
   return -tf.math.log(information_dropout_scale(alpha))
 
 
-BLOCK_NOISES = {'metadrop': multiplicative_noise, 'learned_add': additive_noise,
-                'info_dropout': information_dropout}  # learned by phi, drawn in the blocks
-# 'vib' (the variational information bottleneck) is learned noise on the features, drawn by
-# the network (model.MetaDropoutNet.bottleneck); its blocks draw none.
-LEARNED_NOISE_TYPES = tuple(BLOCK_NOISES) + ('vib',)
-NOISE_TYPES = LEARNED_NOISE_TYPES + ('fixed_mult', 'fixed_add')
-# The options each noise type reads (--noise_scale: the fixed noises' std; --noise_penalty: the
-# weight of the bottlenecks' KL in the inner loss).
-NOISE_OPTIONS = {'metadrop': (), 'learned_add': (), 'fixed_mult': ('noise_scale',),
-                 'fixed_add': ('noise_scale',), 'info_dropout': ('noise_penalty',),
-                 'vib': ('noise_penalty',)}
-for _kind in NOISE_TYPES:
-  components.declare('noise type', _kind, NOISE_OPTIONS[_kind])
+class NoiseType(NamedTuple):
+  """make(settings) -> the block noise function, given the values of the settings it reads (a
+  dict: noise_scale and the options it declared): (mu, alpha, sample, seed, sampler,
+  noise_shape) -> perturbed mu as multiplicative_noise, or None when the blocks draw none.
+  learned: alpha (the noise generator phi) shapes it, so phi is meta-learned. logits: conv-4
+  also draws Meta Dropout's logit noise (layers.noisy_head) with it."""
+  make: Callable[[Mapping], Optional[Callable]]
+  learned: bool
+  logits: bool
 
 
-def make_noise(kind: str = 'metadrop', scale: float = 0.0):
-  """The block noise function of a --noise_type (NOISE_TYPES), with --noise_scale for the
-  fixed kinds: (mu, alpha, sample, seed, sampler, noise_shape) -> perturbed mu; None for
-  'vib', whose blocks draw no noise."""
-  if kind in BLOCK_NOISES:
-    return BLOCK_NOISES[kind]
-  if kind == 'vib':
-    return None
-  if kind not in NOISE_TYPES:
-    raise ValueError(f'unknown noise type {kind!r}; choose one of {NOISE_TYPES}')
-  return fixed_noise(kind, scale)
+REGISTRY = {}  # noise type name -> NoiseType
+
+
+def register(name: str, make: Callable[[Mapping], Optional[Callable]], options=(),
+             learned: bool = True, logits: bool = False) -> None:
+  """Makes `name` a value of the noise_type setting: make(settings) gives its block noise
+  function (NoiseType); `options` are the settings it reads beyond the core ones, as
+  components.declare takes them (a noise type is a component)."""
+  components.declare('noise type', name, options)
+  REGISTRY[name] = NoiseType(make, learned, logits)
+
+
+register('metadrop', lambda settings: multiplicative_noise, logits=True)
+register('learned_add', lambda settings: additive_noise, logits=True)
+register('info_dropout', lambda settings: information_dropout, ('noise_penalty',))
+# The variational information bottleneck is learned noise on the features, drawn by the
+# network (model.MetaDropoutNet.bottleneck); its blocks draw none.
+register('vib', lambda settings: None, ('noise_penalty',))
+for _kind in ('fixed_mult', 'fixed_add'):
+  register(_kind, lambda settings, kind=_kind: fixed_noise(kind, settings['noise_scale']),
+           ('noise_scale',),
+           learned=False)
+
+
+def make_noise(kind: str = 'metadrop', scale: float = 0.0,
+               options: Optional[Mapping] = None) -> Optional[Callable]:
+  """The block noise function of a registered noise type, with `scale` for the fixed kinds
+  and `options` (options(config)) for those that declared their own: (mu, alpha, sample, seed,
+  sampler, noise_shape) -> perturbed mu; None for 'vib', whose blocks draw no noise."""
+  if kind not in REGISTRY:
+    raise ValueError(f'unknown noise type {kind!r}; choose one of {sorted(REGISTRY)}')
+  return REGISTRY[kind].make({'noise_scale': scale, **(options or {})})
+
+
+def options(config) -> dict:
+  """{setting: value} of the settings config.noise_type declared it reads."""
+  declared = components.REGISTRY[('noise type', config.noise_type)].options
+  return {name: getattr(config, name) for name in sorted(declared)}
+
+
+def check(config) -> None:
+  """ConfigError unless config.noise_type is registered (only a noisy run draws it)."""
+  if config.noise_type not in REGISTRY:
+    raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is unknown; choose one of '
+                                 f'{sorted(REGISTRY)}')
