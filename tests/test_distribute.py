@@ -150,7 +150,7 @@ def test_two_workers_train_like_one_process(single_run, two_worker_run):
       os.listdir(os.path.join(single_run, 'ckpt')))
   with open(os.path.join(two_worker_run, 'train.log')) as f:
     log = f.read()
-  assert 'on 2 replicas' in log and log.count(f'train | step {ITERS} ') == 1
+  assert 'on 2 replicas' in log and log.count(f'train | iteration {ITERS} ') == 1
   # ... and resumes in one process.
   assert helpers.run_program('train', f'--savedir={two_worker_run}',
                              f'--n_train_iters={ITERS + 1}') == 0
@@ -206,7 +206,7 @@ def test_sigterm_to_one_worker_stops_both_with_a_checkpoint_and_they_resume(
   log = os.path.join(savedir, 'train.log')
   deadline = time.time() + 240
   while time.time() < deadline:
-    if os.path.exists(log) and 'train | step 2 ' in open(log).read():
+    if os.path.exists(log) and 'train | iteration 2 ' in open(log).read():
       break
     assert all(p.poll() is None for p in procs), 'a worker ended early'
     time.sleep(0.2)

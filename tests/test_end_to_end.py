@@ -37,7 +37,7 @@ def test_train_stop_resume_evaluate(tmp_path, capsys):
   log = os.path.join(savedir, 'train.log')
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None and not (
-      os.path.exists(log) and 'train | step 2 ' in open(log).read()):
+      os.path.exists(log) and 'train | iteration 2 ' in open(log).read()):
     time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
   _, stderr = proc.communicate(timeout=120)
@@ -54,12 +54,12 @@ def test_train_stop_resume_evaluate(tmp_path, capsys):
                  f'--eval_freq={end}')
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   text = open(log).read()
-  assert f'resumed at iteration {saved} of {end}' in text and f'eval test | step {end}' in text
+  assert f'resumed at iteration {saved} of {end}' in text and f'eval test | iteration {end}' in text
   assert json.load(open(os.path.join(savedir, 'config.json')))['n_train_iters'] == end
   evaluation = _run('evaluate.py', f'--savedir={savedir}', '--n_test_iters=6',
                     '--n_test_mc_samp=2')
   assert evaluation.returncode == 0, evaluation.stderr[-2000:]
-  assert f'test | step {end} | 6 episodes, 2 MC | accuracy' in evaluation.stdout
+  assert f'test | iteration {end} | 6 episodes, 2 MC | accuracy' in evaluation.stdout
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert result['checkpoint_step'] == end and len(result['per_episode_accuracy']) == 6
   assert 0 <= result['accuracy'] <= 100 and result['ci95'] >= 0

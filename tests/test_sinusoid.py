@@ -92,7 +92,7 @@ def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   capsys.readouterr()
   assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=200') == 0
   printed = capsys.readouterr().out
-  assert 'sinusoid 5-shot MAML | test | step 400 | 200 tasks, 1 MC | mse ' in printed
+  assert 'sinusoid 5-shot MAML | test | iteration 400 | 200 tasks, 1 MC | mse ' in printed
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert len(result['per_episode_mse']) == 200
   assert result['mse'] < result['mse_pre']

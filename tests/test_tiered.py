@@ -131,4 +131,4 @@ def test_training_and_evaluation_run_on_ragged_shards(tmp_path, capsys):
           '--n_test_mc_samp=2']
   assert helpers.run_program('train', *args) == 0, capsys.readouterr().err[-2000:]
   assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=3') == 0
-  assert 'tiered 2-way 1-shot metadrop | test | step 2 | 3 episodes' in capsys.readouterr().out
+  assert 'tiered 2-way 1-shot metadrop | test | iteration 2 | 3 episodes' in capsys.readouterr().out

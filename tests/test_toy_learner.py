@@ -54,7 +54,7 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
     assert '--toy_rate_factor=0.25\n' in f.read()
   evaluation = _run(tmp_path, 'evaluate.py', f'--savedir={run}')  # config.json names the module
   assert evaluation.returncode == 0, evaluation.stderr[-3000:]
-  assert 'toy_scaled_rate | test | step 2 | 2 episodes' in evaluation.stdout
+  assert 'toy_scaled_rate | test | iteration 2 | 2 episodes' in evaluation.stdout
   # The refusals, each one line and exit 2, run by train.py's code in one fresh process (the
   # toy module registers itself there, as in a program): resuming may not change its option (a
   # setting of the trained run); its option with another learner; a base-class option that

@@ -92,10 +92,11 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path):
   assert os.path.exists(os.path.join(savedir, 'ckpt', 'ckpt-2.index'))
   assert glob.glob(os.path.join(savedir, 'tb', 'train', 'events.out.tfevents.*'))
   assert glob.glob(os.path.join(savedir, 'tb', 'eval', 'events.out.tfevents.*'))
-  assert 'train | step 2' in open(os.path.join(savedir, 'train.log')).read()
+  assert 'train | iteration 2' in open(os.path.join(savedir, 'train.log')).read()
   assert train_lib.train(config.replace(n_train_iters=4), savedir, progress=False) == 4
   log = open(os.path.join(savedir, 'train.log')).read()
-  assert 'resumed at iteration 2 of 4' in log and 'train | step 1 ' not in log.split('resumed')[1]
+  assert 'resumed at iteration 2 of 4' in log
+  assert 'train | iteration 1 ' not in log.split('resumed')[1]
   straight = str(tmp_path / 'straight')
   checkpoints.write_config(straight, config.replace(n_train_iters=4))
   train_lib.train(config.replace(n_train_iters=4), straight, progress=False)

@@ -149,7 +149,7 @@ def evaluate_main():
   task = (f'{config.shot}-shot' if objective.name == 'regression' else
           f'{config.way}-way {config.shot}-shot')
   head = (f"{config.dataset} {task} "
-          f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | step "
+          f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | iteration "
           f"{result['checkpoint_step']} | {result['n_episodes']} "
           f"{'tasks' if objective.name == 'regression' else 'episodes'}, "
           f"{result['mc_samples']} MC")

@@ -57,30 +57,30 @@ class Reporter:
     self.window.add(outputs)
     self.bar.update(1)
 
-  def train_window(self, step, extra):
+  def train_window(self, iteration, extra):
     """Writes the window's averages plus `extra` scalars and starts a new window."""
     count = len(self.window)
     values = self.window.result()
     values['iters_per_sec'] = count / max(time.time() - self.tick, 1e-9)
     values.update(extra)
     self.tick = time.time()
-    self._scalars('train', values, step)
+    self._scalars('train', values, iteration)
     key, pre_key = self.objective.key, self.objective.pre_key
     self.bar.set_postfix(loss=f"{values['loss']:.3f}", **{key: f'{values[key]:.3f}'})
-    self.log(f'train | step %d | %.3f it/s | loss %.4f {key} %.4f | pre loss %.4f {key} %.4f',
-             step, values['iters_per_sec'], values['loss'], values[key],
+    self.log(f'train | iteration %d | %.3f it/s | loss %.4f {key} %.4f | pre loss %.4f {key} %.4f',
+             iteration, values['iters_per_sec'], values['loss'], values[key],
              values.get('loss_pre', float('nan')), values.get(pre_key, float('nan')))
 
-  def evaluation(self, step, split, result):
+  def evaluation(self, iteration, split, result):
     objective = self.objective
     value = result[objective.result]
     self._scalars('eval', {objective.key: value / objective.scale, 'loss': result['loss']},
-                  step)
-    self.log('eval %s | step %d | loss %.4f %s', split, step, result['loss'],
+                  iteration)
+    self.log('eval %s | iteration %d | loss %.4f %s', split, iteration, result['loss'],
              objective.describe(value, result['ci95']).replace('accuracy', 'acc'))
 
-  def _scalars(self, writer, values, step):
-    with self.writers[writer].as_default(step=step):
+  def _scalars(self, writer, values, iteration):
+    with self.writers[writer].as_default(step=iteration):
       for key, value in values.items():
         tf.summary.scalar(key, value)
     self.writers[writer].flush()
@@ -97,11 +97,11 @@ class WorkerReport:
   def add(self, outputs):
     del outputs
 
-  def train_window(self, step, extra):
-    del step, extra
+  def train_window(self, iteration, extra):
+    del iteration, extra
 
-  def evaluation(self, step, split, result):
-    del step, split, result
+  def evaluation(self, iteration, split, result):
+    del iteration, split, result
 
   def log(self, fmt, *args):
     logging.info(fmt, *args)

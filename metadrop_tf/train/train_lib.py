@@ -42,12 +42,12 @@ class WriteError(errors.UserError):
   """A checkpoint could not be written (full disk, permissions); earlier ones are intact."""
 
 
-def save(manager, step):
-  """Saves checkpoint `step`; a write failure is a WriteError naming the folder."""
+def save(manager, iteration):
+  """Saves the checkpoint of `iteration`; a write failure is a WriteError naming the folder."""
   try:
-    return manager.save(checkpoint_number=step)
+    return manager.save(checkpoint_number=iteration)
   except (OSError, tf.errors.OpError) as e:
-    raise WriteError(f'cannot write checkpoint {step} to {manager.directory} '
+    raise WriteError(f'cannot write checkpoint {iteration} to {manager.directory} '
                      f'({errors.first_line(e, 160)}); '
                      f'the earlier checkpoints are intact: free space, then rerun to resume '
                      f'from {manager.latest_checkpoint}') from None
@@ -117,14 +117,14 @@ class _Run:
       checkpoints.write_config(savedir, config)
     self.manager = checkpoints.make_manager(self.ckpt, self.writer.directory,
                                             config.keep_checkpoints)
-    self.step = int(self.ckpt.step.numpy())
-    self.report = (reporting.Reporter(savedir, config, self.step, progress) if chief
+    self.iteration = int(self.ckpt.step.numpy())
+    self.report = (reporting.Reporter(savedir, config, self.iteration, progress) if chief
                    else reporting.WorkerReport())
     for warning in warnings:
       self.report.log('warning: %s', warning)
     replicas = distribute.num_replicas(strategy)
     self.report.log('%s at iteration %d of %d in %s%s%s', 'resumed' if restored else 'started',
-                    self.step, config.n_train_iters, savedir,
+                    self.iteration, config.n_train_iters, savedir,
                     f' from {restored}' if restored else '',
                     f' on {replicas} replicas' if replicas > 1 else '')
 
@@ -144,36 +144,36 @@ class _Run:
     """Steps until n_train_iters or a stop request, logging, evaluating and saving when due."""
     config, learner, strategy = self.config, self.learner, self.strategy
     sampler = sampling.make_sampler(config, 'train', self.splits['train'])
-    episodes = iter(sampling.make_dataset(sampler, config.metabatch, start=self.step,
+    episodes = iter(sampling.make_dataset(sampler, config.metabatch, start=self.iteration,
                                       augment_seed=config.seed if config.augment else None))
     outer_step = train_step.make_outer_step(learner, self.optimizer, config, strategy)
     eval_step = eval_lib.make_eval_step(learner, config.eval_mc_samp, config.seed,
                                         strategy=strategy)
-    due = lambda freq: self.step % freq == 0 or self.step == config.n_train_iters
-    while self.step < config.n_train_iters and not stop.requested:
+    due = lambda freq: self.iteration % freq == 0 or self.iteration == config.n_train_iters
+    while self.iteration < config.n_train_iters and not stop.requested:
       episode = next(episodes)
-      outputs = train_step.run_outer_step(outer_step, episode, self.step, config)
-      check_finite(outputs, self.step, self.manager.latest_checkpoint)
+      outputs = train_step.run_outer_step(outer_step, episode, self.iteration, config)
+      check_finite(outputs, self.iteration, self.manager.latest_checkpoint)
       self.report.add(outputs)
-      self.step += 1
-      self.ckpt.step.assign(self.step)
+      self.iteration += 1
+      self.ckpt.step.assign(self.iteration)
       if due(config.log_freq) and self.chief:
         meta_lr = float(tf.convert_to_tensor(self.optimizer.learning_rate))
         noise = reporting.noise_summaries(learner.network, episode.query_x[0])
-        self.report.train_window(self.step, {'meta_lr': meta_lr, **noise})
+        self.report.train_window(self.iteration, {'meta_lr': meta_lr, **noise})
       if due(config.eval_freq):
-        self.report.evaluation(self.step, config.eval_split, eval_lib.evaluate(
+        self.report.evaluation(self.iteration, config.eval_split, eval_lib.evaluate(
             learner, self.splits[config.eval_split], config, config.eval_split,
             config.eval_batches * config.metabatch, config.eval_mc_samp, progress=False,
             eval_step=eval_step, strategy=strategy))
       if due(config.save_freq):
         self.checkpoint()
-      if preemption is not None and self.step < config.n_train_iters:
+      if preemption is not None and self.iteration < config.n_train_iters:
         preemption.save_checkpoint_if_preempted()
 
 
 def train(config, savedir, progress=True, strategy=None):
-  """Trains (or resumes) the run in `savedir` up to config.n_train_iters; returns final step.
+  """Trains (or resumes) the run in `savedir` to config.n_train_iters; returns its last iteration.
 
   Resumes from the newest checkpoint that restores (_Run). Checkpoints every save_freq
   iterations, at the end, and when interrupted (Ctrl-C, SIGTERM: after the running
@@ -191,11 +191,11 @@ def train(config, savedir, progress=True, strategy=None):
       preemption = distribute.preemption_handler(run.strategy, run.checkpoint, run.preempted,
                                                  scratch)
       run.iterate(stop, preemption)
-      if stop.requested and run.step < config.n_train_iters:
+      if stop.requested and run.iteration < config.n_train_iters:
         run.checkpoint()
         run.report.log('interrupted: saved iteration %d to %s; rerun the command to resume',
-                       run.step, os.path.join(savedir, checkpoints.CKPT_DIR))
+                       run.iteration, os.path.join(savedir, checkpoints.CKPT_DIR))
         raise KeyboardInterrupt
   finally:
     run.report.close()
-  return run.step
+  return run.iteration
