@@ -195,6 +195,8 @@ def test_help_lists_the_programs_own_flags_first_and_exits_0(capsys):
   assert helpers.run_program('train', '--help') == 0
   out = capsys.readouterr().out
   assert '--way' in out and 'Inner learning rate' in out and '\nlearner options' in out
+  assert f'(--learner=...; registered: {", ".join(sorted(learners.REGISTRY))})' in out
+  assert "(--backbone=...; registered: conv4, mlp, resnet12)" in out
 
 
 def test_help_with_a_learner_shows_the_options_it_takes(capsys):

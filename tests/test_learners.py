@@ -7,11 +7,15 @@ methods are not gradients of it: they are checked by hand). Then the equivalence
 learners that the options promise.
 """
 
+import os
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import helpers
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import learners
 from metadrop_tf import objectives
@@ -101,8 +105,20 @@ def test_meta_gradient_matches_finite_differences(name, options, group, variable
 
 
 def test_every_module_of_the_package_registers_its_method():
-  assert sorted(learners.REGISTRY) == ['anil', 'csn', 'fomaml', 'maml', 'metadrop', 'metalstm',
-                                       'metasgd']
+  """What each module of learners/ decorates with learners.register is registered, under its
+  class there, and is a component; the list comes from the modules, not from this test."""
+  package = os.path.dirname(learners.__file__)
+  declared = {}
+  for name in sorted(os.listdir(package)):
+    if name.endswith('.py'):
+      for learner in re.findall(r"^@learners\.register\('(\w+)'\)", open(
+          os.path.join(package, name)).read(), re.M):
+        declared[learner] = f'metadrop_tf.learners.{name[:-3]}'
+  assert len(declared) >= 7 and {'maml', 'metadrop'} <= set(declared)
+  ours = {n: c.__module__ for n, c in learners.REGISTRY.items() if c.__module__ in
+          set(declared.values())}
+  assert ours == declared
+  assert all(('learner', n) in components.REGISTRY for n in declared)
   with pytest.raises(config_lib.ConfigError, match=r"`learner=reptile` is unknown; choose "
                      r"one of \['anil', 'csn'"):
     learners.build(helpers.tiny_config(learner='reptile'))

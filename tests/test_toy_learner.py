@@ -107,4 +107,5 @@ def test_its_option_is_a_flag_with_help_under_its_learner(tmp_path, monkeypatch)
   text = shown.stdout
   assert "--toy_rate_factor: Factor of --inner_lr in the inner loop. (default: '0.5')" in text
   assert 'used by --learner=toy_scaled_rate' in text
+  assert 'csn, fomaml, maml, metadrop, metalstm, metasgd, toy_scaled_rate)' in text
   assert text.index('learner options') < text.index('--toy_rate_factor')

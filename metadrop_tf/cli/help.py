@@ -30,9 +30,13 @@ def _section(title: str, names) -> list[str]:
 
 
 def _component_sections(learner: str | None) -> list[str]:
-  """One section per kind of component, listing what each of its components reads."""
+  """One section per kind of component, headed by the registered names (a component of the
+  user's, imported by --import_modules, among them), listing what each of its components
+  reads."""
   lines = []
   for kind, (flag, _) in components.CHOICES.items():
+    names = sorted(c.name for c in components.REGISTRY.values() if c.kind == kind)
+    registered = f'; registered: {", ".join(names)}' if names != ['True'] else ''
     members = [c for c in components.REGISTRY.values() if c.kind == kind and c.options]
     if kind == 'learner' and learner:
       members = [c for c in members if c.name == learner]
@@ -42,7 +46,7 @@ def _component_sections(learner: str | None) -> list[str]:
     options = sorted({o for c in members for o in c.options})
     for option in options:
       users = sorted(c.name for c in members if option in c.options)
-      title = f'{kind} options (--{flag}=...)' if option == options[0] else None
+      title = f'{kind} options (--{flag}=...{registered})' if option == options[0] else None
       if title:
         lines.append(f'\n{title}:')
       lines.append(describe_flag(option))
