@@ -2,8 +2,8 @@
 noise generator's output alpha: Meta Dropout's multiplicative noise and the baselines
 (additive, fixed, information dropout), their samplers and the registry of noise types.
 
-  register(name, make, options, learned)   adds a noise type (a component with the options it
-                                           reads); a module of the user's can call it
+  register(name, make, options, learned, logits)   adds a noise type (a component with the
+                                                   options it reads); a user's module can too
   make_noise(kind, scale, options)         the block noise function of a noise type
   options(config)                          the values of the settings a config's noise reads
   check(config)                            ConfigError for a noise type nothing registered
