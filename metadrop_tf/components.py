@@ -92,6 +92,15 @@ def import_modules(names: str) -> None:
                                    f'({type(e).__name__}: {first})') from None
 
 
+def require(kind: str, name: str) -> None:
+  """ConfigError unless a component `name` of `kind` is declared, naming the declared ones:
+  '`learner=reptile` is unknown; choose one of [...]'."""
+  names = sorted(n for k, n in REGISTRY if k == kind)
+  if name not in names:
+    raise config_lib.ConfigError(f'`{CHOICES[kind][0]}={name}` is unknown; choose one of '
+                                 f'{names}')
+
+
 def used_by(config) -> list:
   """The declared components a Config uses."""
   chosen = [(kind, pick(config)) for kind, (_, pick) in CHOICES.items()]

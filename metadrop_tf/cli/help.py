@@ -36,7 +36,7 @@ def _component_sections(learner: str | None) -> list[str]:
   lines = []
   for kind, (flag, _) in components.CHOICES.items():
     names = sorted(c.name for c in components.REGISTRY.values() if c.kind == kind)
-    registered = f'; registered: {", ".join(names)}' if names != ['True'] else ''
+    registered = '' if FLAGS[flag].boolean else f'; registered: {", ".join(names)}'
     members = [c for c in components.REGISTRY.values() if c.kind == kind and c.options]
     if kind == 'learner' and learner:
       members = [c for c in members if c.name == learner]

@@ -49,10 +49,10 @@ def _guarded(main):
   def wrapped(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_logger().addFilter(messages.FlagWording())
+    logging.get_absl_logger().addFilter(messages.FLAG_WORDING)
     if not quiet.verbose_requested(sys.argv):
       logging.get_absl_handler().setFormatter(std_logging.Formatter('%(message)s'))
-      logging.get_absl_logger().addFilter(messages.DropTFLines())
+      logging.get_absl_logger().addFilter(messages.DROP_TF_LINES)
       std_logging.getLogger('tensorflow').setLevel(std_logging.WARNING)
     try:
       if len(argv) > 1:

@@ -56,3 +56,9 @@ class DropTFLines(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(QUIET_TF_LINES)
+
+
+# The programs' filters: one instance each, so that a program run again in the same process
+# (tests) does not stack another copy on the absl logger.
+FLAG_WORDING = FlagWording()
+DROP_TF_LINES = DropTFLines()

@@ -12,7 +12,6 @@ import pkgutil
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.nets import backbones
-from metadrop_tf.nets import noise as noise_lib
 
 config_lib.document(
     learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '
@@ -50,11 +49,9 @@ def check(config) -> None:
   registered, every option the config sets belongs to a component it uses
   (metadrop_tf.components), and the learner's optional classmethod check_config accepts it;
   before any data is loaded."""
-  noise_lib.check(config)
+  components.require('noise type', config.noise_type)
   backbones.check(config)
-  if config.learner_name not in REGISTRY:
-    raise config_lib.ConfigError(f'`learner={config.learner_name}` is unknown; choose one '
-                                 f'of {sorted(REGISTRY)}')
+  components.require('learner', config.learner_name)
   components.check(config)
   check_config = getattr(REGISTRY[config.learner_name], 'check_config', None)
   if check_config is not None:

@@ -13,15 +13,14 @@ import importlib
 import os
 import pkgutil
 
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.nets import network
 
 
 def _network_class(config) -> type:
   """The registered class of config.backbone; ConfigError naming the registered ones."""
-  if config.backbone not in network.REGISTRY:
-    raise config_lib.ConfigError(f'`backbone={config.backbone}` is unknown; choose one of '
-                                 f'{sorted(network.REGISTRY)}')
+  components.require('backbone', config.backbone)
   return network.REGISTRY[config.backbone]
 
 

@@ -6,7 +6,6 @@ noise generator's output alpha: Meta Dropout's multiplicative noise and the base
                                                    options it reads); a user's module can too
   make_noise(kind, scale, options)         the block noise function of a noise type
   options(config)                          the values of the settings a config's noise reads
-  check(config)                            ConfigError for a noise type nothing registered
 """
 
 import math
@@ -172,9 +171,3 @@ def options(config) -> dict:
   declared = components.REGISTRY[('noise type', config.noise_type)].options
   return {name: getattr(config, name) for name in sorted(declared)}
 
-
-def check(config) -> None:
-  """ConfigError unless config.noise_type is registered (only a noisy run draws it)."""
-  if config.noise_type not in REGISTRY:
-    raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is unknown; choose one of '
-                                 f'{sorted(REGISTRY)}')
