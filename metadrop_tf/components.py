@@ -1,7 +1,7 @@
 """Which component owns which option, declared by each component beside its code.
 
 A component is a choice a run makes: its learner, backbone, noise type (noisy learners),
-mixup, gradient checkpointing. Each declares the settings it reads beyond the core run
+mixup, batch-norm mode, gradient checkpointing. Each declares the settings it reads beyond the core run
 settings (`declare`, called by the component's own module): fields of Config, or new options
 (config.Option) that become flags, --help lines and keys of config.json with no other change.
 An owned option that a run sets to a value other than its default must belong to one of the
@@ -34,6 +34,7 @@ CHOICES = {
     'backbone': ('backbone', lambda c: c.backbone),
     'noise type': ('noise_type', lambda c: c.noise_type if c.noisy else None),
     'mixup': ('inner_mixup', lambda c: c.inner_mixup or None),
+    'batch norm': ('bn_mode', lambda c: c.bn_mode),
     'gradient checkpointing': ('gradient_checkpointing',
                                lambda c: 'True' if c.gradient_checkpointing else None),
 }

@@ -41,11 +41,8 @@ DATASETS = {
 DATASET_DEFAULTS = {'sinusoid': {'way': 1, 'backbone': 'mlp'}}
 PRECISIONS = ('float32', 'bfloat16')
 NOISE_SAMPLERS = ('box_muller', 'tfp')  # metadrop_tf.noise_lib.SAMPLERS
-BN_MODES = ('transductive', 'inductive', 'per_step', 'running')
 EVAL_SPLITS = ('train', 'val', 'test')
 
-
-MIXUP_KINDS = ('', 'input', 'manifold')  # learners.mixup.KINDS
 META_OPTIMIZERS = ('adam', 'sgd')
 LR_SCHEDULES = ('constant', 'cosine', 'step')
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker')  # metadrop_tf.runtime.distribute

@@ -89,14 +89,9 @@ def noise(c) -> None:
                         '`learner=metadrop`, or `meta_dropout` with another gradient learner')
   if c.noise_penalty < 0:
     raise ConfigError(f'`noise_penalty={c.noise_penalty}` must be >= 0')
-  if c.inner_mixup not in config_lib.MIXUP_KINDS:
-    raise ConfigError(f'`inner_mixup={c.inner_mixup}` must be one of '
-                      f'{list(config_lib.MIXUP_KINDS)} (empty: off)')
   if c.inner_mixup and c.noisy:
     raise ConfigError('`inner_mixup` is a baseline for learners without noise; use '
                       '`learner=maml` (or another gradient learner without `meta_dropout`)')
-  if c.bn_mode not in config_lib.BN_MODES:
-    raise ConfigError(f'`bn_mode={c.bn_mode}` must be one of {config_lib.BN_MODES}')
 
 
 def splits(c) -> None:

@@ -79,6 +79,17 @@ def test_options_of_used_components_are_accepted(settings):
   learners.check(config_lib.Config(**settings).validate())
 
 
+@pytest.mark.parametrize('settings, words', [
+    (dict(bn_mode='batch'), "--bn_mode=batch is unknown; choose one of ['inductive', "
+                            "'per_step', 'running', 'transductive']"),
+    (dict(maml=True, inner_mixup='cutmix'), "--inner_mixup=cutmix is unknown; choose one of "
+                                            "['input', 'manifold']"),
+    (dict(noise_type='gauss'), '--noise_type=gauss is unknown; choose one of'),
+])
+def test_unregistered_choices_name_the_registered_ones(settings, words):
+  assert _error(**settings).startswith(words)
+
+
 def test_a_new_learner_on_the_base_class_accepts_no_gradient_options():
   name = 'toy_base_learner'
 

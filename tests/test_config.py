@@ -23,7 +23,6 @@ Config = config_lib.Config
     ({'grad_clip': float('inf')}, '--grad_clip=inf'),
     ({'eval_split': 'bogus'}, '--eval_split=bogus is not a split'),
     ({'precision': 'float16'}, '--precision'),
-    ({'bn_mode': 'episodic'}, '--bn_mode'),
     ({'val_characters': 5, 'dataset': 'mimgnet', 'way': 5}, '--val_characters'),
     ({'eval_split': 'val'}, '--eval_split=val'),
     ({'val_characters': 3}, '--way=20 exceeds the 12 classes'),

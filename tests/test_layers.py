@@ -5,8 +5,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from metadrop_tf import config as config_lib
-from metadrop_tf.learners import mixup
 from metadrop_tf.nets import layers
 from metadrop_tf.nets import noise as noise_lib
 
@@ -197,7 +195,6 @@ def test_baseline_noises_are_their_formulas():
   with pytest.raises(ValueError, match='unknown noise type'):
     noise_lib.make_noise('dropout')
   assert sorted(noise_lib.REGISTRY) == sorted(expected) + ['vib']
-  assert mixup.KINDS == config_lib.MIXUP_KINDS
 
 
 def test_mix_is_a_convex_combination_with_a_permutation():

@@ -45,11 +45,14 @@ def register(name: str):
 
 
 def check(config) -> None:
-  """ConfigError unless config.noise_type, config.backbone and config.learner_name are
-  registered, every option the config sets belongs to a component it uses
+  """ConfigError unless config.noise_type, bn_mode, inner_mixup (if set), backbone and
+  learner_name are registered, every option the config sets belongs to a component it uses
   (metadrop_tf.components), and the learner's optional classmethod check_config accepts it;
   before any data is loaded."""
   components.require('noise type', config.noise_type)
+  components.require('batch norm', config.bn_mode)
+  if config.inner_mixup:
+    components.require('mixup', config.inner_mixup)
   backbones.check(config)
   components.require('learner', config.learner_name)
   components.check(config)

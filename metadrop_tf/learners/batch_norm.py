@@ -13,6 +13,7 @@ The inner loop's support batches are normalized with their own statistics in eve
 
 import tensorflow as tf
 
+from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf.learners import inner_rates
 
@@ -24,7 +25,9 @@ config_lib.document(
             '(the query normalized with running averages of support statistics tracked during '
             'meta-training, as PyTorch-MAML).')
 
-MODES = config_lib.BN_MODES  # the settings' list: one place
+MODES = ('transductive', 'inductive', 'per_step', 'running')
+for _mode in MODES:
+  components.declare('batch norm', _mode)
 STATISTICS = 'bn_statistics'  # key of an adapted state's support statistics
 OFFSETS = 'bn_offsets'  # key of a state's batch-norm offsets (per_step: those of its step)
 RUNNING_MOMENTUM = 0.1  # running: weight of each meta-batch in the averages
