@@ -1,13 +1,13 @@
 """Which component owns which option, declared by each component beside its code.
 
 A component is a choice a run makes: its learner, backbone, noise type (noisy learners),
-mixup, batch-norm mode, gradient checkpointing. Each declares the settings it reads beyond the core run
-settings (`declare`, called by the component's own module): fields of Config, or new options
-(config.Option) that become flags, --help lines and keys of config.json with no other change.
-An owned option that a run sets to a value other than its default must belong to one of the
-components the run uses; otherwise
-`check` raises a one-line ConfigError naming the option and the component (exit status 2), so
-that no option is recorded in config.json as if it had taken effect. No TF import here.
+mixup, batch-norm mode, gradient checkpointing. Each declares the settings it reads beyond the
+core run settings (`declare`, called by the component's own module): fields of Config, or new
+options (config.Option) that become flags, --help lines and keys of config.json with no other
+change. An owned option that a run sets to a value other than its default must belong to one
+of the components the run uses; otherwise `check` raises a one-line ConfigError naming the
+option and the component (exit status 2), so that no option is recorded in config.json as if
+it had taken effect. No TF import here.
 """
 
 import importlib
