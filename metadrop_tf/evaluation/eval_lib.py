@@ -144,10 +144,11 @@ def _read_json(path):
 def place_result(path: str, result: dict, overwrite: bool = False) -> str:
   """Where `result` goes so that no earlier result at `path` (eval_<split>[...].json) is lost.
 
-  - An earlier result of another checkpoint step moves to <name>.step<S>.json (the history of a
-    run that is evaluated as it trains); `path` takes the new result.
-  - An earlier result of the same step with more episodes stays; the new one goes beside it, to
-    <name>.<N>ep.json, unless `overwrite`.
+  - An earlier result of a checkpoint of another iteration S (its `checkpoint_step`) moves to
+    <name>.step<S>.json (the history of a run that is evaluated as it trains); `path` takes
+    the new result.
+  - An earlier result of the same checkpoint with more episodes stays; the new one goes beside
+    it, to <name>.<N>ep.json, unless `overwrite`.
   Returns the path to write the new result to.
   """
   old = _read_json(path)
@@ -157,7 +158,7 @@ def place_result(path: str, result: dict, overwrite: bool = False) -> str:
   old_step = old.get('checkpoint_step')
   if old_step is not None and old_step != result.get('checkpoint_step'):
     os.replace(path, f'{stem}.step{old_step}.json')
-    logging.info('kept the result of step %s as %s.step%s.json', old_step, stem, old_step)
+    logging.info('kept the result of iteration %s as %s.step%s.json', old_step, stem, old_step)
     return path
   if old.get('n_episodes', 0) > result['n_episodes'] and not overwrite:
     beside = f"{stem}.{result['n_episodes']}ep.json"
