@@ -51,6 +51,28 @@ def test_a_changed_result_makes_the_check_fail(tmp_path, monkeypatch, capsys):
   assert 'page.md' in capsys.readouterr().err
 
 
+def test_monitoring_reads_both_wordings_and_counts_a_repeated_iteration_once(tmp_path,
+                                                                            monkeypatch):
+  tables = _tables()
+  run = tmp_path / 'omniglot_1shot_maml'
+  run.mkdir()
+  (run / 'train.log').write_text(
+      '2026-11-22 05:16:00 eval test | step 500 | loss 0.64 acc 90.00 +- 1.13 %\n'
+      '2026-11-22 05:17:00 train | step 550 | 0.9 it/s | loss 0.5 acc 0.9\n'
+      '2026-11-22 06:16:00 eval test | step 1000 | loss 0.48 acc 91.00 +- 0.80 %\n'
+      '2026-11-23 07:00:00 eval test | iteration 1000 | loss 0.47 acc 93.00 +- 0.80 %\n'
+      '2026-11-23 08:00:00 eval test | iteration 3000 | loss 0.40 acc 95.00 +- 0.70 %\n')
+  (run / 'config.json').write_text(json.dumps({'n_train_iters': 4000}))
+  (run / 'ckpt').mkdir()
+  (run / 'ckpt' / 'checkpoint').write_text('model_checkpoint_path: "ckpt-3100"\n')
+  monkeypatch.setattr(tables, 'RUNS', str(tmp_path))
+  assert tables.monitor('omniglot_1shot_maml') == {500: 90.0, 1000: 93.0, 3000: 95.0}
+  assert tables.monitoring()[2:] == ['| 1-2500 | 91.50 (90.00-93.00) |',
+                                     '| 2501-5000 | 95.00 (95.00-95.00) |']
+  assert tables.long_runs()[2] == '| MAML 1-shot | 3100 | 4000 | 95.00 at 3000 |'
+  assert tables.long_runs()[3] == '| Meta Dropout 1-shot | not started | | |'
+
+
 def test_unknown_table_names_the_file():
   with pytest.raises(KeyError, match='page.md'):
     _tables().render('<!-- table:nope -->\n<!-- /table:nope -->', 'page.md')
