@@ -199,6 +199,17 @@ def test_help_lists_the_programs_own_flags_first_and_exits_0(capsys):
   assert "(--backbone=...; registered: conv4, mlp, resnet12)" in out
 
 
+def test_help_read_partly_is_not_an_error(monkeypatch):
+  from metadrop_tf.cli import help as help_lib  # pylint: disable=g-import-not-at-top
+  read, write = os.pipe()
+  os.close(read)  # the reader stopped, as `train.py --help | head -1` does
+  stdout = os.fdopen(write, 'w')
+  monkeypatch.setattr(sys, 'stdout', stdout)
+  help_lib.show('--flag: text\n' * 10000)  # BrokenPipeError if not handled
+  print('more', flush=True)  # what follows goes nowhere, without an error
+  stdout.close()
+
+
 def test_help_with_a_learner_shows_the_options_it_takes(capsys):
   assert helpers.run_program('train', '--help', '--learner=csn') == 0
   out = capsys.readouterr().out

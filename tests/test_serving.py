@@ -224,6 +224,16 @@ def test_a_real_server_answers_concurrently_and_stops_gracefully(export_dir):
 
 
 @pytest.mark.slow
+def test_serve_help_lists_its_flags_and_exits_0():
+  proc = subprocess.run([sys.executable, 'serve.py', '--help'], cwd=helpers.REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith('Serve exported SavedModels')
+  assert '\nserve flags:\n  --export_dir: ' in proc.stdout and '--max_body_bytes' in proc.stdout
+  assert proc.stderr == ''
+
+
+@pytest.mark.slow
 def test_serve_without_a_savedmodel_is_one_line(tmp_path):
   proc = subprocess.run([sys.executable, 'serve.py', f'--export_dir={tmp_path}'],
                         cwd=helpers.REPO, capture_output=True, text=True, timeout=300)

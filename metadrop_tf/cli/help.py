@@ -1,6 +1,8 @@
 """`--help` of the programs: the program's own flags first, then the run settings grouped by the
 component that reads them (metadrop_tf.components)."""
 
+import os
+import sys
 import textwrap
 
 from absl import flags
@@ -9,10 +11,24 @@ from metadrop_tf import components
 from metadrop_tf import config as config_lib
 
 FLAGS = flags.FLAGS
+HELP_ARGS = ('--help', '-h', '-?', '--helpshort')  # any of these prints the program's help
 # Settings evaluate.py and export.py take from the command line; the rest come from the run.
 EVALUATION_SETTINGS = ('data_dir', 'n_test_iters', 'n_test_mc_samp', 'test_mc_chunks',
                        'test_metabatch', 'precision', 'intra_op_threads', 'inter_op_threads',
                        'strategy', 'cpu_devices')
+
+
+def asks_for_help(argv) -> bool:
+  """Whether the arguments after the program name ask for its help."""
+  return any(arg in HELP_ARGS for arg in argv[1:])
+
+
+def show(text: str) -> None:
+  """Prints `text`; a reader that stops early (`train.py --help | head`) is not an error."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:  # the rest goes nowhere, and so does the flush at exit
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def describe_flag(name: str) -> str:
@@ -55,10 +71,12 @@ def _component_sections(learner: str | None) -> list[str]:
 
 
 def program_help(program: str, doc: str, own: list[str], argv: list[str]) -> str:
-  """The help text of `program` ('train', 'evaluate', 'export'); `own`: its own flag names.
-  With --learner=X among `argv`, the learner section shows only what X takes."""
+  """The help text of `program` ('train', 'evaluate', 'export', 'serve'); `own`: its own flag
+  names. With --learner=X among `argv`, the learner section shows only what X takes."""
   learner = next((a.split('=', 1)[1] for a in argv if a.startswith('--learner=')), None)
   lines = [(doc or '').strip(), f'\n{program} flags:'] + [describe_flag(n) for n in own]
+  if program == 'serve':
+    return '\n'.join(lines)
   if program != 'train':
     lines += _section('evaluation settings (the rest come from <savedir>/config.json; '
                       'train.py --help lists them)', EVALUATION_SETTINGS)

@@ -32,7 +32,6 @@ from metadrop_tf.runtime import distribute
 from metadrop_tf.runtime import threads
 
 FLAGS = flags.FLAGS
-HELP_ARGS = ('--help', '-h', '-?', '--helpshort')
 
 
 def _interrupt(signum, frame):
@@ -240,14 +239,14 @@ def print_help(program: str, doc: str = '', argv=()) -> None:
   """This program's own flags, then the run settings by component (absl's --help shows only
   absl's); --learner=X among argv narrows the learner options to X's."""
   own = ['savedir'] + program_flags.OWN_FLAGS[program]
-  print(help_lib.program_help(program, doc, own, list(argv)))
+  help_lib.show(help_lib.program_help(program, doc, own, list(argv)))
 
 
 def _import_user_components(argv) -> None:
   """Imports the modules --import_modules names (on the command line or in a --flagfile), so
   the options their components declare are flags before the command line is parsed."""
   try:
-    FLAGS([a for a in argv if a not in HELP_ARGS], known_only=True)  # the rest: below
+    FLAGS([a for a in argv if a not in help_lib.HELP_ARGS], known_only=True)  # the rest: below
     names = FLAGS.import_modules
   except flags.Error:
     return  # the full parse reports it
@@ -266,7 +265,7 @@ def run(program: str, argv=None) -> None:
   except config_lib.ConfigError as e:
     print(f'error: {messages.as_flags(str(e))}', file=sys.stderr)
     sys.exit(2)
-  if any(arg in HELP_ARGS for arg in argv[1:]):
+  if help_lib.asks_for_help(argv):
     print_help(program, sys.modules['__main__'].__doc__, argv[1:])
     sys.exit(0)
   try:

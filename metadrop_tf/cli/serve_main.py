@@ -7,15 +7,17 @@ import sys
 from absl import app
 from absl import flags
 
+from metadrop_tf.cli import help as help_lib
 from metadrop_tf.cli import messages
 
 FLAGS = flags.FLAGS
+OWN_FLAGS = ['export_dir', 'model_name', 'host', 'port', 'max_body_bytes']
 
 
 def define_flags() -> None:
   flags.DEFINE_list('export_dir', None, 'SavedModel folders to serve (comma-separated); each '
                     'holds saved_model.pb or numbered version folders (the newest is served).')
-  flags.DEFINE_list('model_name', [], 'Names to serve them under (default: the folder names).')
+  flags.DEFINE_list('model_name', [], 'Names to serve them under; empty: the folder names.')
   flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on (0.0.0.0: every interface).')
   flags.DEFINE_integer('port', 8501, 'Port (TF Serving\'s REST port is 8501).')
   flags.DEFINE_integer('max_body_bytes', 16 << 20, 'Largest request body accepted (413 above).')
@@ -54,6 +56,9 @@ def _fail(message: str) -> None:
 
 def run() -> None:
   define_flags()
+  if help_lib.asks_for_help(sys.argv):
+    help_lib.show(help_lib.program_help('serve', sys.modules['__main__'].__doc__, OWN_FLAGS, []))
+    sys.exit(0)
   try:
     FLAGS(sys.argv)
   except flags.Error as e:
