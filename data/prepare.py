@@ -1,7 +1,8 @@
-"""Raw Omniglot / miniImageNet -> the NumPy shards metadrop_tf trains on.
+"""Raw Omniglot / miniImageNet / tiered-ImageNet -> the NumPy shards metadrop_tf trains on.
 
   python data/prepare.py --dataset=omniglot [--out_dir=data/omniglot] [--source=PATH]
   python data/prepare.py --dataset=mimgnet --source=PATH [--split_dir=CSV_FOLDER]
+  python data/prepare.py --dataset=tiered --source=PATH   (layouts: data/tiered.py)
 
 Omniglot --source may be a folder with the official archives (images_background.zip,
 images_evaluation.zip), their extracted folders, or the lossless arrays
@@ -322,16 +323,33 @@ def _fail(message):
   raise UserExit(message)
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with the programs' one-line errors (exit status 2) instead of a usage block."""
+
+  def error(self, message):
+    _fail(f'{message} (--help lists the options)')
+
+
 def main(argv):
-  parser = argparse.ArgumentParser(description='Prepare Omniglot / miniImageNet shards.')
-  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet', 'tiered'])
+  parser = _Parser(description='Prepare the Omniglot, miniImageNet or tiered-ImageNet shards '
+                               'that train.py reads (docs/data.md).')
+  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet', 'tiered'],
+                      help='the dataset to prepare (default: omniglot)')
   parser.add_argument('--out_dir', default=None, help='default: data/<dataset>')
-  parser.add_argument('--source', default=None, help='local raw files (skips the download)')
+  parser.add_argument('--source', default=None,
+                      help='a folder of raw files (skips the download); its layouts per dataset '
+                           'are in docs/data.md. Omniglot without it is downloaded; '
+                           'miniImageNet and tiered-ImageNet need it')
   parser.add_argument('--raw_dir', default=os.path.join('data', 'raw'),
-                      help='where downloaded archives go')
-  parser.add_argument('--split_dir', default=None, help='miniImageNet split CSVs folder')
-  parser.add_argument('--n_train_characters', type=int, default=N_TRAIN_CHARACTERS)
-  parser.add_argument('--overwrite', action='store_true')
+                      help='where downloaded archives go (default: data/raw)')
+  parser.add_argument('--split_dir', default=None,
+                      help="miniImageNet: the folder of Ravi & Larochelle's split CSVs, when "
+                           'they are not in --source')
+  parser.add_argument('--n_train_characters', type=int, default=N_TRAIN_CHARACTERS,
+                      help=f'Omniglot: characters for meta-training (default: '
+                           f'{N_TRAIN_CHARACTERS}; the rest are for meta-test)')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='rebuild shards that are already there')
   args = parser.parse_args(argv)
   out_dir = args.out_dir or os.path.join('data', args.dataset)
   if is_prepared(out_dir) and not args.overwrite:

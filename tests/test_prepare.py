@@ -140,6 +140,20 @@ def test_offline_download_names_the_url_and_the_way_out(tmp_path):
   assert '\n' not in message
 
 
+@pytest.mark.parametrize('argv, words', [
+    (['--dataset=imagenet'], "argument --dataset: invalid choice: 'imagenet'"),
+    (['--n_train_characters=x'], "argument --n_train_characters: invalid int value: 'x'"),
+    (['--bogus=1'], 'unrecognized arguments: --bogus=1'),
+])
+def test_bad_options_are_one_line_errors(argv, words, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    prepare.main(argv)
+  assert exit_info.value.code == 2
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'error: {words}'), lines
+  assert lines[0].endswith('(--help lists the options)')
+
+
 def test_bad_sources_are_one_line_errors(tmp_path, capsys):
   (tmp_path / 'empty').mkdir()
   with pytest.raises(SystemExit) as exit_info:
