@@ -1,6 +1,5 @@
-"""Download and verify the raw dataset archives (importable, and runnable as a script).
-
-  python data/download.py --dataset=omniglot --raw_dir=data/raw
+"""Download and verify the raw Omniglot archives, for data/prepare.py (which downloads them
+when it is given no --source).
 
 Downloads go to `<file>.part` first and are renamed only once complete and verified, so an
 interrupted download never passes for a complete file; a `.part` left behind is resumed when
@@ -9,7 +8,6 @@ the server supports ranges. miniImageNet has no official download: prepare it fr
 
 import hashlib
 import os
-import sys
 from typing import NamedTuple
 from typing import Optional
 import urllib.error
@@ -96,23 +94,3 @@ def fetch_omniglot(raw_dir, progress=True, archives=None):
   archives = archives or OMNIGLOT_ARCHIVES
   return {name: download(a.url, os.path.join(raw_dir, name), a.checksum, progress)
           for name, a in archives.items()}
-
-
-def main(argv):
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--dataset', default='omniglot', choices=['omniglot', 'mimgnet'])
-  parser.add_argument('--raw_dir', default=os.path.join('data', 'raw'))
-  args = parser.parse_args(argv)
-  if args.dataset == 'mimgnet':
-    sys.exit('error: miniImageNet has no official download; get the Ravi & Larochelle images '
-             'and run: python data/prepare.py --dataset=mimgnet --source=FOLDER')
-  try:
-    for path in fetch_omniglot(args.raw_dir).values():
-      print(path)
-  except DownloadError as e:
-    sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-  main(sys.argv[1:])
