@@ -234,6 +234,17 @@ def test_serve_help_lists_its_flags_and_exits_0():
 
 
 @pytest.mark.slow
+def test_serve_without_the_serve_extra_is_one_line(tmp_path):
+  script = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['serve.py', "
+            f"'--export_dir={tmp_path}']; from metadrop_tf.cli import launch; launch.serve()")
+  proc = subprocess.run([sys.executable, '-c', script], cwd=helpers.REPO, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines() == [
+      "error: serving needs uvicorn, of the serve extra: pip install -e '.[serve]'"]
+
+
+@pytest.mark.slow
 def test_serve_without_a_savedmodel_is_one_line(tmp_path):
   proc = subprocess.run([sys.executable, 'serve.py', f'--export_dir={tmp_path}'],
                         cwd=helpers.REPO, capture_output=True, text=True, timeout=300)

@@ -24,10 +24,15 @@ def define_flags() -> None:
 
 
 def main(argv) -> None:
-  import uvicorn  # pylint: disable=g-import-not-at-top
+  try:
+    import uvicorn  # pylint: disable=g-import-not-at-top
 
+    from metadrop_tf.export import serving_app  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    if e.name not in ('uvicorn', 'starlette'):
+      raise
+    _fail(f"serving needs {e.name}, of the serve extra: pip install -e '.[serve]'")
   from metadrop_tf.export import serving  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.export import serving_app  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]} (flags look like --name=value)')
   if not FLAGS.export_dir:
