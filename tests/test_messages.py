@@ -4,6 +4,7 @@ import ast
 import logging
 import os
 
+from absl import flags
 import pytest
 
 import helpers
@@ -65,3 +66,12 @@ def test_library_errors_name_settings_not_flags():
                   for line, text in _error_strings(path)
                   if '--' in text and 'prepare.py' not in text]  # a command to paste
   assert not flagged, flagged
+
+
+def test_parse_errors_are_one_line_without_absl_prefix(tmp_path):
+  missing = str(tmp_path / 'nope.cfg')
+  with pytest.raises(flags.Error) as e:
+    flags.FlagValues()(['train.py', f'--flagfile={missing}'])
+  line = messages.parse_error(e.value)
+  assert line.startswith('Unable to open flagfile: ') and missing in line, line
+  assert line.endswith(' (--help lists the flags)') and '\n' not in line

@@ -271,7 +271,7 @@ def run(program: str, argv=None) -> None:
   try:
     FLAGS(argv, known_only=False)
   except flags.Error as e:
-    print(f'error: {" ".join(str(e).split())} (--help lists the flags)', file=sys.stderr)
+    print(f'error: {messages.parse_error(e)}', file=sys.stderr)
     sys.exit(2)
   FLAGS.unparse_flags()
   app.run(_guarded(PROGRAMS[program]), argv=argv)

@@ -18,6 +18,13 @@ QUIET_TF_LINES = ('Sharding callback duration', 'Assets written to', 'Writing fi
                   'Function `', 'Found untraced functions')
 
 
+def parse_error(error: Exception) -> str:
+  """absl's error about the command line (an unknown flag, a bad value, a missing --flagfile)
+  as one line, without absl's 'ERROR::' prefix."""
+  text = re.sub(r'^ERROR::\s*', '', ' '.join(str(error).split()))
+  return f'{text} (--help lists the flags)'
+
+
 def as_flags(message: str, known: Optional[Container] = None) -> str:
   """`message` with each `setting` among `known` (default: the defined absl flags) written as
   its flag."""

@@ -67,6 +67,6 @@ def run() -> None:
   try:
     FLAGS(sys.argv)
   except flags.Error as e:
-    _fail(f'{" ".join(str(e).split())} (--help lists the flags)')
+    _fail(messages.parse_error(e))
   FLAGS.unparse_flags()
   app.run(main)
