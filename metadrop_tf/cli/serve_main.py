@@ -11,7 +11,6 @@ from metadrop_tf.cli import help as help_lib
 from metadrop_tf.cli import messages
 
 FLAGS = flags.FLAGS
-OWN_FLAGS = ['export_dir', 'model_name', 'host', 'port', 'max_body_bytes']
 
 
 def define_flags() -> None:
@@ -62,7 +61,8 @@ def _fail(message: str) -> None:
 def run() -> None:
   define_flags()
   if help_lib.asks_for_help(sys.argv):
-    help_lib.show(help_lib.program_help('serve', sys.modules['__main__'].__doc__, OWN_FLAGS, []))
+    own = [f.name for f in FLAGS.get_flags_for_module(__name__)]  # those of define_flags
+    help_lib.show(help_lib.program_help('serve', sys.modules['__main__'].__doc__, own, []))
     sys.exit(0)
   try:
     FLAGS(sys.argv)
