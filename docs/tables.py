@@ -89,16 +89,38 @@ def table1() -> list[str]:
   return lines
 
 
+def evaluations(run: str) -> dict[int, dict]:
+  """Checkpoint iteration -> result of runs/<run>'s eval_test.json and eval_test.step*.json."""
+  paths = glob.glob(os.path.join(RUNS, run, 'eval_test.json'))
+  paths += glob.glob(os.path.join(RUNS, run, 'eval_test.step*.json'))
+  return {r['checkpoint_step']: r for r in map(_load, paths)}
+
+
 def budget(run: str) -> Callable[[], list[str]]:
   """Accuracy against iterations of one run: eval_test.json and its eval_test.step*.json."""
   def make() -> list[str]:
-    paths = glob.glob(os.path.join(RUNS, run, 'eval_test.json'))
-    paths += glob.glob(os.path.join(RUNS, run, 'eval_test.step*.json'))
-    results = sorted((_load(p) for p in paths), key=lambda r: r['checkpoint_step'])
     lines = ['| iterations | test accuracy (%) | episodes × MC | commit |', '|---|---|---|---|']
-    for r in results:
-      lines.append(f"| {r['checkpoint_step']} | {_metric(r)} | {r['n_episodes']} × "
+    for step, r in sorted(evaluations(run).items()):
+      lines.append(f"| {step} | {_metric(r)} | {r['n_episodes']} × "
                    f"{r['mc_samples']} | `{(r.get('commit') or '?')[:7]}` |")
+    return lines
+  return make
+
+
+def equal_budget(runs: tuple[str, ...], steps: tuple[int, ...]) -> Callable[[], list[str]]:
+  """Runs side by side at the same checkpoints: accuracy (%) at each of `steps`, and their mean
+  (min-max), with each run's seed and meta learning rate (from its config.json)."""
+  def make() -> list[str]:
+    lines = ['| run | seed | meta_lr | ' + ' | '.join(map(str, steps)) + ' | mean (min-max) |',
+             '|---' * (len(steps) + 4) + '|']
+    for run in runs:
+      config, found = _load(os.path.join(RUNS, run, 'config.json')) or {}, evaluations(run)
+      values = [found[s]['accuracy'] for s in steps if s in found]
+      cells = [_metric(found[s]) if s in found else 'not evaluated yet' for s in steps]
+      mean = (f'{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})'
+              if len(values) == len(steps) else '')
+      lines.append(f"| `{run}` | {config.get('seed', '?')} | {config.get('meta_lr', '?')} | "
+                   + ' | '.join(cells) + f' | {mean} |')
     return lines
   return make
 
@@ -253,11 +275,47 @@ def serve_load() -> list[str]:
   return lines
 
 
+def split_difficulty(run: str) -> Callable[[], list[str]]:
+  """runs/split_difficulty.py's summary of <run>/split_difficulty.json, one row per figure."""
+  def table() -> list[str]:
+    r = _load(os.path.join(RUNS, run, 'split_difficulty.json'))
+    if r is None:
+      return ['| figure | value |', '|---|---|', '| not computed | |']
+    s = r['summary']
+    point = lambda x: f'{100 * x:.2f}'
+    rotations = ' / '.join(point(a) for a in s['rotation_accuracy'] if a is not None)
+    return [
+        '| figure | value |', '|---|---|',
+        f"| evaluation | `{os.path.relpath(r['checkpoint'], 'runs')}`, first {s['episodes']} "
+        f"episodes: {point(s['accuracy'])} % |",
+        f"| test characters seen | {s['characters_seen']} of {s['test_characters']}, "
+        f"{s['mean_appearances']:.1f} times each on average |",
+        f"| re-evaluation against the committed result | {r['episodes_equal_to_result']} of "
+        f"{s['episodes']} episodes equal, the others within "
+        f"{point(r['largest_difference_to_result'])} points |",
+        f"| sd of character accuracies | {point(s['character_sd'])} points observed, "
+        f"{point(s['character_sd_corrected'])} without the sampling noise "
+        f"({point(s['noise_sd'])}) |",
+        f"| sd of the difference to another random split of {s['test_characters']} of the "
+        f"{s['all_characters']} characters | {point(s['split_difference_sd'])} points |",
+        f'| accuracy by rotation 0 / 90 / 180 / 270° | {rotations} % |',
+        f"| alphabets | {s['alphabets']}, sd {point(s['alphabet_sd'])} points: "
+        f"{s['hardest_alphabet'][0]} {point(s['hardest_alphabet'][1])} % to "
+        f"{s['easiest_alphabet'][0]} {point(s['easiest_alphabet'][1])} % |",
+        f"| correlation of an alphabet's share of characters in meta-train with its accuracy | "
+        f"r = {s['alphabet_train_share_vs_accuracy_r']:.2f} |",
+    ]
+  return table
+
+
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
     'maml_budget': budget('omniglot_1shot_maml'),
     'long_runs': long_runs,
     'monitoring': monitoring,
+    'split_difficulty': split_difficulty('omniglot_1shot_maml'),
+    'maml_seed_lr': equal_budget(('omniglot_1shot_maml', 'omniglot_1shot_maml_seed1',
+                                  'omniglot_1shot_maml_lr3e-4'), (2200, 2300, 2400, 2500, 2600)),
     'learners_5w1s': folder('learners_omniglot_5w1s'),
     'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],
                                  'learners_omniglot_5w1s/maml'),

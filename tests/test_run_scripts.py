@@ -1,6 +1,7 @@
 """runs/finished.py: when the run scripts skip an evaluation that is already done; every
 committed run's ckpt/checkpoint state file names a checkpoint that exists; runs/reevaluate.py
-recomputes a result and names one it cannot."""
+recomputes a result and names one it cannot; runs/split_difficulty.py's per-class accuracies and
+their summary."""
 import glob
 import importlib.util
 import json
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -15,10 +17,17 @@ import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'runs', 'finished.py')
-_spec = importlib.util.spec_from_file_location('finished', SCRIPT)
-finished_module = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(finished_module)
-finished = finished_module.finished
+
+
+def _load(path: str, name: str):
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+finished = _load(SCRIPT, 'finished').finished
+split_difficulty = _load(os.path.join(ROOT, 'runs', 'split_difficulty.py'), 'split_difficulty')
 
 
 def make_run(tmp_path, newest, result_step, episodes, eps=None):
@@ -117,3 +126,49 @@ def test_reevaluate_recomputes_a_result_and_names_a_missing_checkpoint(tmp_path)
   assert result_line == f'{result}: 2/2 episodes equal'
   assert missing_line.startswith(f'{savedir}/eval_missing.json: not re-evaluated: ')
   assert 'ckpt-999' in missing_line and 'Traceback' not in done.stderr
+
+
+def test_split_difficulty_summary_by_hand():
+  """Two test characters (classes 0-3 and 4-7), two tasks of two classes, Q = 5 queries."""
+  characters, train = ['A/c3', 'C/c1'], ['A/c1', 'A/c2', 'B/c1']
+  classes = np.array([[0, 4], [1, 5]])
+  accuracies = np.array([[1.0, 0.6], [0.6, 0.4]])
+  got = split_difficulty.summarize(classes, accuracies, characters, train, queries=5)
+  per_char = np.array([0.8, 0.5])  # A/c3: (1.0 + 0.6) / 2; C/c1: (0.6 + 0.4) / 2
+  true_var = np.var(per_char, ddof=1) - np.mean(per_char * (1 - per_char) / (5 * 2))
+  assert got['episodes'] == 2 and got['characters_seen'] == 2 and got['all_characters'] == 5
+  assert got['accuracy'] == pytest.approx(0.65)
+  assert got['character_sd_corrected'] == pytest.approx(np.sqrt(true_var))
+  assert got['split_difference_sd'] == pytest.approx(np.sqrt(2 * true_var / 2 * 3 / 4))
+  assert got['rotation_accuracy'][:2] == pytest.approx([0.8, 0.5])
+  assert got['rotation_accuracy'][2:] == [None, None]  # no task held those classes
+  assert got['hardest_alphabet'] == ['C', pytest.approx(0.5)]
+  assert got['easiest_alphabet'] == ['A', pytest.approx(0.8)]
+  # A's share of characters in meta-train 2/3, C's 0: accuracy rises with it.
+  assert got['alphabet_train_share_vs_accuracy_r'] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_split_difficulty_checks_its_episodes_against_the_result(tmp_path):
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=3, maml=True)
+  eval_lib.run(config, savedir, progress=False)  # tiny shards: 2 test characters, 8 classes
+  names = {'train': ['A/c1', 'A/c2', 'B/c1'], 'test': ['A/c3', 'B/c2']}
+  with open(os.path.join(config.resolved_data_dir, 'splits.json'), 'w') as f:
+    json.dump(names, f)
+  result = os.path.join(savedir, 'eval_test.json')
+  command = [sys.executable, os.path.join(ROOT, 'runs', 'split_difficulty.py'), result]
+  done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(os.path.join(savedir, 'split_difficulty.json')) as f:
+    written = json.load(f)
+  assert written['summary']['episodes'] == 3 and done.stdout.startswith(savedir)
+  assert sum(c['appearances'] for c in written['per_class']) == 3 * config.way
+  assert written['episodes_equal_to_result'] == 3
+  with open(result) as f:
+    changed = json.load(f)
+  changed['per_episode_accuracy'][1] += 0.5  # 2 of 3 equal: not the same episodes
+  with open(result, 'w') as f:
+    json.dump(changed, f)
+  done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+  assert done.returncode == 1 and 'only 2 of the 3 re-evaluated episodes' in done.stderr

@@ -91,9 +91,10 @@ def attacked_accuracies(attack):
   return extra
 
 
-def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
+def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None, extra=None):
   """tf.function (episode, index of its first task) -> dict of per-task [B] 'acc', 'loss', ...
-  (and with an attacks.Attack, the accuracy under it at each eps: attack_key(norm, eps)).
+  (and with an attacks.Attack, the accuracy under it at each eps: attack_key(norm, eps); with
+  `extra`, an `extra` of Learner.task_outputs, its outputs, [B, ...]).
 
   Task i's noise depends only on i, so results do not depend on the meta-batch size, nor on
   the replicas of a tf.distribute `strategy` (default: the current one): each adapts its
@@ -102,7 +103,11 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
   """
   strategy = strategy or tf.distribute.get_strategy()
   base_seed = tf.constant([seed, seeds_lib.EVAL], tf.int32)
-  extra = attacked_accuracies(attack) if attack else None
+  extras = [e for e in (attacked_accuracies(attack) if attack else None, extra) if e]
+  if len(extras) > 1:
+    extra = lambda *args: {k: v for e in extras for k, v in e(*args).items()}
+  else:
+    extra = extras[0] if extras else None
 
   def replica_step(episode, first_task):
     share, first = distribute.replica_share(episode)
@@ -117,6 +122,17 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None):
       return outputs
     return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
   return step
+
+
+def class_accuracies(learner, state, query_x, query_y, seed):
+  """An `extra` for Learner.task_outputs: {'acc_class': [N]}, the query accuracy of each of
+  the task's N classes (query_y one-hot [N*Q, N], any order)."""
+  del seed  # the deterministic forward
+  hits = tf.cast(tf.equal(tf.argmax(learner.predict(state, query_x), axis=-1),
+                          tf.argmax(query_y, axis=-1)), tf.float32)
+  labels = tf.cast(query_y, tf.float32)
+  return {'acc_class': tf.linalg.matvec(labels, hits, transpose_a=True)
+                       / tf.reduce_sum(labels, axis=0)}
 
 
 def code_commit() -> str | None:
