@@ -315,7 +315,7 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     'monitoring': monitoring,
     'split_difficulty': split_difficulty('omniglot_1shot_maml'),
     'maml_seed_lr': equal_budget(('omniglot_1shot_maml', 'omniglot_1shot_maml_seed1',
-                                  'omniglot_1shot_maml_lr3e-4'), (2200, 2300, 2400, 2500, 2600)),
+                                  'omniglot_1shot_maml_lr3e-4'), (2400, 2500, 2600)),
     'learners_5w1s': folder('learners_omniglot_5w1s'),
     'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],
                                  'learners_omniglot_5w1s/maml'),
