@@ -11,10 +11,14 @@
 #     maml_5shot      runs/omniglot_5shot_maml to ITERS_5SHOT (default 5000), evaluate
 #     metadrop_5shot  runs/omniglot_5shot_metadrop to ITERS_5SHOT, evaluate (30 MC samples in
 #                     TEST_MC_CHUNKS chunks, default 3, for memory)
+#     maml_lr3e-4     runs/omniglot_1shot_maml_lr3e-4 (MAML at Meta Dropout's meta_lr; created at
+#                     2600 with --meta_lr=3e-4) to ITERS_CHECK (default 10000), evaluate
+#     maml_seed1      runs/omniglot_1shot_maml_seed1 (created with --seed=1) likewise
 # THREADS (default 1) threads per op; run each JOB pinned: taskset -c 0 bash ... maml_1shot.
 set -euo pipefail
-JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot}
+JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1}
 ITERS_5SHOT=${ITERS_5SHOT:-5000}
+ITERS_CHECK=${ITERS_CHECK:-10000}
 THREADS=${THREADS:-1}
 THREAD_FLAGS=(--intra_op_threads="$THREADS" --inter_op_threads=1)
 DATA=--data_dir=../shared/data/omniglot
@@ -36,14 +40,23 @@ train_and_evaluate() {  # RUN ITERS [EVALUATE FLAGS...]
   fi
 }
 
+evaluated() {  # RUN STEP: exit 0 if an eval_test*.json of RUN holds checkpoint STEP
+  python -c "import glob, json, sys; sys.exit(0 if any(json.load(open(p))['checkpoint_step'] == $2
+             for p in glob.glob('runs/$1/eval_test*.json')) else 1)"
+}
+
 case "$JOB" in
-  maml_1shot)
-    train_and_evaluate omniglot_1shot_maml 20000
+  maml_1shot)  # the 20000 stage only until it is evaluated (past it, it would evaluate the newest)
+    evaluated omniglot_1shot_maml 20000 || train_and_evaluate omniglot_1shot_maml 20000
     train_and_evaluate omniglot_1shot_maml 30000 ;;
   maml_5shot)
     train_and_evaluate omniglot_5shot_maml "$ITERS_5SHOT" ;;
   metadrop_5shot)
     train_and_evaluate omniglot_5shot_metadrop "$ITERS_5SHOT" \
       --test_mc_chunks="${TEST_MC_CHUNKS:-3}" ;;
+  maml_lr3e-4)
+    train_and_evaluate omniglot_1shot_maml_lr3e-4 "$ITERS_CHECK" ;;
+  maml_seed1)
+    train_and_evaluate omniglot_1shot_maml_seed1 "$ITERS_CHECK" ;;
   *) echo "unknown JOB $JOB" >&2; exit 2 ;;
 esac
