@@ -53,6 +53,7 @@ def class_accuracies(path: str, episodes: int) -> tuple:
   from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top
   from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import per_class  # pylint: disable=g-import-not-at-top
   from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
   with open(path) as f:
     result = json.load(f)
@@ -68,7 +69,7 @@ def class_accuracies(path: str, episodes: int) -> tuple:
   sampler = sampling.make_sampler(config, split, images)
   episodes = min(episodes or result['n_episodes'], result['n_episodes'])
   step = eval_lib.make_eval_step(learner, result['mc_samples'], config.seed,
-                                 extra=eval_lib.class_accuracies)
+                                 extra=per_class.class_accuracies)
   batch, outputs = config.metabatch, {'acc': [], 'acc_class': []}
   n_batches = -(-episodes // batch)
   for index, episode in enumerate(sampling.make_dataset(sampler, batch, 0, n_batches)):

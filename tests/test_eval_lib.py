@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import helpers
 from metadrop_tf import files
@@ -195,21 +194,3 @@ def test_results_name_the_commit_that_computed_them():
   commit = eval_lib.code_commit()
   assert commit is None or len(commit.rstrip('+')) == 40
 
-
-def test_class_accuracies_average_to_the_task_accuracy_beside_an_attack(tmp_path):
-  from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.evaluation import attacks  # pylint: disable=g-import-not-at-top
-  config, _ = helpers.saved_run(tmp_path, maml=True)
-  images = data.load_splits(config, ('test',))['test']
-  learner = learners.build(config)
-  attack = attacks.Attack('linf', (0.1,), steps=1)
-  step = eval_lib.make_eval_step(learner, 1, config.seed, attack=attack,
-                                 extra=eval_lib.class_accuracies)
-  sampler = sampling.make_sampler(config, 'test', images)
-  episode = next(iter(sampling.make_dataset(sampler, 2, 0, 1)))
-  out = step(episode, tf.constant(0, tf.int64))
-  per_class = out['acc_class'].numpy()
-  assert per_class.shape == (2, config.way) and eval_lib.attack_key('linf', 0.1) in out
-  hits = per_class * config.query  # whole queries of each class
-  np.testing.assert_allclose(hits, np.round(hits), atol=1e-5)
-  np.testing.assert_allclose(per_class.mean(axis=1), out['acc'].numpy(), atol=1e-6)

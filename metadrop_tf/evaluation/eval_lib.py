@@ -104,10 +104,7 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None, extra=
   strategy = strategy or tf.distribute.get_strategy()
   base_seed = tf.constant([seed, seeds_lib.EVAL], tf.int32)
   extras = [e for e in (attacked_accuracies(attack) if attack else None, extra) if e]
-  if len(extras) > 1:
-    extra = lambda *args: {k: v for e in extras for k, v in e(*args).items()}
-  else:
-    extra = extras[0] if extras else None
+  extra = (lambda *args: {k: v for e in extras for k, v in e(*args).items()}) if extras else None
 
   def replica_step(episode, first_task):
     share, first = distribute.replica_share(episode)
@@ -122,17 +119,6 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None, extra=
       return outputs
     return {k: strategy.gather(v, axis=0) for k, v in outputs.items()}
   return step
-
-
-def class_accuracies(learner, state, query_x, query_y, seed):
-  """An `extra` for Learner.task_outputs: {'acc_class': [N]}, the query accuracy of each of
-  the task's N classes (query_y one-hot [N*Q, N], any order)."""
-  del seed  # the deterministic forward
-  hits = tf.cast(tf.equal(tf.argmax(learner.predict(state, query_x), axis=-1),
-                          tf.argmax(query_y, axis=-1)), tf.float32)
-  labels = tf.cast(query_y, tf.float32)
-  return {'acc_class': tf.linalg.matvec(labels, hits, transpose_a=True)
-                       / tf.reduce_sum(labels, axis=0)}
 
 
 def code_commit() -> str | None:
