@@ -193,4 +193,3 @@ def test_a_result_of_another_checkpoint_keeps_the_earlier_one_by_its_step(tmp_pa
 def test_results_name_the_commit_that_computed_them():
   commit = eval_lib.code_commit()
   assert commit is None or len(commit.rstrip('+')) == 40
-
