@@ -28,10 +28,15 @@ def cross_entropy(logits, labels):
   return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+def hits(logits, labels):
+  """1.0 where a row's argmax matches its one-hot label, else 0.0: float32 [rows] (logits and
+  labels [rows, N])."""
+  return tf.cast(tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1)), tf.float32)
+
+
 def accuracy(logits, labels):
   """Fraction of rows whose argmax matches the one-hot label: float32 scalar."""
-  hits = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1))
-  return tf.reduce_mean(tf.cast(hits, tf.float32))
+  return tf.reduce_mean(hits(logits, labels))
 
 
 class Objective(NamedTuple):

@@ -47,29 +47,17 @@ def results(paths: list) -> list:
 
 def reevaluate(path: str, episodes: int) -> tuple:
   """(committed, recomputed) first `episodes` per-episode values of the result at path."""
-  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import attacks  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
-  with open(path) as f:
-    result = json.load(f)
-  savedir = os.path.dirname(path)
-  config = checkpoints.read_config(savedir)
-  learner = learners.build(config)
-  ckpt = checkpoints.make_checkpoint(learner)
-  name = os.path.basename(result['checkpoint'])
-  checkpoints.restore(ckpt, savedir, os.path.join(savedir, checkpoints.CKPT_DIR, name))
-  split = result.get('split', 'test')
-  images = data.load_splits(config, (split,))[split]
+  from metadrop_tf.evaluation import results  # pylint: disable=g-import-not-at-top
+  result, config, learner, images = results.restore(path)
   attack = None
   if 'attack' in result:
     fields = {k: v for k, v in result['attack'].items() if k in attacks.Attack._fields}
     attack = attacks.Attack(**dict(fields, eps=tuple(fields['eps'])))
   n = min(episodes, result['n_episodes'])
-  config = config.replace(seed=result.get('seed', config.seed))
-  again = eval_lib.evaluate(learner, images, config, split, n, result['mc_samples'],
-                            progress=False, attack=attack)
+  again = eval_lib.evaluate(learner, images, config, result.get('split', 'test'), n,
+                            result['mc_samples'], progress=False, attack=attack)
   key = next(k for k in result if k.startswith('per_episode_'))
   committed, recomputed = result[key][:n], again[key][:n]
   for old, new in zip(result.get('attacked', []), again.get('attacked', [])):

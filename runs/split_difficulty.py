@@ -47,37 +47,18 @@ def class_accuracies(path: str, episodes: int) -> tuple:
   evaluation at path, re-evaluated from its checkpoint; `result` is the committed one with
   'episodes_equal' (re-evaluated task accuracies equal to the committed) and
   'largest_difference'. Raises ValueError when fewer than MIN_EQUAL of them are equal."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.episodes import data  # pylint: disable=g-import-not-at-top
   from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import per_class  # pylint: disable=g-import-not-at-top
-  from metadrop_tf.runtime import checkpoints  # pylint: disable=g-import-not-at-top
-  with open(path) as f:
-    result = json.load(f)
-  savedir = os.path.dirname(path)
-  config = checkpoints.read_config(savedir)
-  config = config.replace(seed=result.get('seed', config.seed))
-  learner = learners.build(config)
-  ckpt = checkpoints.make_checkpoint(learner)
-  checkpoints.restore(ckpt, savedir, os.path.join(savedir, checkpoints.CKPT_DIR,
-                                                   os.path.basename(result['checkpoint'])))
+  from metadrop_tf.evaluation import results  # pylint: disable=g-import-not-at-top
+  result, config, learner, images = results.restore(path)
   split = result.get('split', 'test')
-  images = data.load_splits(config, (split,))[split]
-  sampler = sampling.make_sampler(config, split, images)
   episodes = min(episodes or result['n_episodes'], result['n_episodes'])
   step = eval_lib.make_eval_step(learner, result['mc_samples'], config.seed,
                                  extra=per_class.class_accuracies)
-  batch, outputs = config.metabatch, {'acc': [], 'acc_class': []}
-  n_batches = -(-episodes // batch)
-  for index, episode in enumerate(sampling.make_dataset(sampler, batch, 0, n_batches)):
-    out = step(episode, tf.constant(index * batch, tf.int64))
-    for name in outputs:
-      outputs[name].extend(out[name].numpy())
-  accuracies = np.asarray(outputs['acc_class'][:episodes])
-  by_task = np.asarray(outputs['acc'][:episodes])
+  outputs = eval_lib.evaluate(learner, images, config, split, episodes, result['mc_samples'],
+                              progress=False, eval_step=step, keep_outputs=True)['outputs']
+  accuracies, by_task = outputs['acc_class'], outputs['acc']
   if not np.allclose(accuracies.mean(axis=1), by_task, rtol=0, atol=1e-6):
     raise ValueError(f'{path}: the class accuracies do not average to the task accuracies')
   committed = np.asarray(result['per_episode_accuracy'][:episodes])
@@ -87,6 +68,7 @@ def class_accuracies(path: str, episodes: int) -> tuple:
                      'committed ones: not the same checkpoint or episodes')
   result = dict(result, episodes_equal=equal, largest_difference=float(
       np.max(np.abs(by_task - committed))))
+  sampler = sampling.make_sampler(config, split, images)
   classes = np.stack([sampler.task_indices(i)[0] for i in range(episodes)])
   return classes, accuracies, result
 

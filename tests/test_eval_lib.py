@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import helpers
-from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import metrics
 from metadrop_tf.episodes import data
@@ -166,30 +165,15 @@ def test_attacked_evaluation_writes_clean_and_attacked_accuracy_per_eps(tmp_path
                                                               'eval_test_pgd_linf.partial.json'))
 
 
-def _result(step, episodes):
-  return {'checkpoint_step': step, 'n_episodes': episodes, 'accuracy': 50.0}
-
-
-def test_a_result_of_fewer_episodes_goes_beside_the_one_of_more(tmp_path):
-  path = str(tmp_path / 'eval_test.json')
-  files.write_json(path, _result(100, 1000))
-  beside = eval_lib.place_result(path, _result(100, 40))
-  assert beside == str(tmp_path / 'eval_test.40ep.json')
-  assert eval_lib.place_result(path, _result(100, 40), overwrite=True) == path
-  assert eval_lib.place_result(path, _result(100, 1000)) == path
-  with open(path) as f:
-    assert json.load(f)['n_episodes'] == 1000
-
-
-def test_a_result_of_another_checkpoint_keeps_the_earlier_one_by_its_step(tmp_path):
-  path = str(tmp_path / 'eval_test.json')
-  files.write_json(path, _result(100, 1000))
-  assert eval_lib.place_result(path, _result(200, 40)) == path
-  with open(tmp_path / 'eval_test.step100.json') as f:
-    assert json.load(f) == _result(100, 1000)
-  assert not os.path.exists(path)  # moved; the caller writes the new result there
-
-
-def test_results_name_the_commit_that_computed_them():
-  commit = eval_lib.code_commit()
-  assert commit is None or len(commit.rstrip('+')) == 40
+def test_another_episode_seed_goes_beside_the_run_result_and_outputs_are_kept(tmp_path):
+  config, savedir = helpers.saved_run(tmp_path, n_test_iters=4)
+  own = eval_lib.run(config, savedir, progress=False, seed=config.seed)
+  other = eval_lib.run(config, savedir, progress=False, seed=config.seed + 3)
+  assert own['path'] == os.path.join(savedir, 'eval_test.json') and own['seed'] == config.seed
+  assert other['path'] == os.path.join(savedir, f'eval_test_seed{config.seed + 3}.json')
+  assert other['seed'] == config.seed + 3 and other['loss'] != own['loss']  # other episodes
+  images = data.load_splits(config, ('test',))['test']
+  kept = eval_lib.evaluate(learners.build(config), images, config, 'test', 3, 1,
+                           progress=False, keep_outputs=True)
+  assert sorted(kept['outputs']) == ['acc', 'acc_pre', 'loss', 'loss_pre']
+  np.testing.assert_array_equal(kept['outputs']['acc'], kept['per_episode_accuracy'])

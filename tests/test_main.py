@@ -81,3 +81,13 @@ def test_the_advice_for_a_contradicting_flag_runs_when_pasted(tmp_path, capsys):
   assert helpers.run_program('train', *args[2:]) == 0, capsys.readouterr().err[-2000:]
   with open(os.path.join(f'{run}_way4', 'config.json')) as f:
     assert json.load(f)['way'] == 4
+
+
+def test_evaluate_scores_another_episode_seed_beside_the_run_result(tmp_path, capsys):
+  config, run = helpers.saved_run(tmp_path)
+  assert helpers.run_program('evaluate', f'--savedir={run}', '--n_test_iters=2',
+                             f'--episode_seed={config.seed + 1}') == 0, capsys.readouterr().err
+  assert f'episode seed {config.seed + 1}' in capsys.readouterr().out
+  with open(os.path.join(run, f'eval_test_seed{config.seed + 1}.json')) as f:
+    assert json.load(f)['seed'] == config.seed + 1
+  assert not os.path.exists(os.path.join(run, 'eval_test.json'))

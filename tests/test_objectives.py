@@ -1,6 +1,7 @@
 """Tests of the task objectives: the losses and metrics against hand computations."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from metadrop_tf import objectives
@@ -34,3 +35,11 @@ def test_results_are_described_in_their_units():
   assert objectives.REGRESSION.pre_key == 'mse_pre'
   assert objectives.CLASSIFICATION.format(66.666) == '66.67 %'
   assert objectives.REGRESSION.format(1.23456) == '1.235'
+
+
+def test_hits_mark_the_rows_whose_argmax_is_the_label():
+  logits = tf.constant([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0], [0.0, 5.0, 1.0]])
+  labels = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+  hits = objectives.hits(logits, labels)
+  assert hits.dtype == tf.float32 and hits.numpy().tolist() == [1.0, 0.0, 1.0]
+  assert float(objectives.accuracy(logits, labels)) == pytest.approx(2 / 3)

@@ -141,7 +141,7 @@ def evaluate_main():
   strategy = _strategy(config, training=False)
   result = eval_lib.run(config, savedir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
                         progress=sys.stderr.isatty(), attack=attack, strategy=strategy,
-                        overwrite=FLAGS.overwrite)
+                        overwrite=FLAGS.overwrite, seed=FLAGS.episode_seed)
   if not distribute.is_chief(strategy):
     return
   logging.info('wrote %s', result['path'])
@@ -151,7 +151,8 @@ def evaluate_main():
           f"{'MAML' if config.method == 'maml' else config.method} | {FLAGS.split} | iteration "
           f"{result['checkpoint_step']} | {result['n_episodes']} "
           f"{'tasks' if objective.name == 'regression' else 'episodes'}, "
-          f"{result['mc_samples']} MC")
+          f"{result['mc_samples']} MC" + ('' if FLAGS.episode_seed is None else
+                                            f", episode seed {result['seed']}"))
   print(f'{head} | {objective.describe(result[objective.result], result["ci95"])}')
   if objective.name == 'regression':
     print(f"{head} | before adaptation | {objective.result} "
@@ -197,7 +198,7 @@ def export_main():
   export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
   if FLAGS.mode == 'savedmodel':
     export_lib.export_savedmodel(config, savedir, export_dir, FLAGS.checkpoint,
-                                 overwrite=FLAGS.overwrite)
+                                 overwrite=FLAGS.overwrite, seed=FLAGS.episode_seed)
     print(f'wrote SavedModel to {export_dir}')
     return
   path = visualization.export_visualization(config, savedir,

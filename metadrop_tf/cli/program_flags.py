@@ -54,6 +54,9 @@ def define_evaluate_flags():
   _define('float', 'attack_l1_sparsity', 0.01, 'Fraction of coordinates an L1 step moves (at '
           "least the step's L1 length: a pixel moves by at most 1).")
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
+  _define('integer', 'episode_seed', None, "Seed of the test episodes and noise (default: the "
+          "run's --seed): give two runs of different seeds the same one to score them on the "
+          'same episodes; another than the run\'s writes eval_<split>_seed<S>.json.')
   _define_overwrite()
 
 

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import subprocess
 import time
 
 from absl import logging
@@ -19,6 +18,7 @@ from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.evaluation import attacks
+from metadrop_tf.evaluation import results
 from metadrop_tf.nets import backbones
 from metadrop_tf.runtime import checkpoints
 from metadrop_tf.runtime import distribute
@@ -121,55 +121,6 @@ def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None, extra=
   return step
 
 
-def code_commit() -> str | None:
-  """The git commit of this package's checkout ('+' appended when it has uncommitted changes
-  to tracked files), or None outside a git checkout."""
-  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package's root
-  try:
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
-                          text=True, timeout=10, check=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.'],
-                           cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return head + ('+' if dirty else '')
-
-
-def _read_json(path):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def place_result(path: str, result: dict, overwrite: bool = False) -> str:
-  """Where `result` goes so that no earlier result at `path` (eval_<split>[...].json) is lost.
-
-  - An earlier result of a checkpoint of another iteration S (its `checkpoint_step`) moves to
-    <name>.step<S>.json (the history of a run that is evaluated as it trains); `path` takes
-    the new result.
-  - An earlier result of the same checkpoint with more episodes stays; the new one goes beside
-    it, to <name>.<N>ep.json, unless `overwrite`.
-  Returns the path to write the new result to.
-  """
-  old = _read_json(path)
-  if not old:
-    return path
-  stem = path[:-len('.json')]
-  old_step = old.get('checkpoint_step')
-  if old_step is not None and old_step != result.get('checkpoint_step'):
-    os.replace(path, f'{stem}.step{old_step}.json')
-    logging.info('kept the result of iteration %s as %s.step%s.json', old_step, stem, old_step)
-    return path
-  if old.get('n_episodes', 0) > result['n_episodes'] and not overwrite:
-    beside = f"{stem}.{result['n_episodes']}ep.json"
-    logging.info('%s holds %d episodes: wrote this %d-episode result beside it '
-                 '(overwrite replaces it)', path, old['n_episodes'], result['n_episodes'])
-    return beside
-  return path
-
-
 def _load_partial(path, key):
   """Per-task outputs {name: [values]} an interrupted evaluation with this key saved, or {}."""
   try:
@@ -185,7 +136,7 @@ def _load_partial(path, key):
 
 def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
              progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None,
-             attack=None, strategy=None):
+             attack=None, strategy=None, keep_outputs=False):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
@@ -194,6 +145,8 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   key (what they depend on); a later call with the same key continues after them.
   strategy: a tf.distribute strategy (default: the current one); metabatch episodes per call
   are split among its replicas; only the chief saves `partial` and logs.
+  keep_outputs: the result also holds every per-task output, 'outputs': {name: [n_episodes,
+  ...] array} (e.g. those of an `extra` of the `eval_step` given).
 
   Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...};
   for regression 'mse', 'ci95', 'per_episode_mse', ... (learner.objective names them).
@@ -230,7 +183,8 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
                    objective.format(objective.scale * np.mean(outputs[key][:done])),
                    (last_log - start) / (index + 1 - first) / metabatch)
   outputs = {k: np.asarray(v[:n_episodes]) for k, v in outputs.items()}
-  return _result(outputs, objective, n_episodes, mc_samples, split, config.seed, attack)
+  result = _result(outputs, objective, n_episodes, mc_samples, split, config.seed, attack)
+  return dict(result, outputs=outputs) if keep_outputs else result
 
 
 def _result(outputs, objective, n_episodes, mc_samples, split, seed, attack=None) -> dict:
@@ -254,7 +208,7 @@ def _result(outputs, objective, n_episodes, mc_samples, split, seed, attack=None
 
 
 def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
-        progress=True, attack=None, strategy=None, overwrite=False):
+        progress=True, attack=None, strategy=None, overwrite=False, seed=None):
   """Restores a run, evaluates with the reference protocol, writes <savedir>/eval_<split>.json
   (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 
@@ -262,9 +216,14 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
   continues from there (any episode count, strategy or worker count; a different checkpoint,
   MC count, attack or setting starts afresh). Under a tf.distribute `strategy` every replica
   adapts its share of each call's episodes; only the chief writes files. An earlier result is
-  never lost: see `place_result` (`overwrite` replaces one of more episodes).
+  never lost: see `results.place_result` (`overwrite` replaces one of more episodes).
+  `seed` (default: the run's) seeds the episodes and the noise; a result of another seed than
+  the run's is eval_<split>_seed<S>[_pgd_<norm>].json, so that runs of different seeds can be
+  scored on the same episodes.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  seeded = '' if seed is None or seed == config.seed else f'_seed{seed}'
+  config = config.replace(seed=config.seed if seed is None else seed)
   n_episodes = n_episodes or config.n_test_iters
   mc_samples = mc_samples if mc_samples and config.noisy else config.test_mc_samples
   images = data.load_splits(config, (split,))[split]
@@ -276,7 +235,7 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
              **({'attack': dict(attack._asdict(), eps=list(attack.eps))} if attack else {}))
   for irrelevant in IRRELEVANT_KEYS:  # results do not depend on them
     del key[irrelevant]
-  name = f'eval_{split}' + (f'_pgd_{attack.norm}' if attack else '')
+  name = f'eval_{split}{seeded}' + (f'_pgd_{attack.norm}' if attack else '')
   partial_path = os.path.join(savedir, f'{name}.partial.json')
   per_call = episodes_per_call(config) * distribute.num_replicas(strategy)
   advice = (memory_advice(config.replace(n_test_mc_samp=mc_samples)) if config.noisy
@@ -286,10 +245,11 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
   result = evaluate(learner, images, config, split, n_episodes, mc_samples,
                     metabatch=per_call, progress=progress, partial=(partial_path, key),
                     attack=attack, strategy=strategy)
-  result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()), commit=code_commit())
+  result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()),
+                commit=results.code_commit())
   out = os.path.join(savedir, f'{name}.json')
   if distribute.is_chief(strategy):
-    out = place_result(out, result, overwrite)
+    out = results.place_result(out, result, overwrite)
     files.write_json(out, result)
     if os.path.exists(partial_path):
       os.remove(partial_path)

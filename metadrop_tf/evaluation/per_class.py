@@ -2,13 +2,14 @@
 
 import tensorflow as tf
 
+from metadrop_tf import objectives
+
 
 def class_accuracies(learner, state, query_x, query_y, seed) -> dict:
   """{'acc_class': [N]}: the query accuracy of each of the task's N classes after adaptation
   (query_y one-hot [N*Q, N], in any order; the deterministic forward, so `seed` is unused)."""
   del seed
-  hits = tf.cast(tf.equal(tf.argmax(learner.predict(state, query_x), axis=-1),
-                          tf.argmax(query_y, axis=-1)), tf.float32)
+  hits = objectives.hits(learner.predict(state, query_x), query_y)
   labels = tf.cast(query_y, tf.float32)
   return {'acc_class': tf.linalg.matvec(labels, hits, transpose_a=True)
                        / tf.reduce_sum(labels, axis=0)}
