@@ -198,7 +198,7 @@ def export_main():
   export_dir = _directory('export_dir', FLAGS.export_dir or os.path.join(savedir, default))
   if FLAGS.mode == 'savedmodel':
     export_lib.export_savedmodel(config, savedir, export_dir, FLAGS.checkpoint,
-                                 overwrite=FLAGS.overwrite, seed=FLAGS.episode_seed)
+                                 overwrite=FLAGS.overwrite)
     print(f'wrote SavedModel to {export_dir}')
     return
   path = visualization.export_visualization(config, savedir,
