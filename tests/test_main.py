@@ -91,3 +91,16 @@ def test_evaluate_scores_another_episode_seed_beside_the_run_result(tmp_path, ca
   with open(os.path.join(run, f'eval_test_seed{config.seed + 1}.json')) as f:
     assert json.load(f)['seed'] == config.seed + 1
   assert not os.path.exists(os.path.join(run, 'eval_test.json'))
+
+
+def test_export_writes_a_savedmodel_and_keeps_a_non_empty_folder(tmp_path, capsys):
+  _, run = helpers.saved_run(tmp_path)
+  target = tmp_path / 'served'
+  target.mkdir()
+  (target / 'notes.txt').write_text('mine')
+  assert helpers.run_program('export', f'--savedir={run}', f'--export_dir={target}') == 2
+  assert 'overwrite' in capsys.readouterr().err and os.listdir(target) == ['notes.txt']
+  assert helpers.run_program('export', f'--savedir={run}', f'--export_dir={target}',
+                             '--overwrite') == 0, capsys.readouterr().err[-2000:]
+  assert f'wrote SavedModel to {target}' in capsys.readouterr().out
+  assert os.path.exists(target / 'saved_model.pb')
