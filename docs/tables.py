@@ -89,10 +89,11 @@ def table1() -> list[str]:
   return lines
 
 
-def evaluations(run: str) -> dict[int, dict]:
-  """Checkpoint iteration -> result of runs/<run>'s eval_test.json and eval_test.step*.json."""
-  paths = glob.glob(os.path.join(RUNS, run, 'eval_test.json'))
-  paths += glob.glob(os.path.join(RUNS, run, 'eval_test.step*.json'))
+def evaluations(run: str, name: str = 'eval_test') -> dict[int, dict]:
+  """Checkpoint iteration -> result of runs/<run>'s <name>.json and <name>.step*.json
+  (name eval_test_seed<S>: on the episodes of seed S, evaluate.py --episode_seed)."""
+  paths = glob.glob(os.path.join(RUNS, run, f'{name}.json'))
+  paths += glob.glob(os.path.join(RUNS, run, f'{name}.step*.json'))
   return {r['checkpoint_step']: r for r in map(_load, paths)}
 
 
@@ -107,20 +108,52 @@ def budget(run: str) -> Callable[[], list[str]]:
   return make
 
 
-def equal_budget(runs: tuple[str, ...], steps: tuple[int, ...]) -> Callable[[], list[str]]:
-  """Runs side by side at the same checkpoints: accuracy (%) at each of `steps`, and their mean
-  (min-max), with each run's seed and meta learning rate (from its config.json)."""
+def equal_budget(runs: tuple[tuple[str, str], ...],
+                 steps: tuple[int, ...]) -> Callable[[], list[str]]:
+  """Runs side by side at the same checkpoints: for each (run, result name, see evaluations),
+  accuracy (%) at each of `steps` and their mean (min-max), with the run's seed and meta
+  learning rate (from its config.json) and the seed of the test episodes."""
   def make() -> list[str]:
-    lines = ['| run | seed | meta_lr | ' + ' | '.join(map(str, steps)) + ' | mean (min-max) |',
-             '|---' * (len(steps) + 4) + '|']
-    for run in runs:
-      config, found = _load(os.path.join(RUNS, run, 'config.json')) or {}, evaluations(run)
+    lines = ['| run | seed | meta_lr | test episodes of seed | '
+             + ' | '.join(map(str, steps)) + ' | mean (min-max) |',
+             '|---' * (len(steps) + 5) + '|']
+    for run, name in runs:
+      config, found = _load(os.path.join(RUNS, run, 'config.json')) or {}, evaluations(run, name)
+      episodes = {r.get('seed', config.get('seed')) for r in found.values()}
       values = [found[s]['accuracy'] for s in steps if s in found]
       cells = [_metric(found[s]) if s in found else 'not evaluated yet' for s in steps]
       mean = (f'{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})'
               if len(values) == len(steps) else '')
       lines.append(f"| `{run}` | {config.get('seed', '?')} | {config.get('meta_lr', '?')} | "
+                   f"{', '.join(map(str, sorted(episodes))) or '?'} | "
                    + ' | '.join(cells) + f' | {mean} |')
+    return lines
+  return make
+
+
+def paired(base: tuple[str, str], others: tuple[tuple[str, str], ...],
+           steps: tuple[int, ...]) -> Callable[[], list[str]]:
+  """Each (run, result name) of `others` against `base` on the same test episodes, episode
+  by episode: mean difference of accuracy (points, 95 % interval as Table 1's) and the share
+  of episodes better and worse, at each of `steps`."""
+  def make() -> list[str]:
+    lines = ['| run, result | iterations | minus `' + base[0] + '` (points) | episodes '
+             'better / worse |', '|---|---|---|---|']
+    reference = evaluations(*base)
+    for run, name in others:
+      found = evaluations(run, name)
+      for step in steps:
+        a, b = reference.get(step), found.get(step)
+        if not a or not b or a.get('seed') != b.get('seed'):
+          lines.append(f'| `{run}`, {name} | {step} | no paired result | |')
+          continue
+        diff = [100 * (y - x) for x, y in zip(a['per_episode_accuracy'],
+                                               b['per_episode_accuracy'])]
+        ci = 1.96 * statistics.pstdev(diff) / len(diff) ** 0.5
+        better, worse = (sum(d > 0 for d in diff) / len(diff),
+                         sum(d < 0 for d in diff) / len(diff))
+        lines.append(f'| `{run}`, {name} | {step} | {statistics.mean(diff):+.2f} ± {ci:.2f} | '
+                     f'{100 * better:.1f} % / {100 * worse:.1f} % |')
     return lines
   return make
 
@@ -314,8 +347,14 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     'long_runs': long_runs,
     'monitoring': monitoring,
     'split_difficulty': split_difficulty('omniglot_1shot_maml'),
-    'maml_seed_lr': equal_budget(('omniglot_1shot_maml', 'omniglot_1shot_maml_seed1',
-                                  'omniglot_1shot_maml_lr3e-4'), (2400, 2500, 2600)),
+    'maml_seed_lr': equal_budget((('omniglot_1shot_maml', 'eval_test'),
+                                  ('omniglot_1shot_maml_seed1', 'eval_test'),
+                                  ('omniglot_1shot_maml_seed1', 'eval_test_seed0'),
+                                  ('omniglot_1shot_maml_lr3e-4', 'eval_test')), (2400, 2500, 2600)),
+    'maml_seed_lr_paired': paired(('omniglot_1shot_maml', 'eval_test'),
+                                  (('omniglot_1shot_maml_seed1', 'eval_test_seed0'),
+                                   ('omniglot_1shot_maml_lr3e-4', 'eval_test')),
+                                  (2400, 2500, 2600)),
     'learners_5w1s': folder('learners_omniglot_5w1s'),
     'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],
                                  'learners_omniglot_5w1s/maml'),
