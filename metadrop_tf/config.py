@@ -86,6 +86,15 @@ def check_split(split: str, dataset: str, val_characters: int, name: str = 'spli
                       'train with `val_characters=N` at training time, and this run has none')
 
 
+SEED_LIMIT = 2 ** 31  # seeds are int32 in the stateless random ops and the episode streams
+
+
+def check_seed(seed: int, name: str = 'seed') -> None:
+  """Raises ConfigError unless `seed`, the value of setting `name`, is in [0, SEED_LIMIT)."""
+  if not 0 <= seed < SEED_LIMIT:
+    raise ConfigError(f'`{name}={seed}` must be in [0, 2**31)')
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Every setting of a run. Field names are the reference's flag names where it had one."""

@@ -31,6 +31,7 @@ def numbers(c) -> None:
   for name in ('inner_weight_decay', 'msl_iters', 'first_order_iters'):
     if getattr(c, name) < 0:
       raise ConfigError(f'`{name}={getattr(c, name)}` must be >= 0 (0: off)')
+  config_lib.check_seed(c.seed)
   if c.checkpoint_kept_steps < 0:
     raise ConfigError(f'`checkpoint_kept_steps={c.checkpoint_kept_steps}` must be >= 0 '
                       '(0: recompute every inner step)')

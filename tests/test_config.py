@@ -32,6 +32,8 @@ Config = config_lib.Config
     ({'test_mc_chunks': 7}, '--test_mc_chunks=7 must divide --n_test_mc_samp=30'),
     ({'test_mc_chunks': 0}, '--test_mc_chunks=0 must be a positive integer'),
     ({'checkpoint_kept_steps': -1}, '--checkpoint_kept_steps=-1 must be >= 0'),
+    ({'seed': -1}, '--seed=-1 must be in [0, 2**31)'),
+    ({'seed': 2 ** 31}, '--seed=2147483648 must be in [0, 2**31)'),
     ({'dataset': 'sinusoid', 'backbone': 'mlp', 'way': 1, 'bn_mode': 'inductive'},
      '--bn_mode=inductive'),
 ])

@@ -91,6 +91,9 @@ def test_evaluate_scores_another_episode_seed_beside_the_run_result(tmp_path, ca
   with open(os.path.join(run, f'eval_test_seed{config.seed + 1}.json')) as f:
     assert json.load(f)['seed'] == config.seed + 1
   assert not os.path.exists(os.path.join(run, 'eval_test.json'))
+  assert helpers.run_program('evaluate', f'--savedir={run}', '--episode_seed=-1') == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and '--episode_seed=-1 must be in [0, 2**31)' in err
 
 
 def test_export_writes_a_savedmodel_and_keeps_a_non_empty_folder(tmp_path, capsys):

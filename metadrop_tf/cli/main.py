@@ -133,6 +133,8 @@ def evaluate_main():
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='evaluate')
   config_lib.check_split(FLAGS.split, config.dataset, config.val_characters)
+  if FLAGS.episode_seed is not None:
+    config_lib.check_seed(FLAGS.episode_seed, 'episode_seed')
   attack = _attack_from_flags()
   objective = objectives.for_config(config)
   if attack and objective is not objectives.CLASSIFICATION:
