@@ -222,8 +222,9 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
   scored on the same episodes.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  seeded = '' if seed is None or seed == config.seed else f'_seed{seed}'
-  config = config.replace(seed=config.seed if seed is None else seed)
+  seeded = ''
+  if seed is not None and seed != config.seed:
+    seeded, config = f'_seed{seed}', config.replace(seed=seed)
   n_episodes = n_episodes or config.n_test_iters
   mc_samples = mc_samples if mc_samples and config.noisy else config.test_mc_samples
   images = data.load_splits(config, (split,))[split]
