@@ -111,12 +111,12 @@ def budget(run: str) -> Callable[[], list[str]]:
 def equal_budget(runs: tuple[tuple[str, str], ...],
                  steps: tuple[int, ...]) -> Callable[[], list[str]]:
   """Runs side by side at the same checkpoints: for each (run, result name, see evaluations),
-  accuracy (%) at each of `steps` and their mean (min-max), with the run's seed and meta
-  learning rate (from its config.json) and the seed of the test episodes."""
+  accuracy (%) at each of `steps` and their mean (min-max), with the run's seed, meta
+  learning rate and Adam epsilon (from its config.json) and the seed of the test episodes."""
   def make() -> list[str]:
-    lines = ['| run | seed | meta_lr | test episodes of seed | '
+    lines = ['| run | seed | meta_lr | adam_epsilon | test episodes of seed | '
              + ' | '.join(map(str, steps)) + ' | mean (min-max) |',
-             '|---' * (len(steps) + 5) + '|']
+             '|---' * (len(steps) + 6) + '|']
     for run, name in runs:
       config, found = _load(os.path.join(RUNS, run, 'config.json')) or {}, evaluations(run, name)
       episodes = {r.get('seed', config.get('seed')) for r in found.values()}
@@ -124,36 +124,36 @@ def equal_budget(runs: tuple[tuple[str, str], ...],
       cells = [_metric(found[s]) if s in found else 'not evaluated yet' for s in steps]
       mean = (f'{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})'
               if len(values) == len(steps) else '')
-      lines.append(f"| `{run}` | {config.get('seed', '?')} | {config.get('meta_lr', '?')} | "
-                   f"{', '.join(map(str, sorted(episodes))) or '?'} | "
+      flags = ' | '.join(str(config.get(k, '?')) for k in ('seed', 'meta_lr', 'adam_epsilon'))
+      lines.append(f"| `{run}` | {flags} | {', '.join(map(str, sorted(episodes))) or '?'} | "
                    + ' | '.join(cells) + f' | {mean} |')
     return lines
   return make
 
 
-def paired(base: tuple[str, str], others: tuple[tuple[str, str], ...],
+def paired(pairs: tuple[tuple[tuple[str, str], tuple[str, str]], ...],
            steps: tuple[int, ...]) -> Callable[[], list[str]]:
-  """Each (run, result name) of `others` against `base` on the same test episodes, episode
-  by episode: mean difference of accuracy (points, 95 % interval as Table 1's) and the share
-  of episodes better and worse, at each of `steps`."""
+  """Each (run, result name) of `pairs` against its base (run, result name) on the same test
+  episodes, episode by episode, at each of `steps`: mean difference of accuracy (points, 95 %
+  interval as Table 1's) and the share of episodes better / worse (%)."""
   def make() -> list[str]:
-    lines = ['| run, result | iterations | minus `' + base[0] + '` (points) | episodes '
-             'better / worse |', '|---|---|---|---|']
-    reference = evaluations(*base)
-    for run, name in others:
-      found = evaluations(run, name)
+    lines = ['| run, result | minus run, result | ' + ' | '.join(map(str, steps)) + ' |',
+             '|---' * (len(steps) + 2) + '|']
+    for (run, name), (base, base_name) in pairs:
+      found, reference = evaluations(run, name), evaluations(base, base_name)
+      cells = []
       for step in steps:
         a, b = reference.get(step), found.get(step)
         if not a or not b or a.get('seed') != b.get('seed'):
-          lines.append(f'| `{run}`, {name} | {step} | no paired result | |')
+          cells.append('no paired result')
           continue
         diff = [100 * (y - x) for x, y in zip(a['per_episode_accuracy'],
                                                b['per_episode_accuracy'])]
         ci = 1.96 * statistics.pstdev(diff) / len(diff) ** 0.5
-        better, worse = (sum(d > 0 for d in diff) / len(diff),
-                         sum(d < 0 for d in diff) / len(diff))
-        lines.append(f'| `{run}`, {name} | {step} | {statistics.mean(diff):+.2f} ± {ci:.2f} | '
-                     f'{100 * better:.1f} % / {100 * worse:.1f} % |')
+        better, worse = (100 * sum(d > 0 for d in diff) / len(diff),
+                         100 * sum(d < 0 for d in diff) / len(diff))
+        cells.append(f'{statistics.mean(diff):+.2f} ± {ci:.2f} ({better:.0f} / {worse:.0f})')
+      lines.append(f'| `{run}`, {name} | `{base}`, {base_name} | ' + ' | '.join(cells) + ' |')
     return lines
   return make
 
@@ -341,19 +341,27 @@ def split_difficulty(run: str) -> Callable[[], list[str]]:
   return table
 
 
+# The MAML 20-way 1-shot runs that compare one flag at a time at 2400-2600 iterations: the
+# table's run (seed 0, meta_lr 1e-3, Adam epsilon 1e-7) and one change each, or two.
+MAML_1SHOT, MAML_EPS = 'omniglot_1shot_maml', 'omniglot_1shot_maml_eps1e-8'
+MAML_SEED1, MAML_LR = 'omniglot_1shot_maml_seed1', 'omniglot_1shot_maml_lr3e-4'
+
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
-    'maml_budget': budget('omniglot_1shot_maml'),
+    'maml_budget': budget(MAML_1SHOT),
     'long_runs': long_runs,
     'monitoring': monitoring,
-    'split_difficulty': split_difficulty('omniglot_1shot_maml'),
-    'maml_seed_lr': equal_budget((('omniglot_1shot_maml', 'eval_test'),
-                                  ('omniglot_1shot_maml_seed1', 'eval_test'),
-                                  ('omniglot_1shot_maml_seed1', 'eval_test_seed0'),
-                                  ('omniglot_1shot_maml_lr3e-4', 'eval_test')), (2400, 2500, 2600)),
-    'maml_seed_lr_paired': paired(('omniglot_1shot_maml', 'eval_test'),
-                                  (('omniglot_1shot_maml_seed1', 'eval_test_seed0'),
-                                   ('omniglot_1shot_maml_lr3e-4', 'eval_test')),
+    'split_difficulty': split_difficulty(MAML_1SHOT),
+    'maml_seed_lr': equal_budget(((MAML_1SHOT, 'eval_test'),
+                                  (MAML_EPS, 'eval_test'),
+                                  (MAML_SEED1, 'eval_test'),
+                                  (MAML_SEED1, 'eval_test_seed0'),
+                                  (MAML_LR, 'eval_test')), (2400, 2500, 2600)),
+    'maml_seed_lr_paired': paired((((MAML_SEED1, 'eval_test_seed0'), (MAML_1SHOT, 'eval_test')),
+                                   ((MAML_LR, 'eval_test'), (MAML_1SHOT, 'eval_test')),
+                                   ((MAML_EPS, 'eval_test'), (MAML_1SHOT, 'eval_test')),
+                                   ((MAML_LR, 'eval_test'), (MAML_EPS, 'eval_test')),
+                                   ((MAML_SEED1, 'eval_test_seed0'), (MAML_EPS, 'eval_test'))),
                                   (2400, 2500, 2600)),
     'learners_5w1s': folder('learners_omniglot_5w1s'),
     'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],

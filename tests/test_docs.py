@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 
 import pytest
 
@@ -81,3 +82,22 @@ def test_unknown_table_names_the_file():
 def test_readme_is_a_front_page():
   with open(os.path.join(REPO, 'README.md')) as f:
     assert len(f.read().splitlines()) <= 200
+
+
+def test_paired_differences_are_taken_episode_by_episode_on_the_same_episodes(tmp_path,
+                                                                               monkeypatch):
+  tables = _tables()
+  def write(run, name, step, seed, per_episode):
+    (tmp_path / run).mkdir(exist_ok=True)
+    (tmp_path / run / f'{name}.json').write_text(json.dumps(
+        {'checkpoint_step': step, 'seed': seed, 'per_episode_accuracy': per_episode}))
+  write('base', 'eval_test', 10, 0, [0.90, 0.80, 0.70, 0.60])
+  write('other', 'eval_test', 10, 0, [0.95, 0.80, 0.65, 0.70])  # +5, 0, -5, +10 points
+  write('other_seed', 'eval_test', 10, 1, [0.95, 0.80, 0.65, 0.70])
+  monkeypatch.setattr(tables, 'RUNS', str(tmp_path))
+  lines = tables.paired(((('other', 'eval_test'), ('base', 'eval_test')),
+                         (('other_seed', 'eval_test'), ('base', 'eval_test'))), (10, 20))()
+  ci = 1.96 * statistics.pstdev([5, 0, -5, 10]) / 2
+  assert lines[2] == (f'| `other`, eval_test | `base`, eval_test | +2.50 ± {ci:.2f} (50 / 25) '
+                      '| no paired result |')
+  assert lines[3].count('no paired result') == 2  # other test episodes: nothing to pair
