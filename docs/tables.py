@@ -114,9 +114,10 @@ def equal_budget(runs: tuple[tuple[str, str], ...],
   accuracy (%) at each of `steps` and their mean (min-max), with the run's seed, meta
   learning rate and Adam epsilon (from its config.json) and the seed of the test episodes."""
   def make() -> list[str]:
-    lines = ['| run | seed | meta_lr | adam_epsilon | test episodes of seed | '
+    keys = ('seed', 'meta_lr', 'adam_epsilon')
+    lines = ['| run | ' + ' | '.join(keys) + ' | test episodes of seed | '
              + ' | '.join(map(str, steps)) + ' | mean (min-max) |',
-             '|---' * (len(steps) + 6) + '|']
+             '|---' * (len(steps) + len(keys) + 3) + '|']
     for run, name in runs:
       config, found = _load(os.path.join(RUNS, run, 'config.json')) or {}, evaluations(run, name)
       episodes = {r.get('seed', config.get('seed')) for r in found.values()}
@@ -124,7 +125,7 @@ def equal_budget(runs: tuple[tuple[str, str], ...],
       cells = [_metric(found[s]) if s in found else 'not evaluated yet' for s in steps]
       mean = (f'{statistics.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})'
               if len(values) == len(steps) else '')
-      flags = ' | '.join(str(config.get(k, '?')) for k in ('seed', 'meta_lr', 'adam_epsilon'))
+      flags = ' | '.join(str(config.get(k, '?')) for k in keys)
       lines.append(f"| `{run}` | {flags} | {', '.join(map(str, sorted(episodes))) or '?'} | "
                    + ' | '.join(cells) + f' | {mean} |')
     return lines
