@@ -5,6 +5,7 @@
                        [--replicas=2] [--threads=N] [--backbone=resnet12 --resnet_widths=...]
                        [--test_metabatch=1] [--test_mc_chunks=K] [--metabatch=B]
                        [--max_rss_mb=MB] [--gradient_checkpointing [--checkpoint_kept_steps=K]]
+                       [--bitwise_reproducible]
 
 Times the same step functions, thread settings and pre-adaptation cadence train.py and
 evaluate.py use, on synthetic episodes, each case in its own process (so peak_rss_mb is that
@@ -18,6 +19,8 @@ estimate of eval_lib) and reports seconds per episode. Prints one JSON line per 
 --max_rss_mb stops a case whose resident memory passes MB (polled every 0.2 s) and prints
 `{"case": ..., "exceeded_rss_mb": MB, ...}` instead of its figures: what does not fit, without
 swapping the machine. --metabatch overrides a training case's tasks per step.
+--bitwise_reproducible turns TF's graph rewrites off as train.py's flag does (`graph_rewrites`
+in the JSON line says which): the cost of bitwise-equal reruns.
 
 --strategy=mirrored splits the CPU into --replicas logical devices in one process;
 --strategy=multi_worker starts --replicas worker processes on loopback ports (TF_CONFIG), each
@@ -170,7 +173,8 @@ def allreduce_seconds(strategy, variables, iters):
 def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n_steps=0,
              gradient_checkpointing=False, strategy_name='one_device', replicas=1, threads_=0,
              backbone='conv4', resnet_widths='64,160,320,640', test_metabatch=0,
-             test_mc_chunks=1, metabatch=0, checkpoint_kept_steps=0):
+             test_mc_chunks=1, metabatch=0, checkpoint_kept_steps=0,
+             bitwise_reproducible=False):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -179,6 +183,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   from metadrop_tf.episodes import sampling  # pylint: disable=g-import-not-at-top
   from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf.runtime import distribute  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.runtime import rewrites  # pylint: disable=g-import-not-at-top
   from metadrop_tf.runtime import threads  # pylint: disable=g-import-not-at-top
   from metadrop_tf.train import train_step  # pylint: disable=g-import-not-at-top
 
@@ -193,6 +198,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
                              backbone=backbone, resnet_widths=resnet_widths,
                              test_metabatch=test_metabatch, test_mc_chunks=test_mc_chunks,
                              strategy=strategy_name, intra_op_threads=threads_,
+                             bitwise_reproducible=bitwise_reproducible,
                              cpu_devices=replicas if strategy_name == 'mirrored' else 0
                              ).validate()
   if n_steps:
@@ -200,6 +206,7 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
   if metabatch:
     config = config.replace(metabatch=metabatch)
   threads.configure(config, training=not test)
+  rewrites.configure(config)
   distribute.configure_devices(config)
   strategy = distribute.make_strategy(config)
   replicas = distribute.num_replicas(strategy)
@@ -251,7 +258,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
             'matmul_peak_gflops': round(peak, 1), 'peak_fraction': round(gflop / median / peak, 3),
             'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
             'cores': os.cpu_count(), 'strategy': distribute.strategy_name(config),
-            'replicas': replicas, 'intra_op_threads': threads.op_threads(config, not test)[0]}
+            'replicas': replicas, 'intra_op_threads': threads.op_threads(config, not test)[0],
+            'graph_rewrites': not rewrites.rewrites_off()}
   if replicas > 1 and not test:
     variables = learner.meta_variables()
     result['allreduce_bytes'] = sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
@@ -319,6 +327,8 @@ def main():
   parser.add_argument('--resnet_widths', default='64,160,320,640')
   parser.add_argument('--metabatch', type=int, default=0,
                       help="tasks per training step (0: the case's, 4)")
+  parser.add_argument('--bitwise_reproducible', action='store_true',
+                      help='TF graph rewrites (grappler) off, as train.py --bitwise_reproducible')
   parser.add_argument('--max_rss_mb', type=int, default=0,
                       help='stop a case whose resident memory passes this (0: no limit)')
   parser.add_argument('--in_process', action='store_true', help=argparse.SUPPRESS)
@@ -332,7 +342,8 @@ def main():
                         args.profile, args.n_steps, args.gradient_checkpointing,
                         args.strategy, args.replicas, args.threads, args.backbone,
                         args.resnet_widths, args.test_metabatch, args.test_mc_chunks,
-                        args.metabatch, checkpoint_kept_steps=args.checkpoint_kept_steps)
+                        args.metabatch, checkpoint_kept_steps=args.checkpoint_kept_steps,
+                        bitwise_reproducible=args.bitwise_reproducible)
       if result is not None:
         print(json.dumps(result), flush=True)
     return
@@ -352,7 +363,8 @@ def main():
             f'--test_mc_chunks={args.test_mc_chunks}', f'--metabatch={args.metabatch}',
             f'--checkpoint_kept_steps={args.checkpoint_kept_steps}']
     argv += (['--profile'] if args.profile else []) + (
-        ['--gradient_checkpointing'] if args.gradient_checkpointing else [])
+        ['--gradient_checkpointing'] if args.gradient_checkpointing else []) + (
+        ['--bitwise_reproducible'] if args.bitwise_reproducible else [])
     if args.strategy != 'multi_worker':
       if args.max_rss_mb:
         run_capped(argv, name, args)

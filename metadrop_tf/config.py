@@ -146,6 +146,7 @@ class Config:
   noise_sampler: str = 'box_muller'
   intra_op_threads: int = 0  # 0: auto (metadrop_tf.runtime.threads)
   inter_op_threads: int = 0  # 0: TF's default
+  bitwise_reproducible: bool = False  # grappler off (metadrop_tf.runtime.rewrites)
   strategy: str = 'auto'  # tf.distribute strategy (metadrop_tf.runtime.distribute); results do not
   cpu_devices: int = 0  # depend on it. cpu_devices > 1: split the CPU into that many devices
   seed: int = 0

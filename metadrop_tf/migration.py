@@ -23,7 +23,7 @@ ADDED_KEYS = {
     'backbone': 'conv4', 'resnet_widths': '64,160,320,640', 'augment': False,
     'normalize': False, 'noise_type': 'metadrop', 'noise_scale': 0.5, 'inner_mixup': '',
     'mixup_alpha': 2.0, 'noise_penalty': 0.01, 'test_mc_chunks': 1,
-    'checkpoint_kept_steps': 0, 'import_modules': '',
+    'checkpoint_kept_steps': 0, 'import_modules': '', 'bitwise_reproducible': False,
 }
 
 

@@ -20,7 +20,7 @@ MUTABLE = frozenset({'data_dir', 'n_train_iters', 'gradient_checkpointing',
                      'test_metabatch', 'save_freq', 'keep_checkpoints', 'log_freq',
                      'pre_adapt_freq', 'eval_freq', 'eval_split', 'eval_batches', 'eval_mc_samp',
                      'precision', 'noise_sampler', 'intra_op_threads', 'inter_op_threads',
-                     'strategy', 'cpu_devices'})
+                     'bitwise_reproducible', 'strategy', 'cpu_devices'})
 
 # Where this invocation runs, not what the run computes: taken from the flags on every resume.
 PER_INVOCATION = frozenset({'strategy', 'cpu_devices'})
@@ -64,6 +64,10 @@ _HELP = {
     'intra_op_threads': 'Threads per op; 0: auto (1 in training when the meta-batch has at '
                         'least as many tasks as cores, else one per core).',
     'inter_op_threads': 'Ops run side by side; 0: one per core.',
+    'bitwise_reproducible': 'Turn off TensorFlow\'s graph rewrites (grappler), so that two '
+                            'processes with the same flags compute bitwise-equal results on '
+                            'the same machine and threads; by default they differ in the last '
+                            'bits, which meta-training amplifies (docs/reproducing.md).',
     'strategy': 'tf.distribute strategy: auto (multi_worker when TF_CONFIG names a cluster, '
                 'else mirrored over the GPUs or --cpu_devices, else one_device), one_device, '
                 'mirrored (the devices of this host) or multi_worker (one process per worker, '

@@ -15,7 +15,7 @@ HELP_ARGS = ('--help', '-h', '-?', '--helpshort')  # any of these prints the pro
 # Settings evaluate.py and export.py take from the command line; the rest come from the run.
 EVALUATION_SETTINGS = ('data_dir', 'n_test_iters', 'n_test_mc_samp', 'test_mc_chunks',
                        'test_metabatch', 'precision', 'intra_op_threads', 'inter_op_threads',
-                       'strategy', 'cpu_devices')
+                       'bitwise_reproducible', 'strategy', 'cpu_devices')
 
 
 def asks_for_help(argv) -> bool:

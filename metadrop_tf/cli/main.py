@@ -29,6 +29,7 @@ from metadrop_tf.cli import quiet
 from metadrop_tf.episodes import data
 from metadrop_tf.runtime import checkpoints
 from metadrop_tf.runtime import distribute
+from metadrop_tf.runtime import rewrites
 from metadrop_tf.runtime import threads
 
 FLAGS = flags.FLAGS
@@ -106,8 +107,10 @@ def _describe():
 
 
 def _strategy(config, training):
-  """Thread pools, logical devices and the tf.distribute strategy, before any TF op runs."""
+  """Thread pools, graph rewrites, logical devices and the tf.distribute strategy, before any
+  TF op runs."""
   threads.configure(config, training=training)
+  rewrites.configure(config)
   distribute.configure_devices(config)
   strategy = distribute.make_strategy(config)
   # A multi-worker strategy starts TF's coordination service, whose preemption notifier takes

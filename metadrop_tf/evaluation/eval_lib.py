@@ -26,7 +26,7 @@ from metadrop_tf.runtime import distribute
 LOG_INTERVAL_S = 60  # without a progress bar (not a terminal), a log line this often
 # Settings evaluation results do not depend on: changing them continues a partial evaluation.
 IRRELEVANT_KEYS = ('n_test_iters', 'test_metabatch', 'strategy', 'cpu_devices',
-                   'intra_op_threads', 'inter_op_threads')
+                   'intra_op_threads', 'inter_op_threads', 'bitwise_reproducible')
 
 
 def machine_memory_bytes() -> int:
