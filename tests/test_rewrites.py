@@ -19,7 +19,7 @@ def test_configure_turns_grappler_off_only_when_asked():
     rewrites.configure(helpers.tiny_config(bitwise_reproducible=True))
     assert rewrites.rewrites_off()
   finally:  # the option is the process's: give the next test the default back
-    tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': False})
+    tf.config.optimizer.set_experimental_options({rewrites.OFF_OPTION: False})
   assert not rewrites.rewrites_off()
 
 

@@ -11,17 +11,17 @@ from absl import logging
 import tensorflow as tf
 
 # The one grappler option that turns every pass off.
-_OFF = {'disable_meta_optimizer': True}
+OFF_OPTION = 'disable_meta_optimizer'
 
 
 def configure(config) -> None:
   """Turns grappler off when config.bitwise_reproducible; call before the first tf.function
   is traced (functions traced earlier keep the rewrites they were optimized with)."""
   if config.bitwise_reproducible:
-    tf.config.optimizer.set_experimental_options(_OFF)
+    tf.config.optimizer.set_experimental_options({OFF_OPTION: True})
     logging.info('bitwise_reproducible: TF graph rewrites (grappler) off')
 
 
 def rewrites_off() -> bool:
   """Whether this process has grappler's passes turned off."""
-  return bool(tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer'))
+  return bool(tf.config.optimizer.get_experimental_options().get(OFF_OPTION))
