@@ -19,10 +19,7 @@ import sys
 
 # Run from a clone without installing the package: the repository root holds metadrop_tf.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from metadrop_tf.cli import quiet  # noqa: E402  (after the path it is found on)
-
-quiet.start()  # TensorFlow's start-up lines stay out of the run's log
-from metadrop_tf.runtime import checkpoints  # noqa: E402
+from metadrop_tf.runtime import ckpt_files  # noqa: E402  (after the path; no TensorFlow)
 
 
 def finished(path: str, episodes: int, eps: str | None = None) -> bool:
@@ -31,11 +28,11 @@ def finished(path: str, episodes: int, eps: str | None = None) -> bool:
     return False
   with open(path) as f:
     result = json.load(f)
-  on_disk = checkpoints.checkpoints_on_disk(os.path.join(os.path.dirname(path),
-                                                         checkpoints.CKPT_DIR))
+  on_disk = ckpt_files.checkpoints_on_disk(os.path.join(os.path.dirname(path),
+                                                         ckpt_files.CKPT_DIR))
   # By name: the path the json records is the one evaluate.py was given (relative or not).
   return (bool(on_disk)
-          and os.path.basename(result['checkpoint']) == f'{checkpoints.CKPT_NAME}-{max(on_disk)}'
+          and os.path.basename(result['checkpoint']) == f'{ckpt_files.CKPT_NAME}-{max(on_disk)}'
           and result['n_episodes'] == episodes
           and (eps is None
                or result['attack']['eps'] == [float(e) for e in eps.split(',')]))

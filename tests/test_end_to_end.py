@@ -18,11 +18,7 @@ pytestmark = pytest.mark.skipif(
 SMALL = ['--flagfile=configs/smoke.cfg', f'--data_dir={helpers.SHARED_OMNIGLOT}',
          '--channels=8', '--n_steps=1', '--save_freq=2', '--log_freq=2', '--eval_freq=4',
          '--eval_batches=1']
-
-
-def _run(script, *args):
-  return subprocess.run([sys.executable, script, *args], cwd=helpers.REPO, capture_output=True,
-                        text=True, timeout=600, check=False)
+IN_PROCESS = [f'--flagfile={os.path.join(helpers.REPO, "configs", "smoke.cfg")}', *SMALL[1:]]
 
 
 @pytest.mark.slow
@@ -50,24 +46,24 @@ def test_train_stop_resume_evaluate(tmp_path, capsys):
     assert os.path.exists(os.path.join(savedir, name)), name
   assert os.listdir(os.path.join(savedir, 'tb', 'train'))
   end = saved + 2
-  resumed = _run('train.py', *SMALL, f'--savedir={savedir}', f'--n_train_iters={end}',
-                 f'--eval_freq={end}')
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  # Resumed and evaluated in this process (the same code as the programs' main; a process
+  # start costs the suite seconds).
+  capsys.readouterr()
+  assert helpers.run_program('train', *IN_PROCESS, f'--savedir={savedir}',
+                             f'--n_train_iters={end}', f'--eval_freq={end}') == 0, \
+      capsys.readouterr().err[-2000:]
   text = open(log).read()
   assert f'resumed at iteration {saved} of {end}' in text and f'eval test | iteration {end}' in text
   assert json.load(open(os.path.join(savedir, 'config.json')))['n_train_iters'] == end
-  evaluation = _run('evaluate.py', f'--savedir={savedir}', '--n_test_iters=6',
-                    '--n_test_mc_samp=2')
-  assert evaluation.returncode == 0, evaluation.stderr[-2000:]
-  assert f'test | iteration {end} | 6 episodes, 2 MC | accuracy' in evaluation.stdout
+  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=6',
+                             '--n_test_mc_samp=2') == 0, capsys.readouterr().err[-2000:]
+  assert f'test | iteration {end} | 6 episodes, 2 MC | accuracy' in capsys.readouterr().out
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert result['checkpoint_step'] == end and len(result['per_episode_accuracy']) == 6
   assert 0 <= result['accuracy'] <= 100 and result['ci95'] >= 0
   # An error on the real data is one line (train.py's code, in this process; the tests of
   # tests/test_faults.py cover the other errors on tiny shards).
-  capsys.readouterr()
-  flagfile = os.path.join(helpers.REPO, 'configs', 'smoke.cfg')
-  code = helpers.run_program('train', f'--flagfile={flagfile}', *SMALL[1:],
+  code = helpers.run_program('train', *IN_PROCESS,
                              f'--savedir={tmp_path / "a"}', '--shot=10', '--query=15')
   stderr = capsys.readouterr().err
   assert code == 2 and 'Traceback' not in stderr, stderr[-2000:]

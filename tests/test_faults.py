@@ -295,7 +295,7 @@ def test_sigkill_at_random_moments_resumes_to_the_weights_of_an_uninterrupted_ru
   killed = str(tmp_path / 'killed')
   rng = random.Random(0)
   kills = 0
-  for _ in range(3):
+  for _ in range(2):
     proc = subprocess.Popen(args + [f'--savedir={killed}'], cwd=helpers.REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = os.path.join(killed, 'ckpt', 'checkpoint')
@@ -309,7 +309,7 @@ def test_sigkill_at_random_moments_resumes_to_the_weights_of_an_uninterrupted_ru
       kills += 1
     proc.wait(timeout=60)
     assert os.path.exists(index)
-  assert kills >= 2
+  assert kills == 2
   subprocess.run(args + [f'--savedir={killed}'], cwd=helpers.REPO, check=True,
                  capture_output=True, timeout=600)
   log = open(os.path.join(killed, 'train.log')).read()

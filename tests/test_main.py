@@ -10,19 +10,18 @@ import pytest
 import helpers
 
 # Options are combined where they are independent, so each program start covers several.
+# (The conv-4 Meta Dropout of the paper runs through the programs in tests/test_end_to_end.py.)
 LEARNER_FLAGS = [
     ['--learner=fomaml'],
-    ['--learner=metadrop'],
-    ['--learner=metasgd', '--meta_dropout'],
+    ['--learner=metasgd', '--meta_dropout', '--bn_mode=inductive'],
     ['--learner=anil', '--zero_head'],
-    ['--learner=maml', '--lslr', '--msl_iters=2', '--first_order_iters=1',
+    ['--learner=maml', '--lslr', '--bn_mode=per_step', '--msl_iters=2', '--first_order_iters=1',
      '--inner_momentum=0.5', '--inner_weight_decay=0.01', '--meta_optimizer=sgd',
      '--lr_schedule=cosine', '--n_steps=2'],
-    ['--maml', '--adapt_params=conv3,dense', '--lr_schedule=step', '--lr_step_iters=1'],
-    ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4'],
-    ['--learner=metadrop', '--bn_mode=inductive', '--normalize', '--augment'],
-    ['--learner=maml', '--lslr', '--bn_mode=per_step'],
-    ['--learner=maml', '--bn_mode=running'],
+    ['--maml', '--bn_mode=running', '--adapt_params=conv3,dense', '--lr_schedule=step',
+     '--lr_step_iters=1'],
+    ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4', '--normalize',
+     '--augment'],
 ]
 
 

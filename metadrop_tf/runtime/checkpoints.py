@@ -9,7 +9,6 @@ error, never a silent start from iteration 0.
 """
 
 import os
-import re
 import shutil
 
 from absl import logging
@@ -19,13 +18,14 @@ import tensorflow as tf
 from metadrop_tf import config as config_lib
 from metadrop_tf import errors
 from metadrop_tf import files
+from metadrop_tf.runtime import ckpt_files
 
 CONFIG_FILE = 'config.json'
 FLAGS_FILE = 'flags.cfg'
-CKPT_DIR = 'ckpt'
-CKPT_NAME = 'ckpt'
 UNRESTORABLE_DIR = 'unrestorable'
-_CKPT_FILE = re.compile(rf'^{CKPT_NAME}-(\d+)\.(index|data-\d+-of-(\d+))$')
+# The checkpoint file names live in ckpt_files (no TensorFlow: runs/finished.py reads them).
+CKPT_DIR, CKPT_NAME = ckpt_files.CKPT_DIR, ckpt_files.CKPT_NAME
+checkpoints_on_disk, missing_files = ckpt_files.checkpoints_on_disk, ckpt_files.missing_files
 
 
 class CheckpointError(errors.UserError, RuntimeError):
@@ -79,29 +79,6 @@ def make_manager(checkpoint, savedir, max_to_keep=5) -> tf.train.CheckpointManag
                                     max_to_keep=max_to_keep, checkpoint_name=CKPT_NAME)
 
 
-def checkpoints_on_disk(ckpt_dir: str) -> dict:
-  """{iteration: [file names]} of every ckpt-N.* file in ckpt_dir (complete or not)."""
-  found = {}
-  if os.path.isdir(ckpt_dir):
-    for name in os.listdir(ckpt_dir):
-      match = _CKPT_FILE.match(name)
-      if match:
-        found.setdefault(int(match.group(1)), []).append(name)
-  return found
-
-
-def missing_files(prefix: str, names) -> list:
-  """Files checkpoint `prefix` needs that are not among `names` (index and every data shard)."""
-  base = os.path.basename(prefix)
-  needed = {f'{base}.index'}
-  for name in names:
-    match = _CKPT_FILE.match(name)
-    if match and match.group(3):
-      shards = int(match.group(3))
-      needed |= {f'{base}.data-{i:05d}-of-{shards:05d}' for i in range(shards)}
-  if not any(n.startswith(f'{base}.data-') for n in names):
-    needed.add(f'{base}.data-00000-of-00001')
-  return sorted(needed - set(names))
 
 
 def _describe(numbers) -> str:
