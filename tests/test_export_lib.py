@@ -27,17 +27,18 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 assert 'metadrop_tf' not in sys.modules
-served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
-episodes = np.load(sys.argv[2])
-accs, probs = [], []
-for i in range(len(episodes['support_x'])):
-  out = served(support_x=tf.constant(episodes['support_x'][i]),
-               support_labels=tf.constant(episodes['support_labels'][i]),
-               query_x=tf.constant(episodes['query_x'][i]))
-  accs.append(float(np.mean(out['labels'].numpy() == episodes['query_labels'][i])))
-  probs.append(out['probabilities'].numpy().tolist())
+for export_dir, path in zip(sys.argv[1::2], sys.argv[2::2]):  # one line per SavedModel
+  served = tf.saved_model.load(export_dir).signatures['serving_default']
+  episodes = np.load(path)
+  accs, probs = [], []
+  for i in range(len(episodes['support_x'])):
+    out = served(support_x=tf.constant(episodes['support_x'][i]),
+                 support_labels=tf.constant(episodes['support_labels'][i]),
+                 query_x=tf.constant(episodes['query_x'][i]))
+    accs.append(float(np.mean(out['labels'].numpy() == episodes['query_labels'][i])))
+    probs.append(out['probabilities'].numpy().tolist())
+  print(json.dumps({'accs': accs, 'probs': probs}))
 assert 'metadrop_tf' not in sys.modules
-print(json.dumps({'accs': accs, 'probs': probs}))
 '''
 
 
@@ -53,37 +54,44 @@ def _trained_run(tmp_path, maml, **changes):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('maml, changes', [(True, {}), (False, {}),
-                                           (False, {'learner': 'csn'})])
-def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path, maml, changes):
-  config, savedir, model = _trained_run(tmp_path, maml, **changes)
-  export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / 'export'))
-  test = data.load_splits(config, ('test',))['test']
-  sampler = sampling.EpisodeSampler(test, config.way, config.shot, config.query, config.seed,
-                                    'test')
-  tasks = [sampler.task(i) for i in range(N_EPISODES)]
-  episodes = dict(support_x=np.stack([t[0] for t in tasks]).astype(np.float32) / 255,
-                  query_x=np.stack([t[1] for t in tasks]).astype(np.float32) / 255,
-                  support_labels=np.tile(np.repeat(np.arange(config.way), config.shot),
-                                         (N_EPISODES, 1)),
-                  query_labels=np.tile(np.repeat(np.arange(config.way), config.query),
-                                       (N_EPISODES, 1)))
-  np.savez(tmp_path / 'episodes.npz', **episodes)
-  proc = subprocess.run([sys.executable, '-c', RELOAD, export_dir, str(tmp_path / 'episodes.npz')],
-                        capture_output=True, text=True, timeout=300, check=False)
+def test_savedmodel_in_a_fresh_process_matches_evaluation(tmp_path):
+  """MAML, Meta Dropout and CSN exported, then loaded in one process without metadrop_tf."""
+  runs, argv = [], []
+  for run, (maml, changes) in enumerate([(True, {}), (False, {}), (False, {'learner': 'csn'})]):
+    config, savedir, model = _trained_run(tmp_path / str(run), maml, **changes)
+    export_dir = export_lib.export_savedmodel(config, savedir, str(tmp_path / str(run) / 'export'))
+    test = data.load_splits(config, ('test',))['test']
+    sampler = sampling.EpisodeSampler(test, config.way, config.shot, config.query, config.seed,
+                                      'test')
+    tasks = [sampler.task(i) for i in range(N_EPISODES)]
+    episodes = dict(support_x=np.stack([t[0] for t in tasks]).astype(np.float32) / 255,
+                    query_x=np.stack([t[1] for t in tasks]).astype(np.float32) / 255,
+                    support_labels=np.tile(np.repeat(np.arange(config.way), config.shot),
+                                           (N_EPISODES, 1)),
+                    query_labels=np.tile(np.repeat(np.arange(config.way), config.query),
+                                         (N_EPISODES, 1)))
+    path = str(tmp_path / str(run) / 'episodes.npz')
+    np.savez(path, **episodes)
+    runs.append((config, model, test, episodes))
+    argv += [export_dir, path]
+  proc = subprocess.run([sys.executable, '-c', RELOAD, *argv], capture_output=True, text=True,
+                        timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  served = json.loads(proc.stdout.strip().splitlines()[-1])
-  eager = export_lib.AdaptAndPredict(model, config)
-  for i in range(N_EPISODES):
-    out = eager.serve_labels(episodes['support_x'][i], episodes['support_labels'][i],
-                             episodes['query_x'][i])
-    np.testing.assert_allclose(served['probs'][i], out['probabilities'], rtol=1e-5, atol=1e-6)
-  evaluated = eval_lib.evaluate(model, test, config, 'test', N_EPISODES,
-                                config.test_mc_samples, progress=False)
-  if not model.noisy:
-    np.testing.assert_allclose(served['accs'], evaluated['per_episode_accuracy'], rtol=1e-6)
-  else:  # different noise draws: equal within Monte-Carlo tolerance
-    assert abs(np.mean(served['accs']) - np.mean(evaluated['per_episode_accuracy'])) < 0.25
+  lines = proc.stdout.strip().splitlines()[-len(runs):]
+  assert len(lines) == len(runs)
+  for (config, model, test, episodes), line in zip(runs, lines):
+    served = json.loads(line)
+    eager = export_lib.AdaptAndPredict(model, config)
+    for i in range(N_EPISODES):
+      out = eager.serve_labels(episodes['support_x'][i], episodes['support_labels'][i],
+                               episodes['query_x'][i])
+      np.testing.assert_allclose(served['probs'][i], out['probabilities'], rtol=1e-5, atol=1e-6)
+    evaluated = eval_lib.evaluate(model, test, config, 'test', N_EPISODES,
+                                  config.test_mc_samples, progress=False)
+    if not model.noisy:
+      np.testing.assert_allclose(served['accs'], evaluated['per_episode_accuracy'], rtol=1e-6)
+    else:  # different noise draws: equal within Monte-Carlo tolerance
+      assert abs(np.mean(served['accs']) - np.mean(evaluated['per_episode_accuracy'])) < 0.25
 
 
 _GOOD = np.full((3, 28, 28, 1), 0.5, np.float32)
