@@ -21,7 +21,8 @@ def test_files_are_grouped_by_iteration_and_missing_shards_named(tmp_path):
 
 
 def test_importing_it_does_not_import_tensorflow():
-  code = 'import sys; from metadrop_tf.runtime import ckpt_files; print("tensorflow" in sys.modules)'
+  code = ('import sys; from metadrop_tf.runtime import ckpt_files; '
+          'print("tensorflow" in sys.modules)')
   out = subprocess.run([sys.executable, '-c', code], cwd=helpers.REPO, capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == 'False'
