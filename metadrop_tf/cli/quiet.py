@@ -13,6 +13,8 @@ import sys
 import tempfile
 from typing import Callable
 
+from metadrop_tf.cli import lean_import
+
 # The start-up lines of TensorFlow's C++ runtime on a machine without a GPU: an absl-C++ prefix
 # (severity letter, date, time, thread, file:line) from one of these files, and the two
 # continuation or header lines it prints with them.
@@ -61,9 +63,10 @@ def without_startup_lines(text: str) -> list[str]:
 
 
 def _import_tensorflow() -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with lean_import.refusing():  # Keras's optional imports the programs never use
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
   tf.config.list_physical_devices()  # cuInit and friends log here
-  import tensorflow_probability  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
 
 
 def start(argv: list[str] | None = None) -> None:
