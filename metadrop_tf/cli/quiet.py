@@ -75,6 +75,7 @@ def start(argv: list[str] | None = None) -> None:
   argv = sys.argv if argv is None else argv
   if verbose_requested(argv):
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '0')
+    _import_tensorflow()  # its start-up lines shown
     return
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   kept = without_startup_lines(run_captured(_import_tensorflow))
