@@ -12,7 +12,11 @@ writes the results of the strategy to OUT.npz (the chief only).
 import sys
 
 import numpy as np
-import tensorflow as tf
+
+from metadrop_tf.cli import lean_import
+
+with lean_import.refusing():  # as the programs start (in pytest, TensorFlow is imported already)
+  import tensorflow as tf
 
 METABATCH = 4
 ITERATION = 3

@@ -29,6 +29,8 @@ def test_configure_turns_grappler_off_only_when_asked():
 # AMD EPYC); smaller shapes (2 tasks, or 2 inner steps) agreed even so.
 _GRADIENT_HASH = """
 import hashlib
+from metadrop_tf.cli import quiet
+quiet.start(['-c'])  # as the programs start
 import tensorflow as tf
 import helpers
 from metadrop_tf import config as config_lib, learners
