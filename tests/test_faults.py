@@ -287,7 +287,7 @@ def test_sigkill_at_random_moments_resumes_to_the_weights_of_an_uninterrupted_ru
   interrupted: equal, and no restart ever began again from iteration 0."""
   data_dir = str(tmp_path / 'data')
   helpers.write_tiny_shards(data_dir)
-  iters = 40
+  iters = 25
   args = _TRAIN + [f'--data_dir={data_dir}', f'--n_train_iters={iters}']
   straight = str(tmp_path / 'straight')
   subprocess.run(args + [f'--savedir={straight}'], cwd=helpers.REPO, check=True,

@@ -87,12 +87,12 @@ def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   savedir = str(tmp_path / 'run')
   flagfile = os.path.join(helpers.REPO, 'configs', 'sinusoid_maml.cfg')
   assert helpers.run_program('train', f'--flagfile={flagfile}', f'--savedir={savedir}',
-                             '--n_train_iters=400', '--eval_freq=400', '--save_freq=400',
+                             '--n_train_iters=200', '--eval_freq=200', '--save_freq=200',
                              '--eval_batches=2') == 0
   capsys.readouterr()
   assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=200') == 0
   printed = capsys.readouterr().out
-  assert 'sinusoid 5-shot MAML | test | iteration 400 | 200 tasks, 1 MC | mse ' in printed
+  assert 'sinusoid 5-shot MAML | test | iteration 200 | 200 tasks, 1 MC | mse ' in printed
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
   assert len(result['per_episode_mse']) == 200
   assert result['mse'] < result['mse_pre']
