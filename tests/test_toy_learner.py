@@ -52,13 +52,11 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
   assert saved['toy_rate_factor'] == 0.25  # its own option, recorded beside the others
   with open(os.path.join(run, 'flags.cfg')) as f:
     assert '--toy_rate_factor=0.25\n' in f.read()
-  evaluation = _run(tmp_path, 'evaluate.py', f'--savedir={run}')  # config.json names the module
-  assert evaluation.returncode == 0, evaluation.stderr[-3000:]
-  assert 'toy_scaled_rate | test | iteration 2 | 2 episodes' in evaluation.stdout
-  # The refusals, each one line and exit 2, run by train.py's code in one fresh process (the
-  # toy module registers itself there, as in a program): resuming may not change its option (a
-  # setting of the trained run); its option with another learner; a base-class option that
-  # does not fit the backbone; a module that does not import (nothing written).
+  # Then, by the programs' code in one fresh process (the toy module registers itself there, as
+  # in a program): evaluate.py (config.json names the module), and the refusals, each one line
+  # and exit 2: resuming may not change its option (a setting of the trained run); its option
+  # with another learner; a base-class option that does not fit the backbone; a module that
+  # does not import (nothing written).
   cases = [
       ([f'--savedir={run}', '--import_modules=toy_learner', '--toy_rate_factor=0.5',
         '--n_train_iters=3'],
@@ -73,27 +71,31 @@ def test_a_toy_learner_from_its_own_module_trains_and_evaluates(tmp_path):
        '--backbone=resnet12; leave it out'),
       (['--import_modules=no_such_module', f'--savedir={run}_3', f'--data_dir={data_dir}'],
        'error: --import_modules=no_such_module: cannot import it')]
-  refused = subprocess.run([sys.executable, '-c', REFUSALS, json.dumps([a for a, _ in cases])],
-                           cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                               [str(tmp_path), helpers.REPO, os.path.dirname(__file__)])))
-  assert refused.returncode == 0, refused.stderr[-3000:]
-  for (_, message), (code, stderr) in zip(cases, json.loads(refused.stdout.splitlines()[-1])):
+  runs = [['evaluate', f'--savedir={run}']] + [['train', *args] for args, _ in cases]
+  done = subprocess.run([sys.executable, '-c', PROGRAMS, json.dumps(runs)],
+                        cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                            [str(tmp_path), helpers.REPO, os.path.dirname(__file__)])))
+  assert done.returncode == 0, done.stderr[-3000:]
+  evaluation, *refusals = json.loads(done.stdout.splitlines()[-1])
+  assert evaluation[0] == 0, evaluation[2][-3000:]
+  assert 'toy_scaled_rate | test | iteration 2 | 2 episodes' in evaluation[1]
+  for (_, message), (code, _, stderr) in zip(cases, refusals):
     assert code == 2 and stderr.startswith(message) and '\n' not in stderr, stderr
   assert not os.path.exists(f'{run}_3/config.json')
 
 
-# Runs train.py's code once per argument list (argv[1], JSON) in this fresh process; prints
-# [[exit status, stderr], ...] as JSON.
-REFUSALS = """
+# Runs a program's code once per [program, args...] (argv[1], JSON) in this fresh process;
+# prints [[exit status, stdout, stderr], ...] as JSON.
+PROGRAMS = """
 import contextlib, io, json, sys
 import helpers
 results = []
-for args in json.loads(sys.argv[1]):
-  err = io.StringIO()
-  with contextlib.redirect_stderr(err):
-    code = helpers.run_program('train', *args)
-  results.append([code, err.getvalue().strip()])
+for program, *args in json.loads(sys.argv[1]):
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    code = helpers.run_program(program, *args)
+  results.append([code, out.getvalue(), err.getvalue().strip()])
 print(json.dumps(results))
 """
 
