@@ -170,7 +170,7 @@ def test_mirrored_program_trains_like_one_process(single_run, data_dir, tmp_path
 @pytest.mark.slow
 def test_interrupted_distributed_evaluation_continues_to_the_single_process_episodes(
     two_worker_run):
-  flags = [f'--savedir={two_worker_run}', '--n_test_iters=100', '--test_metabatch=1']
+  flags = [f'--savedir={two_worker_run}', '--n_test_iters=200', '--test_metabatch=1']
   partial = os.path.join(two_worker_run, 'eval_test.partial.json')
   procs = _start_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   deadline = time.time() + 240
@@ -182,7 +182,7 @@ def test_interrupted_distributed_evaluation_continues_to_the_single_process_epis
     p.send_signal(signal.SIGTERM)
   _wait(procs)
   done = len(json.load(open(partial))['outputs']['acc'])
-  assert 4 <= done < 100
+  assert 4 <= done < 200
   outputs = _run_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   assert f'continuing after the {done} episodes' in outputs[0]
   path = os.path.join(two_worker_run, 'eval_test.json')
@@ -192,7 +192,7 @@ def test_interrupted_distributed_evaluation_continues_to_the_single_process_epis
   assert helpers.run_program('evaluate', *flags) == 0
   with open(path) as f:
     single = json.load(f)
-  assert distributed['n_episodes'] == single['n_episodes'] == 100
+  assert distributed['n_episodes'] == single['n_episodes'] == 200
   assert distributed['per_episode_accuracy'] == single['per_episode_accuracy']
   assert distributed['accuracy'] == single['accuracy']
 
