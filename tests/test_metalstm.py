@@ -125,10 +125,9 @@ def test_the_miniimagenet_config_trains_and_evaluates_on_synthetic_shards(tmp_pa
   --shot and --n_steps, and tests/test_components.py checks every committed flagfile) on
   miniImageNet-shaped fake shards: two iterations (of two updates, to stay quick), then the
   meta-test protocol."""
-  shots = 5
   data_dir, savedir = str(tmp_path / 'data'), str(tmp_path / 'run')
   helpers.write_tiny_shards(data_dir, classes=(6, 5), instances=20, size=84, channels=3)
-  config = f'{helpers.REPO}/configs/mimgnet_{shots}shot_metalstm.cfg'
+  config = f'{helpers.REPO}/configs/mimgnet_5shot_metalstm.cfg'
   assert helpers.run_program('train', f'--flagfile={config}', f'--data_dir={data_dir}',
                              f'--savedir={savedir}', '--n_train_iters=2', '--n_steps=2',
                              '--eval_freq=2', '--eval_batches=1', '--save_freq=2') == 0
@@ -138,5 +137,5 @@ def test_the_miniimagenet_config_trains_and_evaluates_on_synthetic_shards(tmp_pa
   with open(f'{savedir}/config.json') as f:
     saved = json.load(f)
   assert (saved['learner'], saved['shot'], saved['way'], saved['grad_clip']) == (
-      'metalstm', shots, 5, 0.25)
+      'metalstm', 5, 5, 0.25)
   assert len(result['per_episode_accuracy']) == 2 and 0 <= result['accuracy'] <= 100

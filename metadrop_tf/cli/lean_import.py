@@ -26,7 +26,7 @@ class _Refuse(importlib.abc.MetaPathFinder):
   def __init__(self, names: tuple[str, ...]):
     self.names = names
 
-  def find_spec(self, fullname, path=None, target=None):  # noqa: ARG002  (the finder protocol)
+  def find_spec(self, fullname, path=None, target=None):  # the finder protocol's signature
     if fullname.split('.')[0] in self.names:
       raise ModuleNotFoundError(f'{fullname} is not imported during start-up', name=fullname)
     return None
