@@ -49,8 +49,13 @@ def _start_workers(argv, n=2, cwd=None):
 
 
 def _wait(procs, timeout=300):
-  """(exit codes, outputs) of the processes."""
-  outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+  """(exit codes, outputs) of the processes; those still running after `timeout` seconds are
+  killed (a hung worker fails the test instead of outliving it)."""
+  try:
+    outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
   return [p.returncode for p in procs], outputs
 
 
@@ -168,9 +173,9 @@ def test_mirrored_program_trains_like_one_process(single_run, data_dir, tmp_path
 
 
 @pytest.mark.slow
-def test_interrupted_distributed_evaluation_continues_to_the_single_process_episodes(
+def test_sigterm_to_one_worker_stops_both_evaluating_and_they_continue_like_one_process(
     two_worker_run):
-  flags = [f'--savedir={two_worker_run}', '--n_test_iters=200', '--test_metabatch=1']
+  flags = [f'--savedir={two_worker_run}', '--n_test_iters=100', '--test_metabatch=1']
   partial = os.path.join(two_worker_run, 'eval_test.partial.json')
   procs = _start_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   deadline = time.time() + 240
@@ -178,11 +183,12 @@ def test_interrupted_distributed_evaluation_continues_to_the_single_process_epis
       os.path.exists(partial) and len(json.load(open(partial))['outputs']['acc']) >= 4):
     assert all(p.poll() is None for p in procs), 'a worker ended early'
     time.sleep(0.1)
-  for p in procs:
-    p.send_signal(signal.SIGTERM)
-  _wait(procs)
+  procs[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
+  codes, outputs = _wait(procs, timeout=120)
+  assert codes == [130, 130], outputs
+  assert 'interrupted: the episodes done are kept in' in outputs[0]
   done = len(json.load(open(partial))['outputs']['acc'])
-  assert 4 <= done < 200
+  assert 4 <= done < 100
   outputs = _run_workers(['evaluate.py', '--strategy=multi_worker', *flags])
   assert f'continuing after the {done} episodes' in outputs[0]
   path = os.path.join(two_worker_run, 'eval_test.json')
@@ -192,7 +198,7 @@ def test_interrupted_distributed_evaluation_continues_to_the_single_process_epis
   assert helpers.run_program('evaluate', *flags) == 0
   with open(path) as f:
     single = json.load(f)
-  assert distributed['n_episodes'] == single['n_episodes'] == 200
+  assert distributed['n_episodes'] == single['n_episodes'] == 100
   assert distributed['per_episode_accuracy'] == single['per_episode_accuracy']
   assert distributed['accuracy'] == single['accuracy']
 

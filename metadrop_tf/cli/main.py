@@ -114,7 +114,8 @@ def _strategy(config, training):
   distribute.configure_devices(config)
   strategy = distribute.make_strategy(config)
   # A multi-worker strategy starts TF's coordination service, whose preemption notifier takes
-  # over SIGTERM in C++: take it back (training then hands it to TF's preemption handler).
+  # over SIGTERM in C++: take it back (training and evaluation then hand it to TF's
+  # preemption handler).
   signal.signal(signal.SIGTERM, _interrupt)
   return strategy
 

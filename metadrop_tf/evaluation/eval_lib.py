@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import tempfile
 import time
 
 from absl import logging
@@ -136,7 +137,7 @@ def _load_partial(path, key):
 
 def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
              progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None,
-             attack=None, strategy=None, keep_outputs=False):
+             attack=None, strategy=None, keep_outputs=False, after_call=None):
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
@@ -147,6 +148,8 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
   are split among its replicas; only the chief saves `partial` and logs.
   keep_outputs: the result also holds every per-task output, 'outputs': {name: [n_episodes,
   ...] array} (e.g. those of an `extra` of the `eval_step` given).
+  after_call: called with no arguments after every call (and its `partial` save) on every
+  worker, e.g. a preemption check that may end the evaluation there.
 
   Returns {'accuracy', 'ci95' (percent), 'loss', 'per_episode_accuracy' (fractions), ...};
   for regression 'mse', 'ci95', 'per_episode_mse', ... (learner.objective names them).
@@ -176,6 +179,8 @@ def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=N
       outputs.setdefault(name, []).extend(value.numpy().tolist())
     if partial and chief:
       files.write_json(partial[0], {'key': partial[1], 'outputs': outputs})
+    if after_call:
+      after_call()
     if not progress and chief and time.time() - last_log >= log_interval_s:
       last_log, done = time.time(), min(len(outputs[key]), n_episodes)
       logging.info('eval %s | %d/%d episodes | %s so far %s | %.2f s per episode',
@@ -207,6 +212,14 @@ def _result(outputs, objective, n_episodes, mc_samples, split, seed, attack=None
   return result
 
 
+def _interrupted(strategy, partial_path):
+  """exit_fn of the preemption handler: every worker stops after the same call."""
+  if distribute.is_chief(strategy):
+    logging.info('interrupted: the episodes done are kept in %s; rerun the same commands to '
+                 'continue', partial_path)
+  raise KeyboardInterrupt
+
+
 def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
         progress=True, attack=None, strategy=None, overwrite=False, seed=None):
   """Restores a run, evaluates with the reference protocol, writes <savedir>/eval_<split>.json
@@ -215,7 +228,9 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
   Interrupted, it leaves <savedir>/eval_<split>[_pgd_<norm>].partial.json; the same command
   continues from there (any episode count, strategy or worker count; a different checkpoint,
   MC count, attack or setting starts afresh). Under a tf.distribute `strategy` every replica
-  adapts its share of each call's episodes; only the chief writes files. An earlier result is
+  adapts its share of each call's episodes; only the chief writes files; a SIGTERM to any
+  worker stops all of them after the same call (TF's PreemptionCheckpointHandler, as in
+  training), so none waits for a peer that left. An earlier result is
   never lost: see `results.place_result` (`overwrite` replaces one of more episodes).
   `seed` (default: the run's) seeds the episodes and the noise; a result of another seed than
   the run's is eval_<split>_seed<S>[_pgd_<norm>].json, so that runs of different seeds can be
@@ -243,9 +258,13 @@ def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpo
             else None)
   if advice and distribute.is_chief(strategy):
     logging.warning(advice)
-  result = evaluate(learner, images, config, split, n_episodes, mc_samples,
-                    metabatch=per_call, progress=progress, partial=(partial_path, key),
-                    attack=attack, strategy=strategy)
+  with tempfile.TemporaryDirectory(prefix='metadrop_') as scratch:
+    stop = distribute.preemption_handler(strategy, lambda: None,
+                                         lambda: _interrupted(strategy, partial_path), scratch)
+    result = evaluate(learner, images, config, split, n_episodes, mc_samples,
+                      metabatch=per_call, progress=progress, partial=(partial_path, key),
+                      attack=attack, strategy=strategy,
+                      after_call=stop and stop.save_checkpoint_if_preempted)
   result.update(checkpoint=path, checkpoint_step=int(ckpt.step.numpy()),
                 commit=results.code_commit())
   out = os.path.join(savedir, f'{name}.json')

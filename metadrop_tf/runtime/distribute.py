@@ -183,8 +183,9 @@ def preemption_handler(strategy, save_fn, exit_fn, scratch_dir):
   """TF's PreemptionCheckpointHandler for a multi-worker strategy (None otherwise).
 
   On SIGTERM to any worker, the workers agree (through the coordination service) on the
-  iteration after which all of them call save_fn() and then exit_fn(); the training loop calls
-  its save_checkpoint_if_preempted() after every iteration. Our checkpoints keep their own
+  step after which all of them call save_fn() and then exit_fn(); the loop calls its
+  save_checkpoint_if_preempted() after every step (training: every iteration; evaluation:
+  every call, with nothing more to save than its partial results). Our checkpoints keep their own
   names and counter: the handler's own checkpoint is an empty one in a scratch folder, read
   at start (so its run counter starts at 0 on every worker) and never written, under
   scratch_dir (an empty folder of this process).
