@@ -197,19 +197,35 @@ def test_omniglot_augmentation_is_a_shift_of_at_most_two_pixels(tmp_path):
   assert moved > 0
 
 
-@pytest.mark.slow
-def test_training_augments_only_with_the_flag(tmp_path, monkeypatch):
+class _StreamMadeError(Exception):
+  """Raised by a patched make_dataset: the test needs only the stream's arguments."""
+
+
+def test_training_augments_only_with_the_flag_and_evaluation_never(tmp_path, monkeypatch):
+  from metadrop_tf import learners  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf.train import train_lib  # pylint: disable=g-import-not-at-top
-  seen = []
-  original = sampling.make_dataset
-  monkeypatch.setattr(sampling, 'make_dataset', lambda *a, **k: seen.append(k.get(
-      'augment_seed')) or original(*a, **k))
+  seen, original = [], sampling.make_dataset
+
+  def recorded(*args, stop=True, **kwargs):
+    seen.append(kwargs.get('augment_seed'))
+    if stop:
+      raise _StreamMadeError
+    return original(*args, **kwargs)
+  monkeypatch.setattr(sampling, 'make_dataset', recorded)
   for augment in (False, True):
     config, savedir = helpers.saved_run(tmp_path / str(augment), checkpoints_at=(),
-                                        augment=augment, n_train_iters=1, eval_freq=100)
-    train_lib.train(config, savedir, progress=False)
-  # Per run: the training stream, then the evaluation at the end (never augmented).
-  assert seen == [None, None, 0, None]
+                                        augment=augment, seed=5)
+    with pytest.raises(_StreamMadeError):  # the training stream, made before anything is traced
+      train_lib.train(config, savedir, progress=False)
+  assert seen == [None, 5]
+  # Evaluation (also during training) streams the episodes unaugmented, in an augmented run.
+  monkeypatch.setattr(sampling, 'make_dataset', lambda *a, **k: recorded(*a, stop=False, **k))
+  zeros = lambda episode, first: {k: tf.zeros([2]) for k in ('acc', 'acc_pre', 'loss')}
+  images = data.load_splits(config, ('test',))['test']
+  result = eval_lib.evaluate(learners.build(config), images, config, 'test', 4, 1,
+                             metabatch=2, progress=False, eval_step=zeros)
+  assert seen == [None, 5, None] and result['n_episodes'] == 4
 
 
 # --- per-channel normalization (--normalize) ---------------------------------------------------
