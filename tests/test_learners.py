@@ -410,7 +410,7 @@ def test_a_learner_with_its_own_outer_update_trains_through_the_same_loop():
                                            ('maml', dict(PER_STEP, lslr=True))])
 def test_gradient_checkpointing_gives_the_same_meta_gradient(name, options):
   """tf.recompute_grad is built on custom_gradient: its second order is tested, not assumed."""
-  episode = helpers.random_episode(metabatch=2)
+  episode = helpers.random_episode(metabatch=1)
   plain = helpers.tiny_learner(name, **options)
   recomputed = helpers.tiny_learner(name, checkpointing=True, **options)
   expected = _gradients(plain, episode, plain.meta_variables())
@@ -432,7 +432,7 @@ def test_gradient_checkpointing_keeping_the_last_steps_gives_the_same_meta_gradi
     name, options, kept):
   """--checkpoint_kept_steps: 3 steps, the first 3 - kept recomputed (a loop of 2, or one
   unrolled step), the rest kept; traced, as training runs it."""
-  episode = helpers.random_episode(metabatch=2)
+  episode = helpers.random_episode(metabatch=1)
   plain = helpers.tiny_learner(name, n_steps=3, **options)
   mixed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, kept_steps=kept, **options)
   expected = _gradients(plain, episode, plain.meta_variables())
@@ -474,7 +474,7 @@ def test_gradient_checkpointing_traces_a_loop_whose_graph_does_not_grow_with_the
 ])
 @pytest.mark.slow
 def test_gradient_checkpointing_with_schedules_and_penalties(name, options, iterations):
-  episode = helpers.random_episode(metabatch=2)
+  episode = helpers.random_episode(metabatch=1)
   plain = helpers.tiny_learner(name, n_steps=3, **options)
   recomputed = helpers.tiny_learner(name, n_steps=3, checkpointing=True, **options)
   for iteration in (tf.constant(i, tf.int64) for i in iterations):
@@ -582,7 +582,7 @@ def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
   learner = learners.REGISTRY['maml'](network, 2, 0.2, bn_mode='running')
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
   step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
-  episode = helpers.random_episode(metabatch=2)
+  episode = helpers.random_episode(metabatch=1)
   expected = [network.batch_statistics(episode.support_x[b]) for b in range(2)]
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
   m = batch_norm.RUNNING_MOMENTUM
@@ -687,11 +687,11 @@ def test_vib_draws_noise_on_the_features_only_and_its_penalty_is_the_gaussian_kl
 def test_every_noise_type_trains_exactly_the_variables_it_uses(noise_type):
   """A traced training step runs (no variable without a gradient) and moves every trained
   variable."""
-  config = helpers.tiny_config(noise_type=noise_type, meta_lr=0.05)
+  config = helpers.tiny_config(noise_type=noise_type, meta_lr=0.05, metabatch=1)
   learner = learners.build(config)
   step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
   before = [v.numpy().copy() for v in learner.meta_variables()]
-  episode = helpers.random_episode(metabatch=2, dtype=np.float32, image_shape=(28, 28, 1))
+  episode = helpers.random_episode(metabatch=1, dtype=np.float32, image_shape=(28, 28, 1))
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
   for variable, old in zip(learner.meta_variables(), before):
     assert np.abs(variable.numpy() - old).max() > 0, variable.path
