@@ -223,25 +223,28 @@ def test_a_real_server_answers_concurrently_and_stops_gracefully(export_dir):
   assert 'POST /v1/models/omni:predict 200' in err and 'Traceback' not in err
 
 
-@pytest.mark.slow
-def test_serve_help_lists_its_flags_and_exits_0():
+def test_serve_help_lists_its_flags_and_exits_0_without_starting_tensorflow():
   proc = subprocess.run([sys.executable, 'serve.py', '--help'], cwd=helpers.REPO,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.startswith('Serve exported SavedModels')
   assert '\nserve flags:\n  --export_dir: ' in proc.stdout and '--max_body_bytes' in proc.stdout
   assert proc.stderr == ''
+  imports = subprocess.run([sys.executable, '-X', 'importtime', 'serve.py', '--help'],
+                           cwd=helpers.REPO, capture_output=True, text=True, timeout=300).stderr
+  assert '| metadrop_tf.cli.serve_main' in imports and '| tensorflow' not in imports
 
 
-@pytest.mark.slow
-def test_serve_without_the_serve_extra_is_one_line(tmp_path):
-  script = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['serve.py', "
-            f"'--export_dir={tmp_path}']; from metadrop_tf.cli import launch; launch.serve()")
+def test_serve_without_the_serve_extra_is_one_line_without_starting_tensorflow(tmp_path):
+  script = ("import atexit, sys; sys.modules['uvicorn'] = None; sys.argv = ['serve.py', "
+            f"'--export_dir={tmp_path}']; atexit.register(lambda: print('tensorflow' in "
+            "sys.modules)); from metadrop_tf.cli import launch; launch.serve()")
   proc = subprocess.run([sys.executable, '-c', script], cwd=helpers.REPO, capture_output=True,
                         text=True, timeout=300)
   assert proc.returncode == 2
   assert proc.stderr.splitlines() == [
       "error: serving needs uvicorn, of the serve extra: pip install -e '.[serve]'"]
+  assert proc.stdout == 'False\n'
 
 
 @pytest.mark.slow

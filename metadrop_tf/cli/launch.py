@@ -13,8 +13,8 @@ def _run(program: str) -> None:
 
 
 def serve() -> None:
-  """Console script `metadrop-serve` and `serve.py`."""
-  quiet.start()
+  """Console script `metadrop-serve` and `serve.py`. Its flags and checks need no TensorFlow,
+  so `--help` and a missing serve extra answer at once; serve_main starts TF when loading."""
   from metadrop_tf.cli import serve_main  # pylint: disable=g-import-not-at-top
   serve_main.run()
 

@@ -9,6 +9,7 @@ from absl import flags
 
 from metadrop_tf.cli import help as help_lib
 from metadrop_tf.cli import messages
+from metadrop_tf.cli import quiet
 
 FLAGS = flags.FLAGS
 
@@ -23,15 +24,14 @@ def define_flags() -> None:
 
 
 def main(argv) -> None:
+  """Checks the serve extra and the flags, then (only then) starts TensorFlow and loads."""
   try:
+    import starlette  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
     import uvicorn  # pylint: disable=g-import-not-at-top
-
-    from metadrop_tf.export import serving_app  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     if e.name not in ('uvicorn', 'starlette'):
       raise
     _fail(f"serving needs {e.name}, of the serve extra: pip install -e '.[serve]'")
-  from metadrop_tf.export import serving  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     _fail(f'unexpected arguments {argv[1:]} (flags look like --name=value)')
   if not FLAGS.export_dir:
@@ -39,6 +39,9 @@ def main(argv) -> None:
   names = FLAGS.model_name or [os.path.basename(os.path.normpath(d)) for d in FLAGS.export_dir]
   if len(names) != len(FLAGS.export_dir) or len(set(names)) != len(names):
     _fail('--model_name needs one distinct name per --export_dir')
+  quiet.start()
+  from metadrop_tf.export import serving  # pylint: disable=g-import-not-at-top
+  from metadrop_tf.export import serving_app  # pylint: disable=g-import-not-at-top
   models = {}
   for name, export_dir in zip(names, FLAGS.export_dir):
     try:
