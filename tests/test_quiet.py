@@ -64,11 +64,9 @@ def test_a_program_speaks_first_and_alone():
 
 @pytest.mark.slow
 def test_verbosity_shows_tensorflow_startup_again():
+  """The loud counterpart of test_a_program_speaks_first_and_alone (a quiet start, whose
+  stderr holds the one error line): with -v the start-up lines are there."""
   code = 'from metadrop_tf.cli import quiet; quiet.start(["x", "-v", "0"]); import tensorflow'
-  quiet_code = 'from metadrop_tf.cli import quiet; quiet.start(["x"]); import tensorflow'
   loud = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
                         timeout=300)
-  silent = subprocess.run([sys.executable, '-c', quiet_code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
   assert any(quiet.is_startup_line(line) for line in loud.stderr.splitlines())
-  assert silent.stderr == ''
