@@ -582,7 +582,7 @@ def test_running_statistics_are_averaged_by_training_and_normalize_the_query():
   learner = learners.REGISTRY['maml'](network, 2, 0.2, bn_mode='running')
   config = helpers.tiny_config(meta_optimizer='sgd', meta_momentum=0.0, meta_lr=0.5)
   step = train_step.make_outer_step(learner, train_step.make_optimizer(learner, config), config)
-  episode = helpers.random_episode(metabatch=1)
+  episode = helpers.random_episode(metabatch=2)
   expected = [network.batch_statistics(episode.support_x[b]) for b in range(2)]
   step(episode, tf.constant(0, tf.int64), tf.constant(False))
   m = batch_norm.RUNNING_MOMENTUM
