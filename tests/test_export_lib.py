@@ -98,6 +98,16 @@ _GOOD = np.full((3, 28, 28, 1), 0.5, np.float32)
 _LABELS = np.arange(3, dtype=np.int64)
 
 
+@pytest.fixture(name='modules', scope='module')
+def _modules(tmp_path_factory):
+  """maml -> an AdaptAndPredict of an untrained tiny run (shared: its signatures trace once)."""
+  modules = {}
+  for maml in (False, True):
+    config, _, model = _trained_run(tmp_path_factory.mktemp(f'maml{maml}'), maml=maml)
+    modules[maml] = export_lib.AdaptAndPredict(model, config)
+  return modules
+
+
 @pytest.mark.parametrize('support_x, labels, query_x, words', [
     (_GOOD, np.array([0, 1, 3]), _GOOD, r'support_labels must be in \[0, way\)'),
     (_GOOD[:0], _LABELS[:0], _GOOD, 'support_x is empty'),
@@ -111,10 +121,8 @@ _LABELS = np.arange(3, dtype=np.int64)
      'query_x holds NaN or inf'),
     (_GOOD[:2], _LABELS, _GOOD, 'support images and labels differ in number'),
 ])
-@pytest.mark.slow
-def test_serving_names_the_bad_input(tmp_path, support_x, labels, query_x, words):
-  config, _, model = _trained_run(tmp_path, maml=False)
-  module = export_lib.AdaptAndPredict(model, config)
+def test_serving_names_the_bad_input(modules, support_x, labels, query_x, words):
+  module = modules[False]
   with pytest.raises(tf.errors.InvalidArgumentError, match=words):
     module.serve_labels(tf.constant(support_x), tf.constant(labels), tf.constant(query_x))
 
@@ -124,9 +132,8 @@ def test_serving_names_the_bad_input(tmp_path, support_x, labels, query_x, words
     (np.eye(3, dtype=np.float32) * 0.5, 'support_y must be one-hot'),
     (np.ones((3, 3), np.float32), 'support_y must be one-hot'),
 ])
-def test_onehot_serving_names_a_label_that_is_not_one_hot(tmp_path, onehot, words):
-  config, _, model = _trained_run(tmp_path, maml=True)
-  module = export_lib.AdaptAndPredict(model, config)
+def test_onehot_serving_names_a_label_that_is_not_one_hot(modules, onehot, words):
+  module = modules[True]
   with pytest.raises(tf.errors.InvalidArgumentError, match=words):
     module.serve_onehot(tf.constant(_GOOD), tf.constant(onehot), tf.constant(_GOOD))
   good = module.serve_onehot(tf.constant(_GOOD), tf.constant(np.eye(3, dtype=np.float32)),
