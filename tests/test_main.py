@@ -10,7 +10,8 @@ import pytest
 import helpers
 
 # Options are combined where they are independent, so each program start covers several.
-# (The conv-4 Meta Dropout of the paper runs through the programs in tests/test_end_to_end.py.)
+# Meta Dropout itself is the programs' default learner (tests/test_end_to_end.py, test_faults.py,
+# test_distribute.py); its noise on ResNet-12 is tested in tests/test_resnet.py.
 LEARNER_FLAGS = [
     ['--learner=fomaml'],
     ['--learner=metasgd', '--meta_dropout', '--bn_mode=inductive'],
@@ -20,7 +21,7 @@ LEARNER_FLAGS = [
      '--lr_schedule=cosine', '--n_steps=2'],
     ['--maml', '--bn_mode=running', '--adapt_params=conv3,dense', '--lr_schedule=step',
      '--lr_step_iters=1'],
-    ['--learner=metadrop', '--backbone=resnet12', '--resnet_widths=2,3,2,4', '--normalize',
+    ['--learner=maml', '--backbone=resnet12', '--resnet_widths=2,3,2,4', '--normalize',
      '--augment'],
 ]
 
