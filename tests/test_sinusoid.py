@@ -3,11 +3,10 @@ deterministic like the image episodes, streamed as Episodes."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import helpers
 from metadrop_tf.episodes import data
@@ -66,24 +65,12 @@ def test_the_stream_gives_the_sampler_meta_batches_in_order():
       np.testing.assert_array_equal(got.numpy(), want)
 
 
-SERVE = r'''
-import json, sys
-import numpy as np
-import tensorflow as tf
-assert 'metadrop_tf' not in sys.modules
-served = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
-x = np.linspace(-4, 4, 5, dtype=np.float32)[:, None]
-out = served(support_x=tf.constant(x), support_y=tf.constant(np.sin(x)),
-             query_x=tf.constant(x[:3] + 0.5))
-print(json.dumps(out['predictions'].numpy().tolist()))
-'''
-
-
 @pytest.mark.slow
 def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   """The README's first commands on the shipped config (fewer iterations), run by the
   programs' code in this process: train, evaluate (MSE after adaptation below before), a
-  SavedModel that adapts in a fresh process without the package, and the curves figure."""
+  SavedModel that adapts (tests/test_export_lib.py loads SavedModels in a process without the
+  package), and the curves figure."""
   savedir = str(tmp_path / 'run')
   flagfile = os.path.join(helpers.REPO, 'configs', 'sinusoid_maml.cfg')
   assert helpers.run_program('train', f'--flagfile={flagfile}', f'--savedir={savedir}',
@@ -98,10 +85,10 @@ def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   assert result['mse'] < result['mse_pre']
   np.testing.assert_allclose(result['loss'], result['mse'], rtol=1e-5)
   assert helpers.run_program('export', f'--savedir={savedir}') == 0
-  served = subprocess.run([sys.executable, '-c', SERVE, os.path.join(savedir, 'export')],
-                          capture_output=True, text=True, timeout=300, check=False)
-  assert served.returncode == 0, served.stderr[-2000:]
-  predictions = np.array(json.loads(served.stdout.strip().splitlines()[-1]))
+  served = tf.saved_model.load(os.path.join(savedir, 'export')).signatures['serving_default']
+  x = np.linspace(-4, 4, 5, dtype=np.float32)[:, None]
+  predictions = served(support_x=tf.constant(x), support_y=tf.constant(np.sin(x)),
+                       query_x=tf.constant(x[:3] + 0.5))['predictions'].numpy()
   assert predictions.shape == (3, 1) and np.all(np.isfinite(predictions))
   assert helpers.run_program('export', f'--savedir={savedir}', '--mode=visualize') == 0
   assert os.path.getsize(os.path.join(savedir, 'visualization', 'curves.png')) > 10000
