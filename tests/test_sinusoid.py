@@ -67,21 +67,21 @@ def test_the_stream_gives_the_sampler_meta_batches_in_order():
 
 @pytest.mark.slow
 def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
-  """The README's first commands on the shipped config (fewer iterations), run by the
+  """The README's first commands on the shipped config (fewer iterations and tasks), run by the
   programs' code in this process: train, evaluate (MSE after adaptation below before), a
   SavedModel that adapts (tests/test_export_lib.py loads SavedModels in a process without the
   package), and the curves figure."""
   savedir = str(tmp_path / 'run')
   flagfile = os.path.join(helpers.REPO, 'configs', 'sinusoid_maml.cfg')
   assert helpers.run_program('train', f'--flagfile={flagfile}', f'--savedir={savedir}',
-                             '--n_train_iters=200', '--eval_freq=200', '--save_freq=200',
-                             '--eval_batches=2') == 0
+                             '--n_train_iters=60', '--metabatch=5', '--eval_freq=60',
+                             '--save_freq=60', '--eval_batches=2') == 0
   capsys.readouterr()
-  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=200') == 0
+  assert helpers.run_program('evaluate', f'--savedir={savedir}', '--n_test_iters=100') == 0
   printed = capsys.readouterr().out
-  assert 'sinusoid 5-shot MAML | test | iteration 200 | 200 tasks, 1 MC | mse ' in printed
+  assert 'sinusoid 5-shot MAML | test | iteration 60 | 100 tasks, 1 MC | mse ' in printed
   result = json.load(open(os.path.join(savedir, 'eval_test.json')))
-  assert len(result['per_episode_mse']) == 200
+  assert len(result['per_episode_mse']) == 100
   assert result['mse'] < result['mse_pre']
   np.testing.assert_allclose(result['loss'], result['mse'], rtol=1e-5)
   assert helpers.run_program('export', f'--savedir={savedir}') == 0
