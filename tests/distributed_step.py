@@ -18,7 +18,7 @@ from metadrop_tf.cli import lean_import
 with lean_import.refusing():  # as the programs start (in pytest, TensorFlow is imported already)
   import tensorflow as tf
 
-METABATCH = 4
+METABATCH = 2  # one task per replica of 2
 ITERATION = 3
 GRAD_CLIP = 2e-4  # small enough that the clip changes some elements of these gradients
 LEARNERS = ('metadrop', 'maml_running')  # maml_running: MAML with --bn_mode=running
