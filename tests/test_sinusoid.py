@@ -9,9 +9,12 @@ import pytest
 import tensorflow as tf
 
 import helpers
+from metadrop_tf import learners
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.episodes import sinusoid
+from metadrop_tf.export import export_lib
+from metadrop_tf.runtime import checkpoints
 
 
 def test_a_task_is_a_sinusoid_of_the_stated_ranges():
@@ -69,8 +72,8 @@ def test_the_stream_gives_the_sampler_meta_batches_in_order():
 def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   """The README's first commands on the shipped config (fewer iterations and tasks), run by the
   programs' code in this process: train, evaluate (MSE after adaptation below before), a
-  SavedModel that adapts (tests/test_export_lib.py loads SavedModels in a process without the
-  package), and the curves figure."""
+  SavedModel that adapts as the trained learner does (tests/test_export_lib.py loads
+  SavedModels in a process without the package), and the curves figure."""
   savedir = str(tmp_path / 'run')
   flagfile = os.path.join(helpers.REPO, 'configs', 'sinusoid_maml.cfg')
   assert helpers.run_program('train', f'--flagfile={flagfile}', f'--savedir={savedir}',
@@ -90,6 +93,12 @@ def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
   predictions = served(support_x=tf.constant(x), support_y=tf.constant(np.sin(x)),
                        query_x=tf.constant(x[:3] + 0.5))['predictions'].numpy()
   assert predictions.shape == (3, 1) and np.all(np.isfinite(predictions))
+  config = checkpoints.read_config(savedir)  # the trained learner adapts to the same answers
+  model = learners.build(config)
+  checkpoints.restore(checkpoints.make_checkpoint(model), savedir)
+  expected = export_lib.AdaptAndRegress(model, config).serve(
+      tf.constant(x), tf.constant(np.sin(x)), tf.constant(x[:3] + 0.5))['predictions']
+  np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
   assert helpers.run_program('export', f'--savedir={savedir}', '--mode=visualize') == 0
   assert os.path.getsize(os.path.join(savedir, 'visualization', 'curves.png')) > 10000
   with np.load(os.path.join(savedir, 'visualization', 'visualization.npz')) as dump:
