@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 
 import helpers
-from metadrop_tf import learners
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.episodes import sinusoid
@@ -94,8 +93,7 @@ def test_the_newcomer_commands_train_evaluate_serve_and_plot(tmp_path, capsys):
                        query_x=tf.constant(x[:3] + 0.5))['predictions'].numpy()
   assert predictions.shape == (3, 1) and np.all(np.isfinite(predictions))
   config = checkpoints.read_config(savedir)  # the trained learner adapts to the same answers
-  model = learners.build(config)
-  checkpoints.restore(checkpoints.make_checkpoint(model), savedir)
+  model, _ = export_lib.restore_learner(config, savedir)
   expected = export_lib.AdaptAndRegress(model, config).serve(
       tf.constant(x), tf.constant(np.sin(x)), tf.constant(x[:3] + 0.5))['predictions']
   np.testing.assert_allclose(predictions, expected, rtol=1e-5, atol=1e-6)
