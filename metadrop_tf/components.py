@@ -13,6 +13,7 @@ it had taken effect. No TF import here.
 import importlib
 import os
 import sys
+from typing import Iterable
 from typing import Mapping
 from typing import NamedTuple
 
@@ -58,7 +59,7 @@ def _add_option(name: str, option: config_lib.Option, component: str) -> None:
   config_lib.OPTIONS[name] = option
 
 
-def declare(kind: str, name: str, options=()) -> Component:
+def declare(kind: str, name: str, options: Iterable[str] | Mapping = ()) -> Component:
   """Records that component `name` of `kind` (a key of CHOICES) reads `options`: names of
   settings, or a mapping name -> config.Option declaring new ones (None: declared elsewhere).
   A new option becomes a flag, a --help line, a check (set only with this component) and a
@@ -102,7 +103,7 @@ def require(kind: str, name: str) -> None:
                                  f'{names}')
 
 
-def used_by(config) -> list:
+def used_by(config: config_lib.Config) -> list:
   """The declared components a Config uses."""
   chosen = [(kind, pick(config)) for kind, (_, pick) in CHOICES.items()]
   return [REGISTRY[key] for key in chosen if key in REGISTRY]
@@ -123,12 +124,12 @@ def _describe(holders: list) -> str:
   return ' or '.join(parts)
 
 
-def used_options(config) -> set:
+def used_options(config: config_lib.Config) -> set:
   """The options the components of `config` read."""
   return {o for c in used_by(config) for o in c.options}
 
 
-def check(config) -> None:
+def check(config: config_lib.Config) -> None:
   """ConfigError for the first owned option set away from its default that no component of
   the run reads: '`noise_scale=0.3` does not apply to `noise_type=metadrop`; ...'."""
   default = config_lib.Config()
@@ -148,7 +149,7 @@ def check(config) -> None:
                                  f'leave it out or add {where}')
 
 
-def recorded(config):
+def recorded(config: config_lib.Config) -> config_lib.Config:
   """`config` holding exactly the declared options (config.OPTIONS) its components read, each
   with its value (its default included): what config.json records. After `check`, the options
   it drops hold their defaults."""

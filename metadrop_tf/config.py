@@ -178,7 +178,7 @@ class Config:
     raise AttributeError(f'Config has no setting {name!r}')
 
   @classmethod
-  def make(cls, **values) -> 'Config':
+  def make(cls, **values: object) -> 'Config':
     """A Config of fields and declared options (OPTIONS) alike."""
     return cls().replace(**values)
 
@@ -187,7 +187,7 @@ class Config:
     return DATASETS[self.dataset]
 
   @property
-  def image_shape(self):
+  def image_shape(self) -> tuple:
     return self.info.image_shape
 
   @property
@@ -250,7 +250,7 @@ class Config:
       check(self)
     return self
 
-  def replace(self, **changes) -> 'Config':
+  def replace(self, **changes: object) -> 'Config':
     """A copy with `changes` to fields or declared options (the latter kept in extensions)."""
     options = {k: changes.pop(k) for k in list(changes) if k in OPTIONS and k not in FIELDS}
     if options:

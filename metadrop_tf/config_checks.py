@@ -8,7 +8,7 @@ from metadrop_tf import config as config_lib
 ConfigError = config_lib.ConfigError
 
 
-def numbers(c) -> None:
+def numbers(c: config_lib.Config) -> None:
   """Counts, rates, ranges and the choices of the optimizer, schedule and strategy."""
   for name in ('way', 'shot', 'query', 'metabatch', 'n_steps', 'n_train_iters',
                'n_test_iters', 'n_test_mc_samp', 'save_freq', 'keep_checkpoints',
@@ -53,7 +53,7 @@ def numbers(c) -> None:
       raise ConfigError(f'`{name}={getattr(c, name)}` must be >= 0 (0: auto)')
 
 
-def network(c) -> None:
+def network(c: config_lib.Config) -> None:
   """The widths, and the regression dataset's settings (whether the backbone is registered
   and fits the dataset's inputs is nets.backbones.check's)."""
   if c.info.objective == 'regression':
@@ -66,7 +66,7 @@ def network(c) -> None:
     raise ConfigError(f'`channels={c.channels}` must be >= 0 (0: dataset default)')
 
 
-def episodes(c) -> None:
+def episodes(c: config_lib.Config) -> None:
   """Way, shot and query for the dataset; precision and noise sampler."""
   if c.way < 2 and c.info.objective == 'classification':
     raise ConfigError(f'`way={c.way}` must be at least 2')
@@ -81,7 +81,7 @@ def episodes(c) -> None:
                       f'{config_lib.NOISE_SAMPLERS}')
 
 
-def noise(c) -> None:
+def noise(c: config_lib.Config) -> None:
   """Noise type, noise penalty, mixup and batch-norm mode, and how they combine (what a
   backbone does not implement, its check_config refuses: nets/backbones.py)."""
   if c.noise_type != 'metadrop':
@@ -95,7 +95,7 @@ def noise(c) -> None:
                       '`learner=maml` (or another gradient learner without `meta_dropout`)')
 
 
-def splits(c) -> None:
+def splits(c: config_lib.Config) -> None:
   """The evaluation split, held-out characters, and way within every split."""
   config_lib.check_split(c.eval_split, c.dataset, c.val_characters, 'eval_split')
   if c.val_characters < 0:
@@ -109,7 +109,7 @@ def splits(c) -> None:
                         f'{c.dataset} {split} split')
 
 
-def regression(c) -> None:
+def regression(c: config_lib.Config) -> None:
   """The settings a regression dataset (sinusoid) cannot take."""
   if c.way != 1:
     raise ConfigError(f'`way={c.way}`: {c.dataset} is regression with one output; '

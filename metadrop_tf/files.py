@@ -48,6 +48,6 @@ def write_text(path: str, text: str) -> str:
   return path
 
 
-def write_json(path: str, value) -> str:
+def write_json(path: str, value: object) -> str:
   """Writes `value` as indented JSON to `path` atomically (write_text); returns path."""
   return write_text(path, json.dumps(value, indent=1))

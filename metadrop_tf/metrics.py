@@ -1,11 +1,13 @@
 """Accuracy summaries meta-learning papers report, and windowed averages for training logs."""
 
 import collections
+from typing import Iterable
+from typing import Mapping
 
 import numpy as np
 
 
-def mean_ci95(values):
+def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
   """(mean, 1.96 * std / sqrt(n)) of per-episode values, the protocol of Table 1."""
   values = np.asarray(values, dtype=np.float64)
   if values.size == 0:
@@ -22,7 +24,7 @@ class WindowAverage:
     self._counts = collections.defaultdict(int)
     self._steps = 0
 
-  def add(self, values):
+  def add(self, values: Mapping[str, float]) -> None:
     for key, value in values.items():
       self._sums[key] += float(value)
       self._counts[key] += 1
@@ -31,7 +33,7 @@ class WindowAverage:
   def __len__(self):
     return self._steps
 
-  def result(self):
+  def result(self) -> dict:
     """Averages since the last call, then starts a new window."""
     out = {k: self._sums[k] / n for k, n in self._counts.items()}
     self._sums.clear()

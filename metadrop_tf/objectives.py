@@ -11,8 +11,10 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 
-def mean_squared_error(predictions, targets):
+
+def mean_squared_error(predictions: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
   """Mean over every element of (predictions - targets)^2; both [n, D]."""
   targets = tf.cast(targets, predictions.dtype)
   return tf.reduce_mean(tf.square(predictions - targets))
@@ -22,19 +24,19 @@ def _float32_mse(predictions, targets):
   return tf.cast(mean_squared_error(predictions, targets), tf.float32)
 
 
-def cross_entropy(logits, labels):
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Mean softmax cross-entropy; logits [n, N], one-hot labels [n, N]."""
   labels = tf.cast(labels, logits.dtype)
   return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def hits(logits, labels):
+def hits(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """1.0 where a row's argmax matches its one-hot label, else 0.0: float32 [rows] (logits and
   labels [rows, N])."""
   return tf.cast(tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1)), tf.float32)
 
 
-def accuracy(logits, labels):
+def accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
   """Fraction of rows whose argmax matches the one-hot label: float32 scalar."""
   return tf.reduce_mean(hits(logits, labels))
 
@@ -77,6 +79,6 @@ REGRESSION = Objective('regression', mean_squared_error, _float32_mse, key='mse'
 OBJECTIVES = {o.name: o for o in (CLASSIFICATION, REGRESSION)}
 
 
-def for_config(config) -> Objective:
+def for_config(config: config_lib.Config) -> Objective:
   """The objective of a Config's dataset."""
   return OBJECTIVES[config.info.objective]

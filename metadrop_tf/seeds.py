@@ -24,13 +24,13 @@ MC_CHUNK = 6000
 ATTACK = 7000
 
 
-def fold_seed(seed, *indices):
+def fold_seed(seed: tf.Tensor, *indices: int | tf.Tensor) -> tf.Tensor:
   """A new stateless seed (int32 [2]) for sub-stream `indices` of `seed`."""
   for index in indices:
     seed = tf.random.experimental.stateless_fold_in(seed, index)
   return seed
 
 
-def task_seeds(seed, first_task, n_tasks):
+def task_seeds(seed: tf.Tensor, first_task: int | tf.Tensor, n_tasks: int) -> list:
   """Seeds (int32 [2] each) of tasks first_task .. first_task + n_tasks - 1 of stream `seed`."""
   return [fold_seed(seed, first_task + b) for b in range(n_tasks)]

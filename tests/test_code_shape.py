@@ -1,6 +1,7 @@
 """The package stays readable in pieces: no module over 300 lines, no function over 60 (a
 module or function that grows past them is split where it holds two ideas), and imports that
-go one way between its subpackages (docs/code-map.md)."""
+go one way between its subpackages (docs/code-map.md), and public functions that say what they
+take and give (type hints)."""
 
 import ast
 import glob
@@ -30,6 +31,35 @@ def test_no_function_is_over_60_lines():
         if lines > MAX_FUNCTION_LINES:
           long.append(f'{os.path.relpath(path, helpers.REPO)}:{node.lineno} {node.name} {lines}')
   assert not long, long
+
+
+def _public_functions(tree):
+  """(name, node) of the module's public functions and of the public methods of its public
+  classes (nested functions are a function's own business)."""
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      yield node.name, node
+    elif isinstance(node, ast.ClassDef) and not node.name.startswith('_'):
+      for member in node.body:
+        if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)):
+          yield f'{node.name}.{member.name}', member
+
+
+def test_public_functions_have_type_hints():
+  missing, seen = [], 0
+  for path in MODULES:
+    for name, node in _public_functions(ast.parse(open(path).read())):
+      if node.name.startswith('_'):
+        continue
+      seen += 1
+      args = node.args
+      params = [a for a in args.posonlyargs + args.args + args.kwonlyargs
+                if a.arg not in ('self', 'cls')] + [a for a in (args.vararg, args.kwarg) if a]
+      bare = [a.arg for a in params if a.annotation is None]
+      if bare or node.returns is None:
+        missing.append(f'{os.path.relpath(path, helpers.REPO)}:{node.lineno} {name} '
+                       f'{bare}{"" if node.returns else " return"}')
+  assert seen > 300 and not missing, missing
 
 
 # The root, then the subpackages in the order of the flow: each imports only from its own

@@ -117,7 +117,7 @@ def help_text(name: str) -> str:
   return config_lib.HELP.get(name) or _HELP[name]
 
 
-def define_flags():
+def define_flags() -> None:
   """Defines one flag per Config field (same name, type and default) plus the run flags."""
   for name in config_lib.FIELDS:
     _define(name, getattr(_DEFAULTS, name), help_text(name))
@@ -158,7 +158,9 @@ def _checked(config):
   return components.recorded(config.validate())
 
 
-def config_from_flags(saved=None, mutable=MUTABLE, program='train'):
+def config_from_flags(saved: config_lib.Config | None = None,
+                      mutable: frozenset | None = MUTABLE,
+                      program: str = 'train') -> config_lib.Config:
   """The Config of this invocation, validated.
 
   Without `saved`: every flag. With the run's saved Config: it, overridden by the flags given

@@ -4,6 +4,7 @@ component that reads them (metadrop_tf.components)."""
 import os
 import sys
 import textwrap
+from typing import Sequence
 
 from absl import flags
 
@@ -18,7 +19,7 @@ EVALUATION_SETTINGS = ('data_dir', 'n_test_iters', 'n_test_mc_samp', 'test_mc_ch
                        'bitwise_reproducible', 'strategy', 'cpu_devices')
 
 
-def asks_for_help(argv) -> bool:
+def asks_for_help(argv: Sequence[str]) -> bool:
   """Whether the arguments after the program name ask for its help."""
   return any(arg in HELP_ARGS for arg in argv[1:])
 

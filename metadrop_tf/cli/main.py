@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+from typing import Sequence
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -120,7 +121,7 @@ def _strategy(config, training):
   return strategy
 
 
-def train_main():
+def train_main() -> None:
   from metadrop_tf.train import train_lib  # pylint: disable=g-import-not-at-top
   if FLAGS.describe:
     return _describe()
@@ -132,7 +133,7 @@ def train_main():
   train_lib.train(config, savedir, progress=sys.stderr.isatty(), strategy=strategy)
 
 
-def evaluate_main():
+def evaluate_main() -> None:
   from metadrop_tf.evaluation import eval_lib  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
   config = flags_lib.config_from_flags(checkpoints.read_config(savedir), program='evaluate')
@@ -195,7 +196,7 @@ def _attack_from_flags():
                         FLAGS.attack_random_start, FLAGS.attack_l1_sparsity)
 
 
-def export_main():
+def export_main() -> None:
   from metadrop_tf.export import export_lib  # pylint: disable=g-import-not-at-top
   from metadrop_tf.export import visualization  # pylint: disable=g-import-not-at-top
   savedir = _savedir()
@@ -242,7 +243,7 @@ def define_program_flags(program: str) -> None:
   program_flags.define(program)
 
 
-def print_help(program: str, doc: str = '', argv=()) -> None:
+def print_help(program: str, doc: str = '', argv: Sequence[str] = ()) -> None:
   """This program's own flags, then the run settings by component (absl's --help shows only
   absl's); --learner=X among argv narrows the learner options to X's."""
   own = ['savedir'] + program_flags.OWN_FLAGS[program]
@@ -263,7 +264,7 @@ def _import_user_components(argv) -> None:
   flags_lib.define_option_flags()
 
 
-def run(program: str, argv=None) -> None:
+def run(program: str, argv: Sequence[str] | None = None) -> None:
   """Entry point of a program ('train', 'evaluate', 'export'): flags, then the guarded main."""
   argv = list(sys.argv if argv is None else argv)
   define_program_flags(program)
@@ -284,16 +285,16 @@ def run(program: str, argv=None) -> None:
   app.run(_guarded(PROGRAMS[program]), argv=argv)
 
 
-def train():
+def train() -> None:
   """Console script `metadrop-train`."""
   run('train')
 
 
-def evaluate():
+def evaluate() -> None:
   """Console script `metadrop-evaluate`."""
   run('evaluate')
 
 
-def export():
+def export() -> None:
   """Console script `metadrop-export`."""
   run('export')

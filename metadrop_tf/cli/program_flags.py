@@ -25,12 +25,12 @@ def _define_overwrite():
           '(export), a result of more episodes (evaluate).')
 
 
-def define_train_flags():
+def define_train_flags() -> None:
   _define('bool', 'describe', False, 'Print the network of these flags and its parameter '
           'counts per group and variable, then exit (no --savedir needed).')
 
 
-def define_export_flags():
+def define_export_flags() -> None:
   _define('enum', 'mode', 'savedmodel',
           'savedmodel: adapt-and-predict SavedModel; visualize: the reference dump of features '
           'per inner step, plus plots when the plots extra is installed.',
@@ -41,7 +41,7 @@ def define_export_flags():
   _define('string', 'checkpoint', None, 'Checkpoint path (default: the latest of the run).')
 
 
-def define_evaluate_flags():
+def define_evaluate_flags() -> None:
   _define('string', 'split', 'test', 'Split to evaluate on (train, val or test).')
   _define('enum', 'attack', '', 'pgd: also score the query under a white-box PGD attack on '
           'the adapted model (writes eval_<split>_pgd_<norm>.json).', enum_values=['', 'pgd'])

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -23,7 +24,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('max_body_bytes', 16 << 20, 'Largest request body accepted (413 above).')
 
 
-def main(argv) -> None:
+def main(argv: Sequence[str]) -> None:
   """Checks the serve extra and the flags, then (only then) starts TensorFlow and loads."""
   try:
     import starlette  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401

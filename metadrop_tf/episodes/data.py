@@ -9,10 +9,12 @@ stored as `<split>.npy` (memory-mapped, for miniImageNet's 813 MB train shard) o
 import difflib
 import json
 import os
+from typing import Sequence
 import zipfile
 
 import numpy as np
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import errors
 from metadrop_tf import files
 from metadrop_tf.episodes import manifest
@@ -41,11 +43,11 @@ class RaggedShard:
     self.dtype = images.dtype
 
   @property
-  def shape(self):
+  def shape(self) -> tuple:
     return (len(self.counts), int(self.counts.min())) + tuple(self.images.shape[1:])
 
   @property
-  def ndim(self):
+  def ndim(self) -> int:
     return len(self.shape)
 
   def __len__(self):
@@ -60,7 +62,7 @@ class RaggedShard:
     shortest = int(self.counts[classes].min())
     return np.stack([self[int(c)][:shortest] for c in classes])
 
-  def gather(self, classes, instances):
+  def gather(self, classes: np.ndarray, instances: np.ndarray) -> np.ndarray:
     """Images [len(classes), K, H, W, C]: instances[i] (K indices) of class classes[i]."""
     rows = self.offsets[np.asarray(classes)][:, None] + np.asarray(instances)
     order = np.argsort(rows, axis=None)  # read the memory map in file order
@@ -69,7 +71,12 @@ class RaggedShard:
     return flat.reshape(rows.shape + tuple(self.images.shape[1:]))
 
 
-def prepare_hint(config_or_dataset, data_dir: str, overwrite: bool = False) -> str:
+# A split's images: uint8 [classes, instances, H, W(, C)], or a RaggedShard.
+Images = np.ndarray | RaggedShard
+
+
+def prepare_hint(config_or_dataset: config_lib.Config | str, data_dir: str,
+                 overwrite: bool = False) -> str:
   """What to do about a data folder without whole shards: a prepared folder of a similar name
   beside it (a misspelling), else the command that prepares this one (with --overwrite: over
   damaged shards)."""
@@ -96,7 +103,8 @@ def _has_shards(folder: str) -> bool:
   return any(os.path.exists(os.path.join(folder, f'train.{ext}')) for ext in ('npz', 'npy'))
 
 
-def load_split(data_dir, split, image_shape, dataset='omniglot'):
+def load_split(data_dir: str, split: str, image_shape: tuple,
+               dataset: str = 'omniglot') -> Images:
   """Loads one shard as uint8 [classes, instances, H, W, C] (memory-mapped when .npy).
 
   The shard is checked against the folder's manifest.json when data/prepare.py wrote one
@@ -158,7 +166,8 @@ def _load_ragged(path, offsets_path, image_shape, dataset, data_dir):
   return RaggedShard(images, offsets)
 
 
-def load_splits(config, splits=('train', 'test')):
+def load_splits(config: config_lib.Config,
+                splits: Sequence[str] = ('train', 'test')) -> dict:
   """Dict split -> images for a Config; Omniglot's val split is held out of train on request.
   A generated dataset (sinusoid) has no images: every split maps to None (make_sampler)."""
   if config.info.generated:
@@ -186,7 +195,7 @@ def load_splits(config, splits=('train', 'test')):
 CHANNEL_STATS_FILE = 'channel_stats.json'
 
 
-def compute_channel_statistics(images, chunk=256):
+def compute_channel_statistics(images: Images, chunk: int = 256) -> tuple[list, list]:
   """Per-channel mean and standard deviation of uint8 images ([classes, instances, H, W(, C)]
   or a RaggedShard) in [0, 1] units, streamed over `chunk` classes at a time (a memory-mapped
   shard is never loaded whole): two lists of C floats (one for a shard without channels)."""
@@ -205,7 +214,8 @@ def compute_channel_statistics(images, chunk=256):
   return mean.tolist(), np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)).tolist()
 
 
-def channel_statistics(config, train_images):
+def channel_statistics(config: config_lib.Config,
+                       train_images: Images | None) -> tuple[list, list]:
   """(mean, std) per channel of the training split: read from <data_dir>/channel_stats.json
   (written by data/prepare.py), else computed (compute_channel_statistics) and written there
   when the folder is writable. With Omniglot's --val_characters the held-out classes are
@@ -227,7 +237,7 @@ def channel_statistics(config, train_images):
   return mean, std
 
 
-def check_episode_fits(images, way, shot, query, split):
+def check_episode_fits(images: Images, way: int, shot: int, query: int, split: str) -> None:
   """Raises DataError if an N-way (K+Q)-instance task cannot be drawn from `images`."""
   classes, instances = images.shape[:2]
   if way > classes:

@@ -4,6 +4,7 @@ so a half-copied or damaged dataset is caught when it is loaded, not hours into 
 import hashlib
 import json
 import os
+from typing import Iterable
 
 from metadrop_tf import files
 
@@ -19,7 +20,7 @@ def sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def write(folder: str, names) -> str:
+def write(folder: str, names: Iterable[str]) -> str:
   """Records size and sha256 of the files `names` in folder/manifest.json; returns its path."""
   entries = {name: {'bytes': os.path.getsize(os.path.join(folder, name)),
                     'sha256': sha256(os.path.join(folder, name))} for name in sorted(names)}
@@ -28,7 +29,7 @@ def write(folder: str, names) -> str:
   return path
 
 
-def check(path: str):
+def check(path: str) -> str | None:
   """None if `path` matches its folder's manifest (or there is none / it does not list the
   file), else a one-line reason: the size or the sha256 differs, or the manifest is unreadable."""
   folder, name = os.path.split(path)

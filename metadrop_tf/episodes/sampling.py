@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sinusoid
@@ -28,15 +29,15 @@ class Episode(NamedTuple):
   query_y: tf.Tensor  # [B, N*Q, N]
 
   @property
-  def way(self):
+  def way(self) -> int:
     return self.support_y.shape[-1]
 
   @property
-  def shot(self):
+  def shot(self) -> int:
     return self.support_x.shape[1] // self.way
 
   @property
-  def query(self):
+  def query(self) -> int:
     return self.query_x.shape[1] // self.way
 
 
@@ -49,7 +50,7 @@ class EpisodeSampler:
     self.way, self.shot, self.query = way, shot, query
     self.seed, self.split_id = seed, data.SPLIT_IDS[split]
 
-  def task_indices(self, index):
+  def task_indices(self, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(classes [N], instances [N, K+Q]): N distinct classes, K+Q distinct instances each."""
     rng = np.random.default_rng([self.seed, self.split_id, index])
     n_classes, n_instances = self.images.shape[:2]
@@ -60,7 +61,7 @@ class EpisodeSampler:
                    replace=False) for c in classes])
     return classes, instances
 
-  def task(self, index):
+  def task(self, index: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 support [N*K, H, W, C], query [N*Q, H, W, C], class-major (labels implicit)."""
     classes, instances = self.task_indices(index)
     order = np.argsort(classes)  # read classes in storage order: faster on a memory map
@@ -73,13 +74,17 @@ class EpisodeSampler:
     return (picked[:, :self.shot].reshape((-1,) + shape),
             picked[:, self.shot:].reshape((-1,) + shape))
 
-  def meta_batch(self, index, size):
+  def meta_batch(self, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 support [B, N*K, ...] and query [B, N*Q, ...] of tasks index*B .. index*B+B-1."""
     tasks = [self.task(index * size + b) for b in range(size)]
     return np.stack([t[0] for t in tasks]), np.stack([t[1] for t in tasks])
 
 
-def make_sampler(config, split, images=None):
+Sampler = EpisodeSampler | sinusoid.SinusoidSampler  # what make_dataset draws from
+
+
+def make_sampler(config: config_lib.Config, split: str,
+                 images: data.Images | None = None) -> Sampler:
   """The task sampler of a Config's split: EpisodeSampler over `images` (load_splits), or
   the generated dataset's (sinusoid.SinusoidSampler)."""
   if config.info.generated:
@@ -92,7 +97,7 @@ CROP_PADDING = 8  # natural images: random crop of the image padded by this many
 JITTER = 0.2  # natural images: brightness +- JITTER, contrast and saturation x (1 +- JITTER)
 
 
-def augment(images, seed):
+def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Random augmentation of float images [M, H, W, C] in [0, 1], each image its own draw from
   the stateless seed (int32 [2]): grayscale images are shifted by up to SHIFT_PIXELS (zero
   padding, then a random crop); RGB images are randomly cropped from a CROP_PADDING-padded
@@ -123,7 +128,9 @@ def augment(images, seed):
   return tf.map_fn(one, (padded, seeds), fn_output_signature=tf.TensorSpec(shape, images.dtype))
 
 
-def make_dataset(sampler, metabatch, start=0, count=None, augment_seed=None):
+def make_dataset(sampler: Sampler, metabatch: int,
+                 start: int = 0, count: int | None = None,
+                 augment_seed: int | None = None) -> tf.data.Dataset:
   """tf.data stream of Episode meta-batches start, start+1, ... (count of them, or forever).
 
   Sampling runs in parallel numpy calls; the order stays deterministic; output is prefetched.
@@ -180,11 +187,11 @@ def _generated_dataset(sampler, metabatch, start, count):
           .prefetch(tf.data.AUTOTUNE))
 
 
-def to_float(images):
+def to_float(images: tf.Tensor | np.ndarray) -> tf.Tensor:
   return tf.cast(images, tf.float32) / 255.0
 
 
-def one_hot_labels(metabatch, way, per_class):
+def one_hot_labels(metabatch: int, way: int, per_class: int) -> tf.Tensor:
   """[B, N * per_class, N] one-hot: class i of the task is label i, class by class."""
   labels = tf.one_hot(tf.repeat(tf.range(way), per_class), way)
   return tf.tile(labels[None], [metabatch, 1, 1])

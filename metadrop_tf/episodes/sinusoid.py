@@ -16,7 +16,8 @@ X_RANGE = (-5.0, 5.0)
 SPLIT_IDS = {'train': 0, 'val': 1, 'test': 2}  # as data.SPLIT_IDS
 
 
-def curve(amplitude: float, phase: float, x):
+def curve(amplitude: float | np.ndarray, phase: float | np.ndarray,
+          x: np.ndarray) -> np.ndarray:
   """A sin(x - p) at x (any shape)."""
   return amplitude * np.sin(np.asarray(x) - phase)
 

@@ -37,7 +37,7 @@ def _flat(x):
   return tf.reshape(x, [tf.shape(x)[0], -1])
 
 
-def project_l1(v, eps):
+def project_l1(v: tf.Tensor, eps: float) -> tf.Tensor:
   """Exact Euclidean projection of each row of v [n, d] onto {||w||_1 <= eps} (sort-based)."""
   magnitude = tf.abs(v)
   inside = tf.reduce_sum(magnitude, axis=1, keepdims=True) <= eps
@@ -51,7 +51,7 @@ def project_l1(v, eps):
   return tf.where(inside, v, projected)
 
 
-def project(delta, norm: str, eps: float):
+def project(delta: tf.Tensor, norm: str, eps: float) -> tf.Tensor:
   """delta [n, ...] with each image's perturbation projected onto the eps-ball of `norm`."""
   if norm == 'linf':
     return tf.clip_by_value(delta, -eps, eps)
@@ -66,7 +66,8 @@ def project(delta, norm: str, eps: float):
   return tf.reshape(flat, tf.shape(delta))
 
 
-def direction(grad, norm: str, l1_sparsity: float = 0.01, images=None, step: float = 0.0):
+def direction(grad: tf.Tensor, norm: str, l1_sparsity: float = 0.01,
+              images: tf.Tensor | None = None, step: float = 0.0) -> tf.Tensor:
   """The steepest-ascent step of unit `norm` for gradient grad [n, ...] (per image).
 
   L1 only: `images` (grad's shape, in [0, 1]) are the current attacked images, whose pixels at
@@ -96,7 +97,8 @@ def direction(grad, norm: str, l1_sparsity: float = 0.01, images=None, step: flo
   return tf.reshape(flat, tf.shape(grad))
 
 
-def pgd(loss_fn: Callable, x, attack: Attack, eps: float, seed=None):
+def pgd(loss_fn: Callable, x: tf.Tensor, attack: Attack, eps: float,
+        seed: tf.Tensor | None = None) -> tf.Tensor:
   """Adversarial images x + delta ([n, H, W, C] in [0, 1]) that raise loss_fn(images), a
   scalar: `attack.steps` steps of attack.step_for(eps) along `direction`, each followed by
   the projection onto the ball and the pixel range. random_start needs seed (int32 [2])."""

@@ -5,12 +5,14 @@ import math
 import os
 import tempfile
 import time
+from typing import Callable
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import metrics
@@ -20,6 +22,7 @@ from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.evaluation import attacks
 from metadrop_tf.evaluation import results
+from metadrop_tf.learners import base as learner_base
 from metadrop_tf.nets import backbones
 from metadrop_tf.runtime import checkpoints
 from metadrop_tf.runtime import distribute
@@ -35,7 +38,7 @@ def machine_memory_bytes() -> int:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
-def episodes_per_call(config, memory_bytes=None):
+def episodes_per_call(config: config_lib.Config, memory_bytes: int | None = None) -> int:
   """Meta-test episodes adapted side by side per call: config.test_metabatch, or (auto, 0)
   as many as config.metabatch allows whose estimated activations fit in half of memory_bytes
   (default: this machine's RAM). 4 side by side are ~6% faster per Omniglot 1-shot episode than
@@ -49,7 +52,7 @@ def episodes_per_call(config, memory_bytes=None):
   return max(1, min(config.metabatch, int(memory_bytes / 2 // per_episode)))
 
 
-def memory_advice(config, memory_bytes=None):
+def memory_advice(config: config_lib.Config, memory_bytes: int | None = None) -> str | None:
   """One line suggesting --test_mc_chunks when even one meta-test episode's estimated
   activations (backbones.meta_test_bytes_per_episode) pass half of memory_bytes (default: this
   machine's RAM), or None. The smallest divisor K of the MC samples that brings the estimate
@@ -77,7 +80,7 @@ def attack_key(norm: str, eps: float) -> str:
   return f'acc_{norm}_{eps:g}'
 
 
-def attacked_accuracies(attack):
+def attacked_accuracies(attack: attacks.Attack) -> Callable:
   """An `extra` for Learner.task_outputs: the query accuracy of the adapted state under PGD
   (attacks.pgd, white-box on its deterministic forward) at each of attack.eps."""
   def extra(learner, state, query_x, query_y, seed):
@@ -92,7 +95,10 @@ def attacked_accuracies(attack):
   return extra
 
 
-def make_eval_step(learner, mc_samples, seed, attack=None, strategy=None, extra=None):
+def make_eval_step(learner: learner_base.Learner, mc_samples: int, seed: int,
+                   attack: attacks.Attack | None = None,
+                   strategy: tf.distribute.Strategy | None = None,
+                   extra: Callable | None = None) -> Callable:
   """tf.function (episode, index of its first task) -> dict of per-task [B] 'acc', 'loss', ...
   (and with an attacks.Attack, the accuracy under it at each eps: attack_key(norm, eps); with
   `extra`, an `extra` of Learner.task_outputs, its outputs, [B, ...]).
@@ -135,9 +141,12 @@ def _load_partial(path, key):
   return saved.get('outputs', {}) if saved.get('key') == key else {}
 
 
-def evaluate(learner, images, config, split, n_episodes, mc_samples, metabatch=None,
-             progress=True, eval_step=None, log_interval_s=LOG_INTERVAL_S, partial=None,
-             attack=None, strategy=None, keep_outputs=False, after_call=None):
+def evaluate(learner: learner_base.Learner, images: data.Images | None, config: config_lib.Config,
+             split: str, n_episodes: int, mc_samples: int, metabatch: int | None = None,
+             progress: bool = True, eval_step: Callable | None = None,
+             log_interval_s: float = LOG_INTERVAL_S, partial: tuple[str, object] | None = None,
+             attack: attacks.Attack | None = None, strategy: tf.distribute.Strategy | None = None,
+             keep_outputs: bool = False, after_call: Callable | None = None) -> dict:
   """Accuracy over the first `n_episodes` tasks of the seeded `split` stream.
 
   progress: a tqdm bar; without it, a log line (episodes done, running accuracy) at most every
@@ -220,8 +229,10 @@ def _interrupted(strategy, partial_path):
   raise KeyboardInterrupt
 
 
-def run(config, savedir, split='test', n_episodes=None, mc_samples=None, checkpoint=None,
-        progress=True, attack=None, strategy=None, overwrite=False, seed=None):
+def run(config: config_lib.Config, savedir: str, split: str = 'test', n_episodes: int | None = None,
+        mc_samples: int | None = None, checkpoint: str | None = None, progress: bool = True,
+        attack: attacks.Attack | None = None, strategy: tf.distribute.Strategy | None = None,
+        overwrite: bool = False, seed: int | None = None) -> dict:
   """Restores a run, evaluates with the reference protocol, writes <savedir>/eval_<split>.json
   (with an attacks.Attack: eval_<split>_pgd_<norm>.json, clean and attacked accuracies).
 

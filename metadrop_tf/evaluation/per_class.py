@@ -3,9 +3,11 @@
 import tensorflow as tf
 
 from metadrop_tf import objectives
+from metadrop_tf.learners import base as learner_base
 
 
-def class_accuracies(learner, state, query_x, query_y, seed) -> dict:
+def class_accuracies(learner: learner_base.Learner, state: dict, query_x: tf.Tensor,
+                     query_y: tf.Tensor, seed: tf.Tensor) -> dict:
   """{'acc_class': [N]}: the query accuracy of each of the task's N classes after adaptation
   (query_y one-hot [N*Q, N], in any order; the deterministic forward, so `seed` is unused)."""
   del seed

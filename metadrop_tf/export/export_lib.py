@@ -10,6 +10,7 @@ from metadrop_tf import config as config_lib
 from metadrop_tf import files
 from metadrop_tf import learners
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.learners import base as learner_base
 from metadrop_tf.runtime import checkpoints
 
 SPREAD_SAMPLES = 10  # noise samples of the `spread` signature (noisy learners)
@@ -188,7 +189,8 @@ class AdaptAndPredict(_Served):
             'labels': tf.argmax(probabilities, axis=-1)}
 
 
-def restore_learner(config, savedir, checkpoint=None):
+def restore_learner(config: config_lib.Config, savedir: str,
+                    checkpoint: str | None = None) -> tuple[learner_base.Learner, int]:
   """The run's learner with its checkpoint restored; returns (learner, checkpoint step)."""
   learner = learners.build(config)
   ckpt = checkpoints.make_checkpoint(learner)
@@ -196,7 +198,7 @@ def restore_learner(config, savedir, checkpoint=None):
   return learner, int(ckpt.step.numpy())
 
 
-def describe(config, module: _Served) -> dict:
+def describe(config: config_lib.Config, module: _Served) -> dict:
   """What a client needs beyond the signatures (read by serve.py's page): the task, the
   classes (way) and input shape the model was exported for, its signatures."""
   return {'task': 'regression' if isinstance(module, AdaptAndRegress) else 'classification',
@@ -205,7 +207,8 @@ def describe(config, module: _Served) -> dict:
           'signatures': sorted(module.signatures())}
 
 
-def export_savedmodel(config, savedir, export_dir, checkpoint=None, overwrite=False):
+def export_savedmodel(config: config_lib.Config, savedir: str, export_dir: str,
+                      checkpoint: str | None = None, overwrite: bool = False) -> str:
   """Writes the SavedModel of a trained run to export_dir; returns export_dir.
 
   A non-empty export_dir is refused unless `overwrite`. The model is written to a temporary

@@ -9,6 +9,8 @@ import os
 import matplotlib
 
 matplotlib.use('Agg')
+from typing import Iterable
+
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -16,7 +18,8 @@ from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top,wrong-i
 COLORS = ('tab:blue', 'tab:red')
 
 
-def boundary_coordinates(features, kernel, bias):
+def boundary_coordinates(features: np.ndarray, kernel: np.ndarray,
+                         bias: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
   """(x, boundary): projections of features [n, F] on the unit normal of the 2-way boundary,
   and where the boundary lies on that axis, (b1 - b0) / ||w0 - w1||."""
   normal = kernel[:, 0] - kernel[:, 1]
@@ -24,7 +27,7 @@ def boundary_coordinates(features, kernel, bias):
   return features @ normal / norm, (bias[1] - bias[0]) / norm, normal / norm
 
 
-def plot_step(dump, episode, step, path, seed=0):
+def plot_step(dump: dict, episode: int, step: int, path: str, seed: int = 0) -> str:
   """One PNG: support, perturbed support and query of one episode at one inner step."""
   kernel, bias = dump['dense_kernel'][episode, step], dump['dense_bias'][episode, step]
   support = dump['support_features'][episode, step]
@@ -61,7 +64,7 @@ def plot_step(dump, episode, step, path, seed=0):
   return path
 
 
-def plot_boundaries(dump, out_dir, episodes=None):
+def plot_boundaries(dump: dict, out_dir: str, episodes: Iterable[int] | None = None) -> list[str]:
   """One PNG per episode and inner step; returns the paths."""
   os.makedirs(out_dir, exist_ok=True)
   n_episodes, n_steps = dump['support_features'].shape[:2]
@@ -69,7 +72,7 @@ def plot_boundaries(dump, out_dir, episodes=None):
           for e in range(episodes or n_episodes) for s in range(n_steps)]
 
 
-def plot_noise(block_outputs, path):
+def plot_noise(block_outputs: list, path: str) -> str:
   """Grid of channel-mean feature maps: rows are conv blocks, column 0 the deterministic
   forward and the others noise samples. block_outputs[col][block]: [H, W, C] arrays."""
   n_cols, n_rows = len(block_outputs), len(block_outputs[0])
@@ -114,7 +117,7 @@ def plot_robustness(results: dict, path: str, title: str = '') -> str:
   return path
 
 
-def plot_regression(dump, path, title=''):
+def plot_regression(dump: dict, path: str, title: str = '') -> str:
   """One panel per task of visualization.regression_dump: the true curve, the support points,
   the prediction before and after adaptation, and (Meta Dropout) noisy forwards of the
   initial state. Returns path."""
@@ -145,7 +148,7 @@ def plot_regression(dump, path, title=''):
   return path
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
   """python -m metadrop_tf.export.plots robustness OUT.png LABEL=eval_test_pgd_linf.json ..."""
   import json  # pylint: disable=g-import-not-at-top
   if len(argv) < 3 or argv[0] != 'robustness':

@@ -143,7 +143,7 @@ def _columns(body: dict) -> tuple:
   return signature, {k: [r[k] for r in rows] for k in names}, True
 
 
-def predict(model: Model, body) -> dict:
+def predict(model: Model, body: object) -> dict:
   """The :predict answer for a parsed JSON body (ServingError for a bad request)."""
   signature, values, rows = _columns(body)
   if signature not in model.signatures:
@@ -178,7 +178,7 @@ def _assertion(message: str) -> str:
   return first_line('\n'.join(lines))
 
 
-def first_line(message) -> str:
+def first_line(message: object) -> str:
   """The first non-empty line of message, stripped."""
   lines = [line.strip() for line in str(message).splitlines() if line.strip()]
   return lines[0] if lines else 'invalid input'

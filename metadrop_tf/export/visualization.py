@@ -7,18 +7,22 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import files
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.episodes import data
 from metadrop_tf.episodes import sampling
 from metadrop_tf.episodes import sinusoid
 from metadrop_tf.export import export_lib
+from metadrop_tf.learners import base as learner_base
+from metadrop_tf.nets import network as network_lib
 
 VIS_EPISODES = 10
 VIS_SAMPLES = 10
 
 
-def visualization_dump(learner, config, test_images):
+def visualization_dump(learner: learner_base.Learner, config: config_lib.Config,
+                       test_images: data.Images) -> dict:
   """Per-inner-step features and 2-column heads of the reference's 10 visualization episodes.
 
   Episode c (c = 0..9) is 2-way on test classes (c, c + 5): the first K instances are the
@@ -68,7 +72,8 @@ SINUSOID_TASKS = 3  # tasks of the regression figure: the first of the test stre
 SINUSOID_GRID = 200  # points of x in [-5, 5] where curves are drawn
 
 
-def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID):
+def regression_dump(learner: learner_base.Learner, config: config_lib.Config,
+                    n_tasks: int = SINUSOID_TASKS, grid: int = SINUSOID_GRID) -> dict:
   """Curves of the first n_tasks test tasks (sinusoid) on a grid of x, E = n_tasks tasks:
   x [G], true [E, G], support_x / support_y [E, K], predictions [E, S+1, G] after 0..S inner
   steps (as the meta-test adapts: same seeds and MC samples), noisy [E, VIS_SAMPLES, G]:
@@ -98,7 +103,8 @@ def regression_dump(learner, config, n_tasks=SINUSOID_TASKS, grid=SINUSOID_GRID)
   return dict({key: np.stack(values) for key, values in out.items()}, x=x[:, 0])
 
 
-def export_visualization(config, savedir, out_path, checkpoint=None):
+def export_visualization(config: config_lib.Config, savedir: str, out_path: str,
+                         checkpoint: str | None = None) -> str:
   """Writes the visualization dump of a trained run as a .npz (regression: regression_dump);
   returns its path."""
   learner, step = export_lib.restore_learner(config, savedir, checkpoint)
@@ -113,7 +119,8 @@ def export_visualization(config, savedir, out_path, checkpoint=None):
   return out_path
 
 
-def noise_maps(model, images, n_samples=4, seed=0):
+def noise_maps(model: network_lib.Network, images: np.ndarray, n_samples: int = 4,
+               seed: int = 0) -> list:
   """Block outputs of the first of `images` (uint8 [n, H, W, C], a batch so batch norm has
   statistics): deterministic, then n_samples noise samples.
 

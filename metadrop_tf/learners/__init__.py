@@ -8,10 +8,13 @@
 
 import importlib
 import pkgutil
+from typing import Callable
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
+from metadrop_tf.learners import base
 from metadrop_tf.nets import backbones
+from metadrop_tf.nets import network as network_lib
 
 config_lib.document(
     learner='Meta-learner: maml, fomaml, metadrop, metasgd (learned per-element inner rates), '
@@ -28,7 +31,7 @@ config_lib.document(
 REGISTRY = {}
 
 
-def register(name: str):
+def register(name: str) -> Callable:
   """Class decorator: makes the learner available as --learner=name."""
   def decorate(cls):
     if name in REGISTRY:
@@ -44,7 +47,7 @@ def register(name: str):
   return decorate
 
 
-def check(config) -> None:
+def check(config: config_lib.Config) -> None:
   """ConfigError unless config.noise_type, bn_mode, inner_mixup (if set), backbone and
   learner_name are registered, every option the config sets belongs to a component it uses
   (metadrop_tf.components), and the learner's optional classmethod check_config accepts it;
@@ -61,7 +64,8 @@ def check(config) -> None:
     check_config(config)
 
 
-def build(config, dtype='float32', network=None):
+def build(config: config_lib.Config, dtype: str = 'float32',
+          network: network_lib.Network | None = None) -> base.Learner:
   """The learner of config.learner_name around `network` (default: the config's network);
   ConfigError for an unknown learner or a bad adapt_params."""
   check(config)

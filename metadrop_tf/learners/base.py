@@ -23,12 +23,14 @@ with `@learners.register('name')`, and needs no change to the training loop, eva
 export or visualization.
 """
 
+from typing import Callable
 from typing import Optional
 
 import tensorflow as tf
 
 from metadrop_tf import objectives
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.episodes import sampling
 
 
 def stacked(per_task: list) -> dict:
@@ -65,20 +67,20 @@ class Learner:
     """The fast state before adaptation, for tasks of `way` classes (None: the network's)."""
     raise NotImplementedError
 
-  def adapt(self, support_x, support_y, seed, mc_samples: int = 1,
-            start: Optional[dict] = None, iteration=None) -> list:
+  def adapt(self, support_x: tf.Tensor, support_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+            start: Optional[dict] = None, iteration: tf.Tensor | None = None) -> list:
     """[state_0, ..., state_S] after 0..S steps on support_x [n, H, W, C], one-hot
     support_y [n, N]; seed int32 [2]; mc_samples noise samples per support loss; start: the
     state to begin from (default initial_state); iteration: the training iteration (int64
     tensor) for schedules, None outside training."""
     raise NotImplementedError
 
-  def predict(self, state: dict, x) -> tf.Tensor:
+  def predict(self, state: dict, x: tf.Tensor) -> tf.Tensor:
     raise NotImplementedError
 
   # --- shared ----------------------------------------------------------------------------
   @property
-  def dtype(self):
+  def dtype(self) -> str:
     return self.network.dtype
 
   def meta_variables(self) -> list:
@@ -91,7 +93,7 @@ class Learner:
     own = list(self.own.variables) if self.own is not None else []
     return list(self.network.variables) + own
 
-  def training_state_share(self, episode, total_tasks: int):
+  def training_state_share(self, episode: sampling.Episode, total_tasks: int) -> list | None:
     """State the learner keeps outside its meta-gradient and updates after every optimizer
     step (e.g. running batch-norm statistics): this replica's share of it for `episode`,
     summed over its tasks and divided by total_tasks (shares add up to the meta-batch mean),
@@ -99,7 +101,7 @@ class Learner:
     del episode, total_tasks
     return None
 
-  def update_training_state(self, share) -> None:
+  def update_training_state(self, share: list | None) -> None:
     """Folds the all-reduced training_state_share into the learner's state."""
     del share
 
@@ -108,8 +110,9 @@ class Learner:
     run), and the learner's own variables as 'learner' when it has any."""
     return {'model': self.network, **({'learner': self.own} if self.own is not None else {})}
 
-  def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
-                   iteration=None, extra=None) -> dict:
+  def task_outputs(self, support_x: tf.Tensor, support_y: tf.Tensor, query_x: tf.Tensor,
+                   query_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+                   iteration: tf.Tensor | None = None, extra: Callable | None = None) -> dict:
     """Adapts on the support, scores the deterministic forward on the query: scalars 'loss'
     (the meta-objective of the task) and the objective's metric (objective.key: 'acc').
     `iteration` (int64 scalar tensor or None) lets schedules depend on training progress;
@@ -121,21 +124,22 @@ class Learner:
       out.update(extra(self, state, query_x, query_y, seed))
     return out
 
-  def scores(self, outputs, targets) -> dict:
+  def scores(self, outputs: tf.Tensor, targets: tf.Tensor) -> dict:
     """{'loss': objective.loss, objective.key: objective.metric} of outputs [n, N] against
     targets [n, N]."""
     return {'loss': self.objective.loss(outputs, targets),
             self.objective.key: self.objective.metric(outputs, targets)}
 
-  def pre_adaptation_outputs(self, query_x, query_y) -> dict:
+  def pre_adaptation_outputs(self, query_x: tf.Tensor, query_y: tf.Tensor) -> dict:
     """'loss_pre' and the metric's pre key ('acc_pre') of the initial state on the query
     (monitoring, no gradient)."""
     outputs = self.predict(self.initial_state(query_y.shape[-1]), query_x)
     return {'loss_pre': tf.stop_gradient(self.objective.loss(outputs, query_y)),
             self.objective.pre_key: self.objective.metric(outputs, query_y)}
 
-  def per_task_outputs(self, episode, seeds, mc_samples=1, with_pre=True,
-                       iteration=None, extra=None) -> dict:
+  def per_task_outputs(self, episode: sampling.Episode, seeds: list, mc_samples: int = 1,
+                       with_pre: bool = True, iteration: tf.Tensor | None = None,
+                       extra: Callable | None = None) -> dict:
     """task_outputs (plus pre_adaptation_outputs if with_pre) of every task: dict of [B].
 
     episode: sampling.Episode with a static leading meta-batch axis B; seeds: B task seeds. Each
@@ -152,8 +156,9 @@ class Learner:
       per_task.append(outputs)
     return stacked(per_task)
 
-  def meta_objective(self, episode, seed, iteration=None, mc_samples=1, first_task=0,
-                     total_tasks=None) -> dict:
+  def meta_objective(self, episode: sampling.Episode, seed: tf.Tensor,
+                     iteration: tf.Tensor | None = None, mc_samples: int = 1,
+                     first_task: int | tf.Tensor = 0, total_tasks: int | None = None) -> dict:
     """Mean task_outputs over the meta-batch (task b seeded by fold_seed(seed, b); training
     uses one MC sample): scalars 'loss' (what meta_gradients differentiates) and the metric.
 
@@ -167,7 +172,9 @@ class Learner:
                                      iteration=iteration)
     return share_of_mean(per_task, n if total_tasks is None else total_tasks)
 
-  def meta_gradients(self, episode, seed, iteration=None, first_task=0, total_tasks=None):
+  def meta_gradients(self, episode: sampling.Episode, seed: tf.Tensor,
+                     iteration: tf.Tensor | None = None, first_task: int | tf.Tensor = 0,
+                     total_tasks: int | None = None) -> tuple[dict, list]:
     """(meta_objective outputs, gradients of meta_variables()) of the tasks in `episode`, a
     share of a meta-batch as in meta_objective (summed over the shares: the meta-batch's).
     Override for another outer update (e.g. one that is not the gradient of a query loss),
@@ -178,7 +185,8 @@ class Learner:
                                     total_tasks=total_tasks)
     return outputs, tape.gradient(outputs['loss'], variables)
 
-  def mean_pre_adaptation_outputs(self, episode, total_tasks=None) -> dict:
+  def mean_pre_adaptation_outputs(self, episode: sampling.Episode,
+                                  total_tasks: int | None = None) -> dict:
     """pre_adaptation_outputs averaged over the tasks of a meta-batch (or of a share of one,
     as meta_objective): dict of scalars."""
     per_task = [self.pre_adaptation_outputs(episode.query_x[b], episode.query_y[b])

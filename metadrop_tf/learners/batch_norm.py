@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
+from metadrop_tf.episodes import sampling
 from metadrop_tf.learners import inner_rates
 
 config_lib.document(
@@ -67,7 +68,7 @@ class BatchNormMode:
     """ids of the network's variables this mode replaces (per_step: the offsets beta)."""
     return {id(v) for v in self.network.beta.values()} if self.offsets is not None else set()
 
-  def with_statistics(self, state: dict, support_x) -> dict:
+  def with_statistics(self, state: dict, support_x: tf.Tensor) -> dict:
     """state plus, under STATISTICS, its support statistics under its weights (inductive; the
     support [n, H, W, C]) or the network's running statistics (running)."""
     if self.running:
@@ -75,7 +76,7 @@ class BatchNormMode:
     statistics = self.network.batch_statistics(support_x, state, beta=state.get(OFFSETS))
     return {**state, STATISTICS: statistics}
 
-  def training_state_share(self, episode, total_tasks):
+  def training_state_share(self, episode: sampling.Episode, total_tasks: int) -> list | None:
     """running: the support's batch statistics under the meta-learned weights (what
     PyTorch-MAML's first inner forward records), summed over the tasks of `episode`
     (support_x [B, n, H, W, C]) and divided by total_tasks; None in the other modes."""
@@ -86,7 +87,7 @@ class BatchNormMode:
     return tf.nest.map_structure(lambda *t: tf.stop_gradient(tf.add_n(t) / total_tasks),
                                  *per_task)
 
-  def update_training_state(self, share) -> None:
+  def update_training_state(self, share: list | None) -> None:
     """running <- (1 - RUNNING_MOMENTUM) * running + RUNNING_MOMENTUM * share (running)."""
     if self.running:
       self.network.update_running_statistics(share, RUNNING_MOMENTUM)

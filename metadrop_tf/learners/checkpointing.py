@@ -7,12 +7,17 @@ noise is stateless, so the recomputation is exact; the meta-gradient is the plai
                     traced graph nor the backward's memory grows with the steps
 """
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
 from metadrop_tf import components
 from metadrop_tf import config as config_lib
 from metadrop_tf import seeds as seeds_lib
 from metadrop_tf.learners import batch_norm
+
+if TYPE_CHECKING:  # for annotations only: gradient imports this module
+  from metadrop_tf.learners import gradient
 
 config_lib.document(
     gradient_checkpointing='Recompute the inner steps in the backward pass instead of keeping '
@@ -25,7 +30,9 @@ config_lib.document(
 components.declare('gradient checkpointing', 'True', ('checkpoint_kept_steps',))
 
 
-def looped_steps(learner, state, phi, x, y, seed, mc_samples, first_order, n_steps):
+def looped_steps(learner: 'gradient.GradientLearner', state: dict, phi: dict, x: tf.Tensor,
+                 y: tf.Tensor, seed: tf.Tensor, mc_samples: int, first_order: bool | tf.Tensor,
+                 n_steps: int) -> dict:
   """The state after the learner's first n_steps inner steps, recomputed, as a tf.while_loop
   over the step (the same seeds, rates and offsets per step as the unrolled loop).
 
@@ -46,8 +53,9 @@ def looped_steps(learner, state, phi, x, y, seed, mc_samples, first_order, n_ste
   return learner.with_offsets(dict(zip(names, values)), n_steps)
 
 
-def recomputed_step(learner, state, phi, x, y, seed, mc_samples, step, first_order,
-                    pinned=None):
+def recomputed_step(learner: 'gradient.GradientLearner', state: dict, phi: dict, x: tf.Tensor,
+                    y: tf.Tensor, seed: tf.Tensor, mc_samples: int, step: int | tf.Tensor,
+                    first_order: bool | tf.Tensor, pinned: dict | None = None) -> dict:
   """learner.inner_step whose activations are recomputed in the outer backward.
 
   Written with tf.custom_gradient: tf.recompute_grad runs its function with every tape

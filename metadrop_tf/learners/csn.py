@@ -33,6 +33,7 @@ from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf.learners import base
 from metadrop_tf.nets import layers
+from metadrop_tf.nets import network as network_lib
 
 KEYS = 'csn_keys'  # an adapted state's support keys [n, KEY_DIM]
 VALUES = 'csn_values'  # and its values, layer -> [n, units]
@@ -40,7 +41,7 @@ KEY_DIM = 32
 VALUE_HIDDEN = 20  # units of the value MLPs' two hidden layers
 
 
-def attention(query_keys, support_keys):
+def attention(query_keys: tf.Tensor, support_keys: tf.Tensor) -> tf.Tensor:
   """softmax over the support of the cosine similarities: [m, d] x [n, d] -> [m, n]."""
   q = tf.math.l2_normalize(query_keys, axis=-1, epsilon=1e-12)
   k = tf.math.l2_normalize(support_keys, axis=-1, epsilon=1e-12)
@@ -101,7 +102,7 @@ class CSNFunctions(keras.Model):
   def _kernel_bias(self, name):
     return getattr(self, f'{name}_kernel'), getattr(self, f'{name}_bias')
 
-  def keys(self, x):
+  def keys(self, x: tf.Tensor) -> tf.Tensor:
     """Keys [n, key_dim] of inputs x [n, ...] (network.prepare_input already applied)."""
     h = x
     for name in self.key_layers:
@@ -115,7 +116,7 @@ class CSNFunctions(keras.Model):
     kernel, bias = self._kernel_bias('key_out')
     return tf.matmul(h, kernel) + bias
 
-  def values(self, name, information):
+  def values(self, name: str, information: tf.Tensor) -> tf.Tensor:
     """g_name applied to every element of information [n, units] -> [n, units]."""
     h = information[..., None]
     for index in range(3):
@@ -152,14 +153,14 @@ class CSN(base.Learner):
   OPTIONS = ('first_order',)
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: config_lib.Config) -> None:
     """ConfigError for a backbone CSN cannot shift."""
     if config.backbone == 'resnet12':
       raise config_lib.ConfigError('`learner=csn` shifts conv-4 or MLP neurons; use '
                                    '`backbone=conv4` (images) or mlp (sinusoid)')
 
   @classmethod
-  def from_config(cls, network, config):
+  def from_config(cls, network: network_lib.Network, config: config_lib.Config) -> 'CSN':
     return cls(network, first_order=config.first_order,
                objective=objectives.for_config(config), seed=config.seed)
 
@@ -167,7 +168,7 @@ class CSN(base.Learner):
     del way
     return self.network.initial_theta()
 
-  def information(self, theta, support_x, support_y) -> dict:
+  def information(self, theta: dict, support_x: tf.Tensor, support_y: tf.Tensor) -> dict:
     """Direct feedback, layer -> [n, units]: the gradient of every support example's loss
     with respect to the layer's (per-example) shift at zero."""
     n = tf.shape(support_x)[0]
@@ -185,8 +186,8 @@ class CSN(base.Learner):
       grads = {name: tf.stop_gradient(g) for name, g in grads.items()}
     return grads
 
-  def adapt(self, support_x, support_y, seed, mc_samples: int = 1,
-            start: Optional[dict] = None, iteration=None) -> list:
+  def adapt(self, support_x: tf.Tensor, support_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+            start: Optional[dict] = None, iteration: tf.Tensor | None = None) -> list:
     """[state_0, state_1]: the initial weights, then the same weights with the support's keys
     and values (seed, mc_samples and iteration are unused: no noise, no schedule)."""
     del seed, mc_samples, iteration
@@ -196,13 +197,13 @@ class CSN(base.Learner):
     keys = self.own.keys(self.network.prepare_input(support_x))
     return [theta, {**theta, KEYS: keys, VALUES: values}]
 
-  def shifts(self, state, x) -> Optional[dict]:
+  def shifts(self, state: dict, x: tf.Tensor) -> Optional[dict]:
     """The shifts of inputs x under an adapted state (None before adaptation)."""
     if KEYS not in state:
       return None
     weights = attention(self.own.keys(self.network.prepare_input(x)), state[KEYS])
     return {name: tf.matmul(weights, values) for name, values in state[VALUES].items()}
 
-  def predict(self, state, x):
+  def predict(self, state: dict, x: tf.Tensor) -> tf.Tensor:
     theta = {k: v for k, v in state.items() if k not in (KEYS, VALUES)}
     return self.network(x, theta=theta, shifts=self.shifts(state, x))

@@ -3,27 +3,26 @@
 Every gradient-based learner is a GradientLearner with other options or rates; each idea that
 varies lives in a module of its own:
   which parameters adapt     `adapted` (ANIL: the head; --adapt_params)
-  inner learning rates       inner_rates(): a constant (MAML), learned per element (Meta-SGD,
-                             metasgd.py), per parameter and step (MAML++ LSLR, --lslr);
-                             the variables: inner_rates.py
+  inner learning rates       inner_rates(): constant (MAML), per element (Meta-SGD, metasgd.py),
+                             per parameter and step (MAML++ LSLR, --lslr; inner_rates.py)
   inner SGD                  momentum and weight decay (PyTorch-MAML's options)
-  order and meta-objective   first order, derivative-order annealing, the multi-step loss
-                             (schedules.py)
+  order, meta-objective      first order, derivative-order annealing, multi-step loss (schedules.py)
   head                       meta-learned, or zero at the start of every task (--zero_head)
   support mixup              mixup.py (--inner_mixup)
-  noise                      Meta Dropout's: the network samples its noise generator phi
-                             whenever it was built noisy (--learner=metadrop, --meta_dropout)
+  noise                      Meta Dropout's phi, sampled by a noisy network (--meta_dropout)
   batch norm                 batch_norm.py (--bn_mode)
   memory                     checkpointing.py (--gradient_checkpointing), MC chunks
 """
 
-from typing import Optional
+from typing import Callable
 from typing import Sequence
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import objectives
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.episodes import sampling
 from metadrop_tf.learners import base
 from metadrop_tf.learners import batch_norm
 from metadrop_tf.learners import checkpointing
@@ -33,6 +32,7 @@ from metadrop_tf.learners import mc_chunks
 from metadrop_tf.learners import mixup as mixup_lib
 from metadrop_tf.learners import schedules
 from metadrop_tf.nets import layers
+from metadrop_tf.nets import network as network_lib
 
 
 class GradientLearner(base.Learner):
@@ -43,8 +43,7 @@ class GradientLearner(base.Learner):
     n_steps: S.
     inner_lr: SGD step size (the start of learned rates).
     first_order: stop gradients through the inner gradients.
-    adapted: names of the theta parameters the inner loop adapts (None: all); the others stay
-      at their meta-learned values during adaptation.
+    adapted: the theta parameters the inner loop adapts (None: all); the rest stay meta-learned.
     momentum, weight_decay: of the inner SGD, as torch.optim.SGD: d = g + wd * p,
       v = momentum * v + d (v = d at the first step), p -= lr * v.
     zero_head: the head starts every task at zero ([F, N] of the task's N, so another way can
@@ -56,13 +55,10 @@ class GradientLearner(base.Learner):
       (checkpointing.py; not with momentum); kept_steps: the last this many steps keep theirs.
     bn_mode: one of batch_norm.MODES.
     objective: the task's loss (inner and outer) and metric (metadrop_tf.objectives).
-    mixup: '' (off), 'input' or 'manifold' (mixup.py); not with noise (one copy).
-      mixup_alpha: lam ~ Beta(mixup_alpha, mixup_alpha).
-    noise_penalty: > 0: the inner loss adds this times network.noise_penalty of the support
-      (information dropout's KL term).
-    mc_chunks: an inner step on M > 1 noise samples takes them in this many chunks (about
-      M / mc_chunks each), one after another, each with its own draws, and averages their
-      gradients by size (the meta-test's memory; 1: one pass, the reference).
+    mixup: '', 'input' or 'manifold' (mixup.py; no noise); lam ~ Beta(mixup_alpha, mixup_alpha).
+    noise_penalty: weight of network.noise_penalty (information dropout's KL) in the inner loss.
+    mc_chunks: an inner step takes its M > 1 noise samples in this many chunks (about M /
+      mc_chunks each), each with its own draws, gradients averaged by size (1: one pass).
   """
 
   # The settings this family reads beyond the core run settings (metadrop_tf.components).
@@ -71,7 +67,7 @@ class GradientLearner(base.Learner):
              'inner_mixup', 'meta_dropout', 'noise_type')
 
   def __init__(self, network, n_steps: int, inner_lr: float, first_order: bool = False,
-               adapted: Optional[Sequence[str]] = None, momentum: float = 0.0,
+               adapted: Sequence[str] | None = None, momentum: float = 0.0,
                weight_decay: float = 0.0, zero_head: bool = False, lslr: bool = False,
                msl_iters: int = 0, first_order_iters: int = 0, checkpointing: bool = False,
                bn_mode: str = 'transductive',
@@ -115,7 +111,8 @@ class GradientLearner(base.Learner):
     self.own = inner_rates.own_variables(self.rates, self.offsets)
 
   @classmethod
-  def from_config(cls, network, config, **kwargs):
+  def from_config(cls, network: network_lib.Network, config: config_lib.Config,
+                  **kwargs: object) -> 'GradientLearner':
     """The learner a Config describes (its inner-loop and MAML++ options)."""
     options = dict(first_order=config.first_order,
                    adapted=network.select(config.adapt_params), momentum=config.inner_momentum,
@@ -124,8 +121,8 @@ class GradientLearner(base.Learner):
                    first_order_iters=config.first_order_iters,
                    checkpointing=config.gradient_checkpointing,
                    kept_steps=config.checkpoint_kept_steps, bn_mode=config.bn_mode,
-                   objective=objectives.for_config(config),
-                   mixup=config.inner_mixup, mixup_alpha=config.mixup_alpha,
+                   objective=objectives.for_config(config), mixup=config.inner_mixup,
+                   mixup_alpha=config.mixup_alpha,
                    noise_penalty=(config.noise_penalty
                                   if config.noise_type in ('info_dropout', 'vib') else 0.0),
                    mc_chunks=config.test_mc_chunks)
@@ -144,7 +141,7 @@ class GradientLearner(base.Learner):
     unused |= self.bn.unused_variables()
     return [v for v in super().meta_variables() if id(v) not in unused]
 
-  def initial_state(self, way: Optional[int] = None) -> dict:
+  def initial_state(self, way: int | None = None) -> dict:
     """The meta-learned theta; with zero_head, its head zero with `way` columns."""
     state = self.network.initial_theta()
     if self.zero_head:
@@ -153,19 +150,19 @@ class GradientLearner(base.Learner):
         state[name] = tf.zeros(shape[:-1] + [way or shape[-1]], self.dtype)
     return state
 
-  def predict(self, state, x):
+  def predict(self, state: dict, x: tf.Tensor) -> tf.Tensor:
     """Logits [n, N] of x [n, H, W, C]; normalized with the state's support statistics when it
     has them (inductive), else with x's own (transductive)."""
     return self.network(x, theta=state, statistics=state.get(batch_norm.STATISTICS),
                         beta=state.get(batch_norm.OFFSETS))
 
-  def training_state_share(self, episode, total_tasks):
+  def training_state_share(self, episode: sampling.Episode, total_tasks: int) -> list | None:
     return self.bn.training_state_share(episode, total_tasks)
 
-  def update_training_state(self, share) -> None:
+  def update_training_state(self, share: list | None) -> None:
     self.bn.update_training_state(share)
 
-  def with_offsets(self, state, step):
+  def with_offsets(self, state: dict, step: int | tf.Tensor) -> dict:
     """state with the batch-norm offsets of inner step `step` (per_step; else state)."""
     if self.offsets is None:
       return state
@@ -193,18 +190,19 @@ class GradientLearner(base.Learner):
       return {name: tf.convert_to_tensor(v) for name, v in self.network.beta.items()}
     return getattr(self, group).rates()
 
-  def pin(self, values: Optional[dict]) -> None:
+  def pin(self, values: dict | None) -> None:
     """variable_values answers `values` ({group: {name: tensor}}) until pin(None)."""
     self._pinned = values
 
-  def inner_step(self, state, velocity, phi, x, y, seed, mc_samples, step, first_order):
+  def inner_step(self, state: dict, velocity: dict, phi: dict, x: tf.Tensor, y: tf.Tensor,
+                 seed: tf.Tensor, mc_samples: int, step: int | tf.Tensor,
+                 first_order: bool | tf.Tensor) -> tuple[dict, dict]:
     """One SGD step on the mean sampled support loss over mc_samples noise samples.
 
     x: [n, H, W, C], y: [M * n, N] (labels tiled M times), phi: noise weights as tensors.
     velocity: the momentum buffers (dict, empty at the first step). Returns (state,
     velocity). Differentiable (second order) unless first_order is True (a bool tensor
-    switches in the graph).
-    """
+    switches in the graph)."""
     adapted = {name: state[name] for name in self.adapted}
     mixing = self.mixing(seed, x) if self.mixup else None
     if mixing is not None:  # no noise: MC copies would all be the same, one is the mean
@@ -238,12 +236,13 @@ class GradientLearner(base.Learner):
             x, state, phi=phi, beta=state.get(batch_norm.OFFSETS))
     return tape.gradient(loss, adapted)
 
-  def mixing(self, seed, x) -> layers.Mixing:
+  def mixing(self, seed: tf.Tensor, x: tf.Tensor) -> layers.Mixing:
     """The mixup of one inner step's support batch x [n, ...] (mixup.draw)."""
     return mixup_lib.draw(seed, x, self.mixup, self.mixup_alpha, self.network.mixable_layers)
 
-  def adapt(self, support_x, support_y, seed, mc_samples=1, start=None, iteration=None,
-            last_only=False):
+  def adapt(self, support_x: tf.Tensor, support_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+            start: dict | None = None, iteration: tf.Tensor | None = None,
+            last_only: bool = False) -> list:
     """[state_0, ..., state_S]; state_0 = start (default initial_state for the support's way;
     e.g. a head cut to fewer columns). phi is read once, so the steps share what depends
     only on phi and the support. `iteration` drives derivative-order annealing.
@@ -277,8 +276,10 @@ class GradientLearner(base.Learner):
       states[-1] = self.bn.with_statistics(states[-1], support_x)
     return [states[0], states[-1]] if looped else states
 
-  def task_outputs(self, support_x, support_y, query_x, query_y, seed, mc_samples=1,
-                   iteration=None, extra=None, weights=None):
+  def task_outputs(self, support_x: tf.Tensor, support_y: tf.Tensor, query_x: tf.Tensor,
+                   query_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+                   iteration: tf.Tensor | None = None, extra: Callable | None = None,
+                   weights: tf.Tensor | None = None) -> dict:
     """'loss' and the metric of the query after adaptation (and `extra`'s, as Learner's).
     With the multi-step loss (training, or explicit `weights` [S]) 'loss' is
     sum_s weights[s] * query loss after step s + 1."""

@@ -52,7 +52,7 @@ class LearnerVariables(keras.Model):
     self.built = True
 
 
-def own_variables(rates, offsets):
+def own_variables(rates: keras.Model | None, offsets: keras.Model | None) -> keras.Model | None:
   """The one object checkpoints save as a gradient learner's 'learner': the rates alone (as
   runs made before per-step offsets saved them), the offsets, or both; None without either."""
   if offsets is None:

@@ -11,7 +11,7 @@ config_lib.document(
     inner_weight_decay='Weight decay of the inner SGD (added to the inner gradient).')
 
 
-def order(grads: dict, first_order) -> dict:
+def order(grads: dict, first_order: bool | tf.Tensor) -> dict:
   """grads, with the gradient through them stopped when first_order is True (a Python bool,
   or a bool tensor that switches in the graph: derivative-order annealing)."""
   if isinstance(first_order, bool):

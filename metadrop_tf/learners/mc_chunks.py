@@ -8,7 +8,8 @@ import tensorflow as tf
 from metadrop_tf import seeds as seeds_lib
 
 
-def chunked_gradients(gradients: Callable, x, y, seed, mc_samples: int, chunks: int) -> dict:
+def chunked_gradients(gradients: Callable, x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor,
+                      mc_samples: int, chunks: int) -> dict:
   """The mean of gradients(x, y, seed, copies) (a dict of tensors) over mc_samples noise
   samples, in min(chunks, mc_samples) chunks of sizes that differ by at most one (equal when
   they divide, as --test_mc_chunks asks; the monitoring evaluation's --eval_mc_samp need not),

@@ -28,9 +28,11 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import learners
 from metadrop_tf import objectives
 from metadrop_tf.learners import base
+from metadrop_tf.nets import network as network_lib
 
 HIDDEN = 20  # units of the first LSTM layer (the paper's)
 PREPROCESS_P = 10.0  # Andrychowicz et al.'s p
@@ -38,7 +40,7 @@ BN_MOMENTUM = 0.95  # weight of each support batch in the meta-test running stat
 STATISTICS = 'bn_statistics'  # an adapted state's running statistics (meta-test)
 
 
-def preprocess(x, p: float = PREPROCESS_P):
+def preprocess(x: tf.Tensor, p: float = PREPROCESS_P) -> tf.Tensor:
   """[..., 2]: (log|x| / p, sign x) where |x| >= e^-p, else (-1, e^p x) (Andrychowicz et al.)."""
   big = tf.abs(x) >= math.exp(-p)
   first = tf.where(big, tf.math.log(tf.maximum(tf.abs(x), math.exp(-p))) / p, -tf.ones_like(x))
@@ -67,14 +69,15 @@ class MetaLSTMVariables(keras.Model):
                                           dtype=dtype))
     self.built = True
 
-  def first_layer(self, x, h, c):
+  def first_layer(self, x: tf.Tensor, h: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """One LSTM step per coordinate: x [P, 4], h and c [P, HIDDEN] -> (h, c)."""
     z = tf.matmul(tf.concat([x, h], axis=1), self.lstm_kernel) + self.lstm_bias
     i, f, g, o = tf.split(z, 4, axis=1)
     c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
     return tf.sigmoid(o) * tf.tanh(c), c
 
-  def gates(self, h, c, f_prev, i_prev):
+  def gates(self, h: tf.Tensor, c: tf.Tensor, f_prev: tf.Tensor,
+            i_prev: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(f_t, i_t) [P, 1] from h [P, HIDDEN], the parameters c [P, 1] and the previous gates."""
     f = tf.sigmoid(tf.matmul(tf.concat([h, c, f_prev], axis=1), self.forget_kernel)
                    + self.forget_bias)
@@ -103,7 +106,7 @@ class MetaLSTM(base.Learner):
     self.own = MetaLSTMVariables(network.dtype, seed)
 
   @classmethod
-  def from_config(cls, network, config):
+  def from_config(cls, network: network_lib.Network, config: config_lib.Config) -> 'MetaLSTM':
     return cls(network, config.n_steps, objective=objectives.for_config(config),
                seed=config.seed)
 
@@ -121,8 +124,8 @@ class MetaLSTM(base.Learner):
       grads = {name: tf.stop_gradient(g) for name, g in grads.items()}
     return loss, grads
 
-  def adapt(self, support_x, support_y, seed, mc_samples: int = 1,
-            start: Optional[dict] = None, iteration=None) -> list:
+  def adapt(self, support_x: tf.Tensor, support_y: tf.Tensor, seed: tf.Tensor, mc_samples: int = 1,
+            start: Optional[dict] = None, iteration: tf.Tensor | None = None) -> list:
     """[theta_0, ..., theta_T]: the LSTM's T updates on the support set (seed and mc_samples
     unused: no noise). Outside training (iteration None) the last state also carries the
     running batch-norm statistics of the support batches (module docstring)."""
@@ -162,7 +165,7 @@ class MetaLSTM(base.Learner):
       states[-1] = {**states[-1], STATISTICS: running}
     return states
 
-  def predict(self, state, x):
+  def predict(self, state: dict, x: tf.Tensor) -> tf.Tensor:
     """Outputs of x under the state's weights; normalized with its running statistics when it
     has them (meta-test), else with x's own batch (training)."""
     theta = {k: v for k, v in state.items() if k != STATISTICS}

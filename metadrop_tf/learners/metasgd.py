@@ -23,7 +23,7 @@ class MetaSGD(gradient.GradientLearner):
                                        trainable=learn_rates)
     self.own = inner_rates.own_variables(self.rates, self.offsets)
 
-  def inner_rates(self, state, step):
+  def inner_rates(self, state: dict, step: int) -> dict:
     """The learned rates (every step); a state whose parameter is cut (e.g. a head of fewer
     columns in the visualization) takes the matching leading slice (a zero head's [.., 1]
     rates broadcast over the task's classes)."""

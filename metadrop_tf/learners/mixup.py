@@ -21,7 +21,8 @@ for _kind in KINDS[1:]:
   components.declare('mixup', _kind, ('mixup_alpha',))
 
 
-def draw(seed, x, kind: str, alpha: float, mixable_layers: int) -> layers.Mixing:
+def draw(seed: tf.Tensor, x: tf.Tensor, kind: str, alpha: float,
+         mixable_layers: int) -> layers.Mixing:
   """The mixup of one inner step's support batch x [n, ...] drawn from the step's seed [2]:
   lam ~ Beta(alpha, alpha), a uniform permutation of the n examples, and the layer (0, the
   input, for 'input'; uniform over [0, mixable_layers) for 'manifold')."""

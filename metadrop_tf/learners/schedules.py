@@ -14,7 +14,8 @@ config_lib.document(
 MSL_MIN_WEIGHT = 0.03  # the non-final steps' weights end at this / S
 
 
-def multi_step_weights(iteration, n_steps: int, msl_iters: int, dtype) -> tf.Tensor:
+def multi_step_weights(iteration: tf.Tensor, n_steps: int, msl_iters: int,
+                       dtype: str | tf.DType) -> tf.Tensor:
   """[S] weights of the query losses after steps 1..S (S = n_steps): 1/S each at iteration 0;
   the non-final ones decay linearly to MSL_MIN_WEIGHT / S over msl_iters iterations while the
   last grows; from msl_iters on, all weight on the last step. iteration: int tensor []."""
@@ -29,7 +30,8 @@ def multi_step_weights(iteration, n_steps: int, msl_iters: int, dtype) -> tf.Ten
   return tf.where(it < msl_iters, weights, final)
 
 
-def first_order_now(first_order: bool, first_order_iters: int, iteration):
+def first_order_now(first_order: bool, first_order_iters: int,
+                    iteration: tf.Tensor) -> bool | tf.Tensor:
   """Stop the inner gradients? first_order (a Python bool), or with derivative-order annealing
   (first_order_iters > 0 and an iteration tensor given) a bool tensor: iteration <
   first_order_iters."""

@@ -24,7 +24,7 @@ def _network_class(config) -> type:
   return network.REGISTRY[config.backbone]
 
 
-def check(config) -> None:
+def check(config: config_lib.Config) -> None:
   """ConfigError unless config.backbone is registered, takes the dataset's kind of inputs, and
   its class's check_config accepts the config (a noise type or mixup it does not implement)."""
   cls = _network_class(config)
@@ -35,7 +35,7 @@ def check(config) -> None:
   cls.check_config(config)
 
 
-def build(config, dtype='float32') -> network.Network:
+def build(config: config_lib.Config, dtype: str = 'float32') -> network.Network:
   """The network of config.backbone (checked by learners.check), input normalization and
   running batch-norm statistics set up as the Config asks; variables of `dtype`."""
   model = _network_class(config).from_config(config, dtype)
@@ -46,7 +46,7 @@ def build(config, dtype='float32') -> network.Network:
   return model
 
 
-def meta_test_bytes_per_episode(config) -> int:
+def meta_test_bytes_per_episode(config: config_lib.Config) -> int:
   """Estimated peak activation bytes of one meta-test episode of the config's network."""
   return _network_class(config).meta_test_bytes_per_episode(config)
 

@@ -5,6 +5,7 @@ No variables live here; every weight comes in as a tensor so the inner loop can 
 weights. Shapes: images and feature maps are NHWC, `n` is the number of images of one call.
 """
 
+from typing import Callable
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -14,7 +15,8 @@ from metadrop_tf.nets import noise as noise_lib
 BN_EPSILON = 1e-3
 
 
-def conv2d(x, kernel, bias, compute_dtype=None):
+def conv2d(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor,
+           compute_dtype: str | tf.DType | None = None) -> tf.Tensor:
   """3x3, stride 1, SAME convolution plus bias: [n,H,W,Cin] x [3,3,Cin,Cout] -> [n,H,W,Cout].
 
   With `compute_dtype` (e.g. tf.bfloat16) the product runs in that dtype and is cast back, so
@@ -29,7 +31,7 @@ def conv2d(x, kernel, bias, compute_dtype=None):
   return out + bias
 
 
-def batch_norm(x, offset, groups=1):
+def batch_norm(x: tf.Tensor, offset: tf.Tensor, groups: int = 1) -> tf.Tensor:
   """Transductive batch norm, offset only: normalizes with the statistics of the batch given.
 
   x: [groups * n, H, W, C]; each of the `groups` consecutive blocks of n images is normalized
@@ -58,7 +60,7 @@ def _fused_batch_norm(x, offset):
   return out
 
 
-def batch_norm_reference(x, offset, groups=1):
+def batch_norm_reference(x: tf.Tensor, offset: tf.Tensor, groups: int = 1) -> tf.Tensor:
   """batch_norm with the statistics written out (any dtype, exact to any order).
 
   The variance is the mean squared deviation from the mean, WITHOUT the stop-gradient of
@@ -73,14 +75,14 @@ def batch_norm_reference(x, offset, groups=1):
   return tf.reshape(normalized, shape) + offset
 
 
-def moments(x):
+def moments(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """Mean and (biased) variance of x [n, H, W, C] over n, H and W: [C] each, written out
   (exact to any order: no stop-gradient as in tf.nn.moments)."""
   mean = tf.reduce_mean(x, axis=[0, 1, 2])
   return mean, tf.reduce_mean(tf.square(x - mean), axis=[0, 1, 2])
 
 
-def normalize(x, offset, statistics):
+def normalize(x: tf.Tensor, offset: tf.Tensor, statistics: list) -> tf.Tensor:
   """Inductive batch norm, offset only: x [n, H, W, C] normalized with given statistics
   (mean, variance: [C] each; e.g. a support set's), so each image's output depends on that
   image alone."""
@@ -96,12 +98,12 @@ class Mixing(NamedTuple):
   perm: tf.Tensor  # [n] int32, a permutation of the batch
 
 
-def mix(h, lam, perm):
+def mix(h: tf.Tensor, lam: tf.Tensor, perm: tf.Tensor) -> tf.Tensor:
   """lam * h + (1 - lam) * h[perm] along the batch axis (inputs, features or labels)."""
   return lam * h + (1 - lam) * tf.gather(h, perm)
 
 
-def mixed_at(h, mixing, layer: int):
+def mixed_at(h: tf.Tensor, mixing: Mixing | None, layer: int) -> tf.Tensor:
   """h mixed if `mixing` (a Mixing or None) chose mixable layer `layer`, else h."""
   if mixing is None:
     return h
@@ -109,7 +111,8 @@ def mixed_at(h, mixing, layer: int):
                                                       mixing.perm), h)
 
 
-def norm(h, offset, groups=1, statistics=None):
+def norm(h: tf.Tensor, offset: tf.Tensor, groups: int = 1,
+         statistics: list | None = None) -> tf.Tensor:
   """The batch norm of a block: batch_norm (transductive: the batch's statistics, per group)
   or, given statistics (mean, variance), normalize (inductive)."""
   if statistics is None:
@@ -128,11 +131,13 @@ def _normalize_and_pool(h, offset, groups, statistics=None, shift=None):
   return tf.nn.max_pool2d(h, ksize=2, strides=2, padding='VALID')
 
 
-def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, groups=1, compute_dtype=None,
-               sampler=noise_lib.box_muller_normal,
-               statistics=None, return_statistics=False, shift=None,
-               noise=noise_lib.multiplicative_noise):
+def conv_block(x: tf.Tensor, theta_kernel: tf.Tensor, theta_bias: tf.Tensor, offset: tf.Tensor,
+               phi_kernel: tf.Tensor | None = None, phi_bias: tf.Tensor | None = None,
+               sample: bool = False, seed: tf.Tensor | None = None, groups: int = 1,
+               compute_dtype: str | tf.DType | None = None,
+               sampler: Callable = noise_lib.box_muller_normal, statistics: list | None = None,
+               return_statistics: bool = False, shift: tf.Tensor | None = None,
+               noise: Callable = noise_lib.multiplicative_noise) -> tf.Tensor | tuple:
   """conv -> noise -> batch norm [+ shift] -> ReLU -> 2x2 max-pool: [n,H,W,Cin] ->
   [n,H/2,W/2,C].
 
@@ -155,9 +160,12 @@ def conv_block(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=No
   return _normalize_and_pool(h, offset, groups, statistics, shift)
 
 
-def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_bias=None,
-                      copies=1, sample=False, seed=None, compute_dtype=None,
-                      sampler=noise_lib.box_muller_normal, noise=noise_lib.multiplicative_noise):
+def conv_block_copies(x: tf.Tensor, theta_kernel: tf.Tensor, theta_bias: tf.Tensor,
+                      offset: tf.Tensor, phi_kernel: tf.Tensor | None = None,
+                      phi_bias: tf.Tensor | None = None, copies: int = 1, sample: bool = False,
+                      seed: tf.Tensor | None = None, compute_dtype: str | tf.DType | None = None,
+                      sampler: Callable = noise_lib.box_muller_normal,
+                      noise: Callable = noise_lib.multiplicative_noise) -> tf.Tensor:
   """conv_block on `copies` noise samples of the same images: [n,H,W,Cin] -> [copies*n,H/2,W/2,C].
 
   The outputs are stacked copy by copy, and each copy is normalized with its own statistics,
@@ -188,8 +196,10 @@ def conv_block_copies(x, theta_kernel, theta_bias, offset, phi_kernel=None, phi_
                     tf.concat([[copies * pooled[0]], pooled[1:3], [-1]], axis=0))
 
 
-def noisy_head(features, theta_kernel, theta_bias, phi_kernel=None, phi_bias=None,
-               sample=False, seed=None, sampler=noise_lib.box_muller_normal):
+def noisy_head(features: tf.Tensor, theta_kernel: tf.Tensor, theta_bias: tf.Tensor,
+               phi_kernel: tf.Tensor | None = None, phi_bias: tf.Tensor | None = None,
+               sample: bool = False, seed: tf.Tensor | None = None,
+               sampler: Callable = noise_lib.box_muller_normal) -> tf.Tensor:
   """Logits [n, N] from features [n, F]: mu = f W + b, plus softplus(f w_phi + b_phi) * eps.
 
   phi_kernel is ONE column [F, 1] (bias [1]) broadcast to all N classes, so the noise does not

@@ -36,21 +36,21 @@ class MLP(network.Network):
   inputs = 'numbers'
 
   @classmethod
-  def from_config(cls, config, dtype='float32') -> 'MLP':
+  def from_config(cls, config: config_lib.Config, dtype: str | tf.DType = 'float32') -> 'MLP':
     return cls(config.way, config.image_shape, (config.n_channels,) * 2, noisy=config.noisy,
                dtype=dtype, seed=config.seed, noise_sampler=config.noise_sampler,
                noise_type=config.noise_type, noise_scale=config.noise_scale,
                noise_options=noise_lib.options(config))
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: config_lib.Config) -> None:
     """Information dropout and VIB are built on conv-4's blocks and features."""
     if config.noisy and config.noise_type in ('info_dropout', 'vib'):
       raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is built for '
                                    '`backbone=conv4`')
 
   @classmethod
-  def meta_test_bytes_per_episode(cls, config) -> int:
+  def meta_test_bytes_per_episode(cls, config: config_lib.Config) -> int:
     """A few hundred floats per point: never the limit."""
     return (network.ACTIVATIONS_PER_NOISY_IMAGE * config.test_mc_samples * config.shot
             * config.n_channels * 4)
@@ -76,8 +76,9 @@ class MLP(network.Network):
     self._weight('theta', 'dense_bias', (outputs,), 'zeros')
     self.built = True
 
-  def hidden_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                     shifts=None, mix=None):
+  def hidden_outputs(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+                     seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+                     shifts: dict | None = None, mix: layers.Mixing | None = None) -> list:
     """Each hidden layer's output after the ReLU, [copies * n, units], for inputs x [n, D_in].
 
     sample: draw the noise (needs `seed`, int32 [2]); ignored without noise. copies: M
@@ -121,8 +122,10 @@ class MLP(network.Network):
     """Manifold mixup's choices: the input and every hidden layer's input."""
     return len(self.hidden)
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None, shifts=None, mix=None):
+  def features(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+               seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+               statistics: list | None = None, beta: dict | None = None, shifts: dict | None = None,
+               mix: layers.Mixing | None = None) -> tf.Tensor:
     """The last hidden layer [copies * n, units] (what the head reads)."""
     del statistics, beta  # no batch norm
     return self.hidden_outputs(x, theta, sample, seed, copies, phi, shifts, mix)[-1]
@@ -133,8 +136,10 @@ class MLP(network.Network):
     units['dense'] = self.outputs
     return units
 
-  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None, shifts=None, mix=None):
+  def call(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+           seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+           statistics: list | None = None, beta: dict | None = None, shifts: dict | None = None,
+           mix: layers.Mixing | None = None) -> tf.Tensor:
     """Predictions [copies * n, outputs] of inputs x [n, D_in]; arguments as hidden_outputs
     (shifts['dense'], [n, outputs], is added to the output)."""
     theta = self.theta if theta is None else theta
@@ -144,12 +149,13 @@ class MLP(network.Network):
       out += shifts['dense']
     return out
 
-  def batch_statistics(self, x, theta=None, beta=None) -> list:
+  def batch_statistics(self, x: tf.Tensor, theta: dict | None = None,
+                       beta: dict | None = None) -> list:
     """No batch norm: no statistics."""
     del x, theta, beta
     return []
 
-  def noise_scales(self, x, theta=None) -> dict:
+  def noise_scales(self, x: tf.Tensor, theta: dict | None = None) -> dict:
     """softplus(alpha) of each hidden layer ('dense<l>', [n, units]); empty without noise."""
     if not self.learned_noise:
       return {}

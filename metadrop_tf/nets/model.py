@@ -24,7 +24,7 @@ KERNEL_SIZE = 3
 INIT_STDDEV = 0.02
 
 
-def feature_dim(image_shape, channels):
+def feature_dim(image_shape: tuple, channels: int) -> int:
   """Length of the flattened feature after 4 stride-2 VALID pools (28 -> 1, 84 -> 5)."""
   size = image_shape[0] // 2 ** N_BLOCKS  # repeated halving, floored, is one floored division
   return size * size * channels
@@ -48,7 +48,8 @@ class MetaDropoutNet(network.Network):
   """
 
   @classmethod
-  def from_config(cls, config, dtype='float32') -> 'MetaDropoutNet':
+  def from_config(cls, config: config_lib.Config,
+                  dtype: str | tf.DType = 'float32') -> 'MetaDropoutNet':
     return cls(cls.head_way(config), config.image_shape, config.n_channels, noisy=config.noisy,
                dtype=dtype, compute_dtype=cls.precision_dtype(config), seed=config.seed,
                noise_sampler=config.noise_sampler, noise_type=config.noise_type,
@@ -99,7 +100,8 @@ class MetaDropoutNet(network.Network):
     """Whether the conv blocks draw noise (every noise type but the feature-level VIB)."""
     return self.noisy and self.noise is not None
 
-  def bottleneck(self, features, sample=False, seed=None, phi=None):
+  def bottleneck(self, features: tf.Tensor, sample: bool = False, seed: tf.Tensor | None = None,
+                 phi: dict | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """VIB (--noise_type=vib): features [n, F] are the mean, sigma = softplus(features W +
     b) from phi, and a sample is mean + sigma * eps; returns (z, sigma)."""
     phi = self.phi if phi is None else phi
@@ -110,8 +112,11 @@ class MetaDropoutNet(network.Network):
 
   mixable_layers = N_BLOCKS  # manifold mixup: the input, then the outputs of blocks 0..2
 
-  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                    statistics=None, return_statistics=False, beta=None, shifts=None, mix=None):
+  def block_outputs(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+                    seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+                    statistics: list | None = None, return_statistics: bool = False,
+                    beta: dict | None = None, shifts: dict | None = None,
+                    mix: layers.Mixing | None = None) -> list | tuple:
     """Outputs of the 4 conv blocks, [copies * n, H/2^l, W/2^l, C] each, for images x [n,H,W,C].
 
     sample: draw the multiplicative noise (needs `seed`, int32 [2]); ignored for MAML.
@@ -158,14 +163,17 @@ class MetaDropoutNet(network.Network):
       outputs.append(h)
     return (outputs, collected) if return_statistics else outputs
 
-  def batch_statistics(self, x, theta=None, beta=None) -> list:
+  def batch_statistics(self, x: tf.Tensor, theta: dict | None = None,
+                       beta: dict | None = None) -> list:
     """Per block, (mean, variance) [C] of the batch x [n, H, W, C] before its batch norm, in
     the deterministic forward with weights theta: what inductive batch norm normalizes other
     images with (e.g. the support's, for the query)."""
     return self.block_outputs(x, theta, return_statistics=True, beta=beta)[1]
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None, shifts=None, mix=None):
+  def features(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+               seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+               statistics: list | None = None, beta: dict | None = None, shifts: dict | None = None,
+               mix: layers.Mixing | None = None) -> tf.Tensor:
     """Flattened features [copies * n, F] of images x [n, H, W, C]; arguments as block_outputs."""
     outputs = self.block_outputs(x, theta, sample, seed, copies, phi, statistics, beta=beta,
                                  shifts=shifts, mix=mix)
@@ -178,7 +186,8 @@ class MetaDropoutNet(network.Network):
     units['dense'] = int(self.theta['dense_kernel'].shape[-1])
     return units
 
-  def head(self, features, theta=None, sample=False, seed=None, phi=None):
+  def head(self, features: tf.Tensor, theta: dict | None = None, sample: bool = False,
+           seed: tf.Tensor | None = None, phi: dict | None = None) -> tf.Tensor:
     """Logits [n, N] from features [n, F]; the logit noise of the spec when sampling."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
@@ -191,8 +200,10 @@ class MetaDropoutNet(network.Network):
         phi_bias=phi['dense_bias'] if noisy else None,
         sample=sample and noisy, seed=seed, sampler=self.sampler)
 
-  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None, shifts=None, mix=None):
+  def call(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+           seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+           statistics: list | None = None, beta: dict | None = None, shifts: dict | None = None,
+           mix: layers.Mixing | None = None) -> tf.Tensor:
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as block_outputs
     (shifts['dense'], [n, N], is added to the logits)."""
     sample = sample and self.noisy
@@ -209,7 +220,7 @@ class MetaDropoutNet(network.Network):
       logits += shifts['dense']
     return logits
 
-  def noise_scales(self, x, theta=None):
+  def noise_scales(self, x: tf.Tensor, theta: dict | None = None) -> dict:
     """Deterministic noise factors of images x [n, H, W, C], name -> tensor: softplus(alpha)
     of each conv block ('block<b>', [n, H_l, W_l, C]) and the logit-noise scale sigma
     ('logit_sigma', [n, 1]). Empty without noise or with fixed noise."""
@@ -237,7 +248,8 @@ class MetaDropoutNet(network.Network):
     return [layers.conv2d(h, phi[f'conv{b}_kernel'], phi[f'conv{b}_bias'])
             for b, h in enumerate(inputs)]
 
-  def noise_penalty(self, x, theta=None, phi=None, beta=None):
+  def noise_penalty(self, x: tf.Tensor, theta: dict | None = None, phi: dict | None = None,
+                    beta: dict | None = None) -> tf.Tensor:
     """Information dropout's KL (noise_lib.information_dropout_kl), averaged over every
     element of every block, of images x under weights theta; evaluated at the deterministic
     forward's block inputs (our simplification: the sampled forward's would differ by the

@@ -20,14 +20,18 @@ first implementation, and a new backbone subclasses Network and writes only its 
 The forward never assigns to variables, so an inner loop passes fast weights through it.
 """
 
+from typing import Callable
+from typing import Iterable
 from typing import Mapping
 from typing import Optional
+from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import components
+from metadrop_tf import config as config_lib
 from metadrop_tf.nets import noise as noise_lib
 
 REGISTRY = {}  # --backbone name -> Network subclass (backbones.build makes one)
@@ -36,7 +40,7 @@ REGISTRY = {}  # --backbone name -> Network subclass (backbones.build makes one)
 ACTIVATIONS_PER_NOISY_IMAGE = 16
 
 
-def register(name: str, options=()):
+def register(name: str, options: Iterable[str] | Mapping = ()) -> Callable:
   """Class decorator: makes a Network subclass with a classmethod from_config(config, dtype)
   available as --backbone=name, reading `options` beyond the core settings (names, or name ->
   config.Option declaring new ones; components.declare)."""
@@ -83,34 +87,34 @@ class Network(keras.Model):
     return self.noisy and noise_lib.REGISTRY[self.noise_type].learned
 
   @classmethod
-  def from_config(cls, config, dtype='float32') -> 'Network':
+  def from_config(cls, config: config_lib.Config, dtype: str | tf.DType = 'float32') -> 'Network':
     """The network a Config describes (its dataset's input shape, --way, width options, noise
     on or off, precision, seed, sampler); variables of `dtype`."""
     raise NotImplementedError(f'{cls.__name__}.from_config')
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: config_lib.Config) -> None:
     """ConfigError for settings this network does not implement (a noise type, a mixup);
     called before any data loads. Every setting is accepted here."""
     del config
 
   @staticmethod
-  def head_way(config) -> int:
+  def head_way(config: config_lib.Config) -> int:
     """Outputs of the head: --way, or 0 with --zero_head (a zero head is made per task)."""
     return 0 if config.zero_head else config.way
 
   @staticmethod
-  def precision_dtype(config):
+  def precision_dtype(config: config_lib.Config) -> str | None:
     """'bfloat16' with --precision=bfloat16, else None (the variables' dtype)."""
     return 'bfloat16' if config.precision == 'bfloat16' else None
 
   @staticmethod
-  def first_block_channels(config) -> int:
+  def first_block_channels(config: config_lib.Config) -> int:
     """Full-resolution channels the first block keeps live per image (conv-4: its width)."""
     return config.n_channels
 
   @classmethod
-  def meta_test_bytes_per_episode(cls, config) -> int:
+  def meta_test_bytes_per_episode(cls, config: config_lib.Config) -> int:
     """Estimated peak activation bytes of one meta-test episode (float32): the first block's
     maps of every support image and MC copy dominate."""
     height, width, _ = config.image_shape
@@ -125,11 +129,11 @@ class Network(keras.Model):
       setattr(self, name, self.add_weight(shape=(channels,), initializer=value, name=name,
                                           dtype=self.dtype, trainable=False))
 
-  def set_input_statistics(self, mean, std) -> None:
+  def set_input_statistics(self, mean: Sequence[float], std: Sequence[float]) -> None:
     self.input_mean.assign(tf.constant(mean, self.dtype))
     self.input_std.assign(tf.constant(std, self.dtype))
 
-  def prepare_input(self, x):
+  def prepare_input(self, x: tf.Tensor) -> tf.Tensor:
     """x as the network's dtype, normalized per channel when normalize_inputs was called.
     Images without a channel axis take one."""
     x = tf.cast(x, self.dtype)
@@ -152,7 +156,7 @@ class Network(keras.Model):
     return [(tf.convert_to_tensor(getattr(self, f'running_mean_{name}')),
              tf.convert_to_tensor(getattr(self, f'running_var_{name}'))) for name in self.beta]
 
-  def update_running_statistics(self, statistics, momentum: float) -> None:
+  def update_running_statistics(self, statistics: list, momentum: float) -> None:
     """running <- (1 - momentum) * running + momentum * statistics, for each batch norm."""
     for name, (mean, variance) in zip(self.beta, statistics):
       for kind, value in (('mean', mean), ('var', variance)):
@@ -188,7 +192,7 @@ class Network(keras.Model):
       chosen += [m for m in matches if m not in chosen]
     return chosen
 
-  def meta_variables(self):
+  def meta_variables(self) -> list:
     """The outer loop's trained variables: theta, phi and beta (metadrop); theta and beta (MAML,
     and the fixed-noise baselines)."""
     groups = ('theta', 'phi', 'beta') if self.learned_noise else ('theta', 'beta')
@@ -200,11 +204,11 @@ class Network(keras.Model):
     """Names of the phi variables the noise type draws with (all of them by default)."""
     return list(self._names['phi'])
 
-  def initial_theta(self):
+  def initial_theta(self) -> dict:
     """theta as a dict of tensors: the start of the inner loop."""
     return {k: tf.convert_to_tensor(v) for k, v in self.theta.items()}
 
-  def read_phi(self):
+  def read_phi(self) -> dict:
     """phi as a dict of tensors. Forwards given the same tensors share the work that depends
     only on phi and the images (the first block's noise logits across inner steps)."""
     return {k: tf.convert_to_tensor(v) for k, v in self.phi.items()}
@@ -224,10 +228,12 @@ class Network(keras.Model):
     """Meta-learned only, never adapted (e.g. batch-norm offsets)."""
     return self._group('beta')
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def features(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+               seed: tf.Tensor | None = None, copies: int = 1,
+               phi: dict | None = None) -> tf.Tensor:
     raise NotImplementedError
 
-  def noise_scales(self, x, theta=None) -> dict:
+  def noise_scales(self, x: tf.Tensor, theta: dict | None = None) -> dict:
     raise NotImplementedError
 
   def shift_units(self) -> dict:

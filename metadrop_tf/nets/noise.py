@@ -10,6 +10,7 @@ noise generator's output alpha: Meta Dropout's multiplicative noise and the base
 
 import math
 from typing import Callable
+from typing import Iterable
 from typing import Mapping
 from typing import NamedTuple
 from typing import Optional
@@ -32,7 +33,8 @@ config_lib.document(
 tfd = tfp.distributions
 
 
-def box_muller_normal(shape, seed, dtype=tf.float32):
+def box_muller_normal(shape: tf.Tensor | tuple, seed: tf.Tensor,
+                      dtype: str | tf.DType = tf.float32) -> tf.Tensor:
   """Exact N(0, 1) samples of `shape` from a stateless seed (int32 [2]), by Box-Muller.
 
   The same distribution as tf.random.stateless_normal (what tfp's Normal.sample draws with),
@@ -48,7 +50,8 @@ def box_muller_normal(shape, seed, dtype=tf.float32):
   return tf.reshape(pairs[:total], shape)
 
 
-def tfp_normal(shape, seed, dtype=tf.float32):
+def tfp_normal(shape: tf.Tensor | tuple, seed: tf.Tensor,
+               dtype: str | tf.DType = tf.float32) -> tf.Tensor:
   """N(0, 1) samples of `shape` drawn by tfp's Normal (TF's stateless normal kernel)."""
   return tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)).sample(shape, seed=seed)
 
@@ -56,8 +59,9 @@ def tfp_normal(shape, seed, dtype=tf.float32):
 SAMPLERS = {'box_muller': box_muller_normal, 'tfp': tfp_normal}
 
 
-def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal,
-                         noise_shape=None):
+def multiplicative_noise(mu: tf.Tensor, alpha: tf.Tensor, sample: bool,
+                         seed: tf.Tensor | None = None, sampler: Callable = box_muller_normal,
+                         noise_shape: tf.Tensor | tuple | None = None) -> tf.Tensor:
   """Meta Dropout's noise: mu * softplus(z), z = alpha + eps with eps ~ N(0, 1)
   (reparameterized) when sampling, z = alpha otherwise.
 
@@ -73,7 +77,9 @@ def multiplicative_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal
   return mu * tf.nn.softplus(z)
 
 
-def additive_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, noise_shape=None):
+def additive_noise(mu: tf.Tensor, alpha: tf.Tensor, sample: bool, seed: tf.Tensor | None = None,
+                   sampler: Callable = box_muller_normal,
+                   noise_shape: tf.Tensor | tuple | None = None) -> tf.Tensor:
   """Learned additive noise (a regularizer baseline): mu + softplus(alpha) * eps when
   sampling, mu otherwise (the noise's mean). Arguments as multiplicative_noise."""
   if not sample:
@@ -82,7 +88,7 @@ def additive_noise(mu, alpha, sample, seed=None, sampler=box_muller_normal, nois
   return mu + tf.nn.softplus(alpha) * sampler(shape, seed, alpha.dtype)
 
 
-def fixed_noise(kind: str, scale: float):
+def fixed_noise(kind: str, scale: float) -> Callable:
   """Noise of a set scale s that nothing learns (the paper's "meta-learned or fixed?"
   baselines): 'fixed_mult' mu * (1 + s * eps), 'fixed_add' mu + s * eps when sampling, mu
   otherwise. Returns a function with multiplicative_noise's arguments (alpha is ignored; its
@@ -99,13 +105,14 @@ def fixed_noise(kind: str, scale: float):
 INFO_DROPOUT_MAX = 0.7  # Achille & Soatto cap the log-normal noise's std at 0.7
 
 
-def information_dropout_scale(alpha):
+def information_dropout_scale(alpha: tf.Tensor) -> tf.Tensor:
   """Information dropout's noise std a(x) = INFO_DROPOUT_MAX * sigmoid(alpha), in (0, 0.7)."""
   return INFO_DROPOUT_MAX * tf.sigmoid(alpha)
 
 
-def information_dropout(mu, alpha, sample, seed=None, sampler=box_muller_normal,
-                        noise_shape=None):
+def information_dropout(mu: tf.Tensor, alpha: tf.Tensor, sample: bool,
+                        seed: tf.Tensor | None = None, sampler: Callable = box_muller_normal,
+                        noise_shape: tf.Tensor | tuple | None = None) -> tf.Tensor:
   """Information dropout (Achille & Soatto 2018): mu * exp(a(x) eps), log-normal
   multiplicative noise of learned std a(x) (information_dropout_scale), when sampling; mu
   otherwise. Arguments as multiplicative_noise."""
@@ -115,7 +122,7 @@ def information_dropout(mu, alpha, sample, seed=None, sampler=box_muller_normal,
   return mu * tf.exp(information_dropout_scale(alpha) * sampler(shape, seed, alpha.dtype))
 
 
-def information_dropout_kl(alpha):
+def information_dropout_kl(alpha: tf.Tensor) -> tf.Tensor:
   """Elementwise KL of information dropout's noise to its log-uniform prior for ReLU
   activations, up to a constant: -log a(x) (Achille & Soatto 2018, proposition 4)."""
   return -tf.math.log(information_dropout_scale(alpha))
@@ -135,8 +142,9 @@ class NoiseType(NamedTuple):
 REGISTRY = {}  # noise type name -> NoiseType
 
 
-def register(name: str, make: Callable[[Mapping], Optional[Callable]], options=(),
-             learned: bool = True, logits: bool = False) -> None:
+def register(name: str, make: Callable[[Mapping], Optional[Callable]],
+             options: Iterable[str] | Mapping = (), learned: bool = True,
+             logits: bool = False) -> None:
   """Makes `name` a value of the noise_type setting: make(settings) gives its block noise
   function (NoiseType); `options` are the settings it reads beyond the core ones, as
   components.declare takes them (a noise type is a component)."""
@@ -166,7 +174,7 @@ def make_noise(kind: str = 'metadrop', scale: float = 0.0,
   return REGISTRY[kind].make({'noise_scale': scale, **(options or {})})
 
 
-def options(config) -> dict:
+def options(config: config_lib.Config) -> dict:
   """{setting: value} of the settings config.noise_type declared it reads."""
   declared = components.REGISTRY[('noise type', config.noise_type)].options
   return {name: getattr(config, name) for name in sorted(declared)}

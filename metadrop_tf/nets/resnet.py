@@ -53,13 +53,13 @@ class ResNet12(network.Network):
   """
 
   @classmethod
-  def from_config(cls, config, dtype='float32') -> 'ResNet12':
+  def from_config(cls, config: config_lib.Config, dtype: str | tf.DType = 'float32') -> 'ResNet12':
     return cls(cls.head_way(config), config.image_shape, config.widths, noisy=config.noisy,
                dtype=dtype, compute_dtype=cls.precision_dtype(config), seed=config.seed,
                noise_sampler=config.noise_sampler)
 
   @classmethod
-  def check_config(cls, config) -> None:
+  def check_config(cls, config: config_lib.Config) -> None:
     """Meta Dropout's noise only, and no mixup."""
     if config.noisy and config.noise_type != 'metadrop':
       raise config_lib.ConfigError(f'`noise_type={config.noise_type}` is built for conv4 and '
@@ -69,7 +69,7 @@ class ResNet12(network.Network):
                                    '`backbone=resnet12`')
 
   @staticmethod
-  def first_block_channels(config) -> int:
+  def first_block_channels(config: config_lib.Config) -> int:
     """Three 3x3 convs and a shortcut at full resolution where conv-4 has one conv: counted
     three times the first stage's width (an estimate, not measured)."""
     return 3 * config.widths[0]
@@ -111,9 +111,10 @@ class ResNet12(network.Network):
     return layers.conv2d(h, kernel, tf.zeros([kernel.shape[-1]], h.dtype),
                          self.compute_dtype_override)
 
-  def stage_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-                    with_noise_scales=False, statistics=None, return_statistics=False,
-                    beta=None):
+  def stage_outputs(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+                    seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+                    with_noise_scales: bool = False, statistics: list | None = None,
+                    return_statistics: bool = False, beta: dict | None = None) -> list | tuple:
     """Outputs of the 4 stages, [copies * n, H/2^(s+1), W/2^(s+1), w_s] each, for images x
     [n, H, W, C]; with_noise_scales: also {conv name: softplus(alpha)} (deterministic).
 
@@ -168,24 +169,29 @@ class ResNet12(network.Network):
       return outputs, collected
     return (outputs, scales) if with_noise_scales else outputs
 
-  def batch_statistics(self, x, theta=None, beta=None) -> list:
+  def batch_statistics(self, x: tf.Tensor, theta: dict | None = None,
+                       beta: dict | None = None) -> list:
     """(mean, variance) of the batch x before each of the 16 batch norms, in the deterministic
     forward with weights theta (what inductive batch norm normalizes other images with)."""
     return self.stage_outputs(x, theta, return_statistics=True, beta=beta)[1]
 
-  def block_outputs(self, x, theta=None, sample=False, seed=None, copies=1, phi=None):
+  def block_outputs(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+                    seed: tf.Tensor | None = None, copies: int = 1,
+                    phi: dict | None = None) -> list:
     """The stage outputs (what visualization plots per block, as conv-4's blocks)."""
     return self.stage_outputs(x, theta, sample, seed, copies, phi)
 
-  def features(self, x, theta=None, sample=False, seed=None, copies=1, phi=None,
-               statistics=None, beta=None):
+  def features(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+               seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+               statistics: list | None = None, beta: dict | None = None) -> tf.Tensor:
     """Globally average-pooled features [copies * n, w_3]; arguments as stage_outputs."""
     outputs = self.stage_outputs(x, theta, sample, seed, copies, phi, statistics=statistics,
                                  beta=beta)
     return tf.reduce_mean(outputs[-1], axis=[1, 2])
 
-  def call(self, x, theta=None, sample=False, seed=None, copies=1, phi=None, statistics=None,
-           beta=None):
+  def call(self, x: tf.Tensor, theta: dict | None = None, sample: bool = False,
+           seed: tf.Tensor | None = None, copies: int = 1, phi: dict | None = None,
+           statistics: list | None = None, beta: dict | None = None) -> tf.Tensor:
     """Logits [copies * n, N] of images x [n, H, W, C]; arguments as stage_outputs."""
     theta = self.theta if theta is None else theta
     phi = self.phi if phi is None else phi
@@ -198,7 +204,7 @@ class ResNet12(network.Network):
         phi_bias=phi['dense_bias'] if self.noisy else None,
         sample=sample, seed=head_seed, sampler=self.sampler)
 
-  def noise_scales(self, x, theta=None) -> dict:
+  def noise_scales(self, x: tf.Tensor, theta: dict | None = None) -> dict:
     """softplus(alpha) of every 3x3 conv ('stage<s>_conv<c>', [n, H_s, W_s, w_s]) and the
     logit-noise scale ('logit_sigma', [n, 1]) of images x; empty without noise."""
     if not self.noisy:

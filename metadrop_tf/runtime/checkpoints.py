@@ -10,14 +10,18 @@ error, never a silent start from iteration 0.
 
 import os
 import shutil
+from typing import Callable
+from typing import Iterable
 
 from absl import logging
+import keras
 import numpy as np
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
 from metadrop_tf import errors
 from metadrop_tf import files
+from metadrop_tf.learners import base as learner_base
 from metadrop_tf.runtime import ckpt_files
 
 CONFIG_FILE = 'config.json'
@@ -60,7 +64,8 @@ def read_config(savedir: str) -> config_lib.Config:
   return config
 
 
-def make_checkpoint(learner, optimizer=None) -> tf.train.Checkpoint:
+def make_checkpoint(learner: learner_base.Learner,
+                    optimizer: keras.optimizers.Optimizer | None = None) -> tf.train.Checkpoint:
   """tf.train.Checkpoint of a learner's variables (learner.trackables(): its network as
   'model', its own variables as 'learner'), the optimizer and the iteration counter.
 
@@ -74,7 +79,8 @@ def make_checkpoint(learner, optimizer=None) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(step=step, **trackables)
 
 
-def make_manager(checkpoint, savedir, max_to_keep=5) -> tf.train.CheckpointManager:
+def make_manager(checkpoint: tf.train.Checkpoint, savedir: str,
+                 max_to_keep: int = 5) -> tf.train.CheckpointManager:
   return tf.train.CheckpointManager(checkpoint, os.path.join(savedir, CKPT_DIR),
                                     max_to_keep=max_to_keep, checkpoint_name=CKPT_NAME)
 
@@ -124,7 +130,8 @@ def _check_finite(checkpoint, path):
       raise error
 
 
-def restore(checkpoint, savedir, path=None, required=True, warn=logging.warning):
+def restore(checkpoint: tf.train.Checkpoint, savedir: str, path: str | None = None,
+            required: bool = True, warn: Callable = logging.warning) -> str | None:
   """Restores `path`, or else the newest checkpoint of <savedir>/ckpt that restores (see
   restore_newest); returns the path restored, or None when not required and there is none.
 
@@ -141,7 +148,8 @@ def restore(checkpoint, savedir, path=None, required=True, warn=logging.warning)
   return restore_newest(checkpoint, savedir, required, warn)[0]
 
 
-def restore_newest(checkpoint, savedir, required=True, warn=logging.warning):
+def restore_newest(checkpoint: tf.train.Checkpoint, savedir: str, required: bool = True,
+                   warn: Callable = logging.warning) -> tuple[str | None, list]:
   """Restores the newest checkpoint of <savedir>/ckpt that restores.
 
   Returns (its path or None, [iterations of the newer checkpoints skipped: files missing,
@@ -184,7 +192,7 @@ def restore_newest(checkpoint, savedir, required=True, warn=logging.warning):
       'restore the directory from a backup, or move it aside and train anew')
 
 
-def set_aside(savedir: str, numbers) -> str:
+def set_aside(savedir: str, numbers: Iterable[int]) -> str:
   """Moves the files of checkpoints `numbers` to <savedir>/ckpt/unrestorable/ (kept, never
   overwritten by a resumed run) and rewrites ckpt/checkpoint to list the ones left."""
   ckpt_dir = os.path.join(savedir, CKPT_DIR)

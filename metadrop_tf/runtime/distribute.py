@@ -25,13 +25,16 @@ import os
 import shutil
 import socket
 import tempfile
+from typing import Any
+from typing import Callable
 
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
+from metadrop_tf.episodes import sampling
 
 
-def configure_devices(config) -> None:
+def configure_devices(config: config_lib.Config) -> None:
   """Splits the CPU into config.cpu_devices logical devices (> 1). Call before any TF op: the
   runtime fixes its devices then (a ConfigError says so if it is too late)."""
   if config.cpu_devices <= 1:
@@ -69,7 +72,7 @@ def cluster_from_env() -> dict:
   return cluster
 
 
-def strategy_name(config) -> str:
+def strategy_name(config: config_lib.Config) -> str:
   """The strategy --strategy names, with auto resolved for this process and host."""
   if config.strategy != 'auto':
     return config.strategy
@@ -81,7 +84,7 @@ def strategy_name(config) -> str:
   return 'one_device'
 
 
-def make_strategy(config) -> tf.distribute.Strategy:
+def make_strategy(config: config_lib.Config) -> tf.distribute.Strategy:
   """The tf.distribute strategy of --strategy (configure_devices first). Create it before
   any other TF op: multi_worker configures the collectives then."""
   name = strategy_name(config)
@@ -99,11 +102,11 @@ def make_strategy(config) -> tf.distribute.Strategy:
   return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
-def num_replicas(strategy) -> int:
+def num_replicas(strategy: tf.distribute.Strategy) -> int:
   return strategy.num_replicas_in_sync
 
 
-def check_divides(tasks: int, name: str, strategy) -> None:
+def check_divides(tasks: int, name: str, strategy: tf.distribute.Strategy) -> None:
   """ConfigError unless `tasks` (the value of setting `name`) splits evenly among the replicas."""
   replicas = num_replicas(strategy)
   if tasks % replicas:
@@ -112,7 +115,7 @@ def check_divides(tasks: int, name: str, strategy) -> None:
         f'use a multiple of {replicas}')
 
 
-def is_chief(strategy) -> bool:
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
   """Whether this process writes the run directory (logs, TensorBoard, config, checkpoints):
   every single-process strategy, and the chief (or worker 0 without one) of a cluster."""
   resolver = getattr(strategy, 'cluster_resolver', None)
@@ -124,7 +127,7 @@ def is_chief(strategy) -> bool:
   return resolver.task_type == 'worker' and resolver.task_id == 0 and 'chief' not in jobs
 
 
-def replica_share(episode):
+def replica_share(episode: sampling.Episode) -> tuple[sampling.Episode, tf.Tensor | int]:
   """(this replica's tasks of a meta-batch episode, index of the first of them).
 
   Call in a replica context. The index is an int32 tensor (0, a Python int, with one
@@ -141,7 +144,7 @@ def replica_share(episode):
   return tf.nest.map_structure(lambda t: tf.gather(t, rows), episode), first
 
 
-def all_reduce_sum(values):
+def all_reduce_sum(values: Any) -> Any:
   """Sum over the replicas of a structure of tensors, in a replica context (identity with
   one replica); one packed collective per dtype (e.g. float64 gradients, float32 accuracy)."""
   context = tf.distribute.get_replica_context()
@@ -159,7 +162,7 @@ def all_reduce_sum(values):
   return tf.nest.pack_sequence_as(values, reduced)
 
 
-def local(strategy, values):
+def local(strategy: tf.distribute.Strategy, values: Any) -> Any:
   """A structure of per-replica values that are equal on every replica (all-reduced) as the
   first local replica's, for cross-replica code."""
   return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], values)
@@ -174,12 +177,16 @@ class CheckpointWriter:
     self.chief = is_chief(strategy)
     self.directory = directory if self.chief else tempfile.mkdtemp(prefix='metadrop_worker_')
 
-  def cleanup(self):
+  def cleanup(self) -> None:
     if not self.chief:
       shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def preemption_handler(strategy, save_fn, exit_fn, scratch_dir):
+PreemptionHandler = tf.distribute.experimental.PreemptionCheckpointHandler
+
+
+def preemption_handler(strategy: tf.distribute.Strategy, save_fn: Callable, exit_fn: Callable,
+                       scratch_dir: str) -> PreemptionHandler | None:
   """TF's PreemptionCheckpointHandler for a multi-worker strategy (None otherwise).
 
   On SIGTERM to any worker, the workers agree (through the coordination service) on the

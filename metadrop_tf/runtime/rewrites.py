@@ -10,11 +10,13 @@ processes agreed bitwise. Turning off the arithmetic optimizer alone did not suf
 from absl import logging
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
+
 # The one grappler option that turns every pass off.
 OFF_OPTION = 'disable_meta_optimizer'
 
 
-def configure(config) -> None:
+def configure(config: config_lib.Config) -> None:
   """Turns grappler off when config.bitwise_reproducible; call before the first tf.function
   is traced (functions traced earlier keep the rewrites they were optimized with)."""
   if config.bitwise_reproducible:

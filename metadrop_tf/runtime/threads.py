@@ -5,8 +5,10 @@ import os
 from absl import logging
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 
-def op_threads(config, training):
+
+def op_threads(config: config_lib.Config, training: bool) -> tuple[int, int]:
   """(intra-op, inter-op) threads for this process; 0 keeps TF's default (one per core).
 
   Auto (config 0): a training step runs its meta-batch's tasks as independent ops side by side,
@@ -20,7 +22,7 @@ def op_threads(config, training):
   return intra, config.inter_op_threads
 
 
-def configure(config, training):
+def configure(config: config_lib.Config, training: bool) -> None:
   """Applies op_threads; call before any TF op of the process (the runtime fixes them then).
 
   Called later (a program run from a process that already used TF, e.g. a notebook or a

@@ -10,9 +10,10 @@ from tqdm import tqdm
 
 from metadrop_tf import metrics
 from metadrop_tf import objectives
+from metadrop_tf.nets import network as network_lib
 
 
-def noise_summaries(network, images):
+def noise_summaries(network: network_lib.Network, images: tf.Tensor) -> dict:
   """Mean and std of each of the network's noise scales on `images` (none without noise)."""
   out = {}
   for name, scale in network.noise_scales(images).items():
@@ -33,7 +34,7 @@ class RunLog:
     self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
     self._file.flush()
 
-  def close(self):
+  def close(self) -> None:
     self._file.close()
 
 
@@ -53,11 +54,11 @@ class Reporter:
       with self.writers['train'].as_default(step=0):
         tf.summary.text('config', '```\n' + config.to_json() + '\n```')
 
-  def add(self, outputs):
+  def add(self, outputs: dict) -> None:
     self.window.add(outputs)
     self.bar.update(1)
 
-  def train_window(self, iteration, extra):
+  def train_window(self, iteration: int, extra: dict) -> None:
     """Writes the window's averages plus `extra` scalars and starts a new window."""
     count = len(self.window)
     values = self.window.result()
@@ -71,7 +72,7 @@ class Reporter:
              iteration, values['iters_per_sec'], values['loss'], values[key],
              values.get('loss_pre', float('nan')), values.get(pre_key, float('nan')))
 
-  def evaluation(self, iteration, split, result):
+  def evaluation(self, iteration: int, split: str, result: dict) -> None:
     objective = self.objective
     value = result[objective.result]
     self._scalars('eval', {objective.key: value / objective.scale, 'loss': result['loss']},
@@ -85,7 +86,7 @@ class Reporter:
         tf.summary.scalar(key, value)
     self.writers[writer].flush()
 
-  def close(self):
+  def close(self) -> None:
     self.bar.close()
     self.log.close()
 
@@ -94,17 +95,17 @@ class WorkerReport:
   """The Reporter of a worker that is not the chief: writes nothing (the chief writes the run
   directory), logs its own warnings to absl only."""
 
-  def add(self, outputs):
+  def add(self, outputs: dict) -> None:
     del outputs
 
-  def train_window(self, iteration, extra):
+  def train_window(self, iteration: int, extra: dict) -> None:
     del iteration, extra
 
-  def evaluation(self, iteration, split, result):
+  def evaluation(self, iteration: int, split: str, result: dict) -> None:
     del iteration, split, result
 
-  def log(self, fmt, *args):
+  def log(self, fmt: str, *args: object) -> None:
     logging.info(fmt, *args)
 
-  def close(self):
+  def close(self) -> None:
     pass

@@ -11,6 +11,7 @@ import threading
 
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import errors
 from metadrop_tf import learners
 from metadrop_tf.episodes import data
@@ -27,7 +28,7 @@ class DivergedError(errors.UserError):
   exit_code = 3
 
 
-def check_finite(outputs, iteration, last_saved):
+def check_finite(outputs: dict, iteration: int, last_saved: int | None) -> None:
   """Raises DivergedError if the step's loss or meta-gradient norm is NaN or inf."""
   bad = [k for k in ('loss', 'grad_norm') if k in outputs and not math.isfinite(outputs[k])]
   if bad:
@@ -42,7 +43,7 @@ class WriteError(errors.UserError):
   """A checkpoint could not be written (full disk, permissions); earlier ones are intact."""
 
 
-def save(manager, iteration):
+def save(manager: tf.train.CheckpointManager, iteration: int) -> str:
   """Saves the checkpoint of `iteration`; a write failure is a WriteError naming the folder."""
   try:
     return manager.save(checkpoint_number=iteration)
@@ -172,7 +173,8 @@ class _Run:
         preemption.save_checkpoint_if_preempted()
 
 
-def train(config, savedir, progress=True, strategy=None):
+def train(config: config_lib.Config, savedir: str, progress: bool = True,
+          strategy: tf.distribute.Strategy | None = None) -> int:
   """Trains (or resumes) the run in `savedir` to config.n_train_iters; returns its last iteration.
 
   Resumes from the newest checkpoint that restores (_Run). Checkpoints every save_freq

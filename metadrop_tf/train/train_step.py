@@ -1,14 +1,20 @@
 """The traced outer step of meta-training: the meta-gradient of a meta-batch (all-reduced over
 tf.distribute replicas), clipped, applied by the outer optimizer."""
 
+from typing import Callable
+
 import keras
 import tensorflow as tf
 
+from metadrop_tf import config as config_lib
 from metadrop_tf import seeds as seeds_lib
+from metadrop_tf.episodes import sampling
+from metadrop_tf.learners import base as learner_base
 from metadrop_tf.runtime import distribute
 
 
-def meta_lr_schedule(config):
+def meta_lr_schedule(
+    config: config_lib.Config) -> float | keras.optimizers.schedules.LearningRateSchedule:
   """--meta_lr under --lr_schedule: a float (constant) or a Keras schedule of the iteration."""
   schedules = keras.optimizers.schedules
   if config.lr_schedule == 'cosine':
@@ -19,7 +25,8 @@ def meta_lr_schedule(config):
   return config.meta_lr
 
 
-def make_optimizer(learner, config):
+def make_optimizer(learner: learner_base.Learner,
+                   config: config_lib.Config) -> keras.optimizers.Optimizer:
   """The outer optimizer (Adam, or SGD with momentum) on the meta-variables, with its slots
   built now so the step traces once."""
   rate = meta_lr_schedule(config)
@@ -31,7 +38,8 @@ def make_optimizer(learner, config):
   return optimizer
 
 
-def make_meta_gradients(learner, config, strategy=None):
+def make_meta_gradients(learner: learner_base.Learner, config: config_lib.Config,
+                        strategy: tf.distribute.Strategy | None = None) -> Callable:
   """(episode meta-batch, iteration, with_pre) -> (dict of mean 'loss', 'acc', 'loss_pre',
   'acc_pre' (regression: 'mse', 'mse_pre'); the meta-gradient of meta_variables()), in
   cross-replica context (call it inside a tf.function).
@@ -61,7 +69,9 @@ def make_meta_gradients(learner, config, strategy=None):
   return meta_gradients
 
 
-def make_outer_step(learner, optimizer, config, strategy=None):
+def make_outer_step(learner: learner_base.Learner, optimizer: keras.optimizers.Optimizer,
+                    config: config_lib.Config,
+                    strategy: tf.distribute.Strategy | None = None) -> Callable:
   """tf.function (episode meta-batch, iteration, with_pre) -> dict of mean 'loss', 'acc',
   'loss_pre', 'acc_pre', and 'grad_norm' (global norm of the meta-gradient before clipping;
   NaN or inf if any element is).
@@ -94,7 +104,8 @@ def make_outer_step(learner, optimizer, config, strategy=None):
   return step
 
 
-def run_outer_step(outer_step, episode, iteration, config):
+def run_outer_step(outer_step: Callable, episode: sampling.Episode, iteration: int,
+                   config: config_lib.Config) -> dict:
   """One training iteration; returns its metrics as floats, the pre-adaptation ones ('..._pre')
   only on every config.pre_adapt_freq-th iteration (the others do not compute them)."""
   with_pre = iteration % config.pre_adapt_freq == 0
