@@ -68,9 +68,12 @@ class Reporter:
     self._scalars('train', values, iteration)
     key, pre_key = self.objective.key, self.objective.pre_key
     self.bar.set_postfix(loss=f"{values['loss']:.3f}", **{key: f'{values[key]:.3f}'})
-    self.log(f'train | iteration %d | %.3f it/s | loss %.4f {key} %.4f | pre loss %.4f {key} %.4f',
-             iteration, values['iters_per_sec'], values['loss'], values[key],
-             values.get('loss_pre', float('nan')), values.get(pre_key, float('nan')))
+    line = f'train | iteration %d | %.3f it/s | loss %.4f {key} %.4f'
+    args = [iteration, values['iters_per_sec'], values['loss'], values[key]]
+    if 'loss_pre' in values:  # computed every --pre_adapt_freq iterations, maybe not in a window
+      line += f' | pre loss %.4f {key} %.4f'
+      args += [values['loss_pre'], values[pre_key]]
+    self.log(line, *args)
 
   def evaluation(self, iteration: int, split: str, result: dict) -> None:
     objective = self.objective
