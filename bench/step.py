@@ -259,7 +259,8 @@ def run_case(name, iters, precision, pre_adapt_freq, peak, with_profile=False, n
             'episodes_per_call': metabatch if test else None, 'cpu': cpu_model(),
             'cores': os.cpu_count(), 'strategy': distribute.strategy_name(config),
             'replicas': replicas, 'intra_op_threads': threads.op_threads(config, not test)[0],
-            'graph_rewrites': not rewrites.rewrites_off()}
+            'graph_rewrites': not rewrites.rewrites_off(),
+            'bfc_allocator': os.environ.get(threads.BFC_ALLOCATOR, '').lower() in ('true', '1')}
   if replicas > 1 and not test:
     variables = learner.meta_variables()
     result['allreduce_bytes'] = sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size

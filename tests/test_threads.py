@@ -22,14 +22,25 @@ def test_training_with_a_task_per_core_runs_one_thread_per_op():
   assert threads.op_threads(explicit, training=True) == (3, 2)
 
 
-@pytest.mark.slow
-def test_configure_sets_the_runtime_pools():
+def _configured_runtime(**env):
+  """(intra-op threads, inter-op threads, whether the CPU allocator is BFC) of a fresh process
+  that ran threads.configure, then an op; `env` added to its environment."""
   code = ('import tensorflow as tf, helpers; from metadrop_tf.runtime import threads; '
           'threads.configure(helpers.tiny_config(intra_op_threads=3, inter_op_threads=2), True); '
           'tf.constant(1.0) + 1; '
           'print(tf.config.threading.get_intra_op_parallelism_threads(), '
-          'tf.config.threading.get_inter_op_parallelism_threads())')
+          'tf.config.threading.get_inter_op_parallelism_threads())\n'
+          'try:\n  print(tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0)\n'
+          'except ValueError:\n  print("no-stats")')  # only BFC keeps allocator statistics
+  environ = {k: v for k, v in os.environ.items() if k != threads.BFC_ALLOCATOR}
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.abspath(__file__)),
-                       env={**os.environ, 'PYTHONPATH': os.pathsep.join([helpers.REPO, '.'])})
-  assert out.stdout.split() == ['3', '2']
+                       env={**environ, **env,
+                            'PYTHONPATH': os.pathsep.join([helpers.REPO, '.'])})
+  return out.stdout.split()
+
+
+@pytest.mark.slow
+def test_configure_sets_the_runtime_pools_and_the_bfc_allocator_unless_told_otherwise():
+  assert _configured_runtime() == ['3', '2', 'True']
+  assert _configured_runtime(**{threads.BFC_ALLOCATOR: 'false'}) == ['3', '2', 'no-stats']

@@ -1,4 +1,5 @@
-"""The TF runtime's thread pools: chosen per program, set once before the first op runs."""
+"""The TF runtime's thread pools and CPU memory allocator: chosen per program, set once before
+the first op runs."""
 
 import os
 
@@ -6,6 +7,11 @@ from absl import logging
 import tensorflow as tf
 
 from metadrop_tf import config as config_lib
+
+# TF's default CPU allocator returns large buffers to the OS and maps fresh pages on the next
+# call; the page faults took a third of a 20-way 5-shot Meta Dropout meta-test episode on one
+# core (docs/performance.md). Its BFC allocator keeps freed memory in a pool instead.
+BFC_ALLOCATOR = 'TF_CPU_ALLOCATOR_USE_BFC'
 
 
 def op_threads(config: config_lib.Config, training: bool) -> tuple[int, int]:
@@ -23,11 +29,14 @@ def op_threads(config: config_lib.Config, training: bool) -> tuple[int, int]:
 
 
 def configure(config: config_lib.Config, training: bool) -> None:
-  """Applies op_threads; call before any TF op of the process (the runtime fixes them then).
+  """Applies op_threads, and TF's BFC allocator for CPU memory unless the environment sets
+  TF_CPU_ALLOCATOR_USE_BFC (false: TF's default allocator). Call before any TF op of the
+  process (the runtime fixes both then).
 
   Called later (a program run from a process that already used TF, e.g. a notebook or a
   test), the pools stay as they are and this is logged, not an error.
   """
+  os.environ.setdefault(BFC_ALLOCATOR, 'true')
   intra, inter = op_threads(config, training)
   try:
     tf.config.threading.set_intra_op_parallelism_threads(intra)
