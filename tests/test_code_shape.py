@@ -1,7 +1,7 @@
 """The package stays readable in pieces: no module over 300 lines, no function over 60 (a
-module or function that grows past them is split where it holds two ideas), and imports that
-go one way between its subpackages (docs/code-map.md), and public functions that say what they
-take and give (type hints)."""
+module or function that grows past them is split where it holds two ideas), imports that go
+one way between its subpackages (docs/code-map.md), and public functions whose type hints say
+what they take and give."""
 
 import ast
 import glob
