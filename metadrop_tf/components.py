@@ -13,7 +13,7 @@ it had taken effect. No TF import here.
 import importlib
 import os
 import sys
-from typing import Iterable
+from typing import Collection
 from typing import Mapping
 from typing import NamedTuple
 
@@ -59,7 +59,7 @@ def _add_option(name: str, option: config_lib.Option, component: str) -> None:
   config_lib.OPTIONS[name] = option
 
 
-def declare(kind: str, name: str, options: Iterable[str] | Mapping = ()) -> Component:
+def declare(kind: str, name: str, options: Collection[str] | Mapping = ()) -> Component:
   """Records that component `name` of `kind` (a key of CHOICES) reads `options`: names of
   settings, or a mapping name -> config.Option declaring new ones (None: declared elsewhere).
   A new option becomes a flag, a --help line, a check (set only with this component) and a

@@ -1,13 +1,13 @@
 """Accuracy summaries meta-learning papers report, and windowed averages for training logs."""
 
 import collections
-from typing import Iterable
 from typing import Mapping
+from typing import Sequence
 
 import numpy as np
 
 
-def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
+def mean_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
   """(mean, 1.96 * std / sqrt(n)) of per-episode values, the protocol of Table 1."""
   values = np.asarray(values, dtype=np.float64)
   if values.size == 0:

@@ -9,7 +9,6 @@ import os
 import matplotlib
 
 matplotlib.use('Agg')
-from typing import Iterable
 
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -64,7 +63,7 @@ def plot_step(dump: dict, episode: int, step: int, path: str, seed: int = 0) -> 
   return path
 
 
-def plot_boundaries(dump: dict, out_dir: str, episodes: Iterable[int] | None = None) -> list[str]:
+def plot_boundaries(dump: dict, out_dir: str, episodes: int | None = None) -> list[str]:
   """One PNG per episode and inner step; returns the paths."""
   os.makedirs(out_dir, exist_ok=True)
   n_episodes, n_steps = dump['support_features'].shape[:2]

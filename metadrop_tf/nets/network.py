@@ -21,7 +21,7 @@ The forward never assigns to variables, so an inner loop passes fast weights thr
 """
 
 from typing import Callable
-from typing import Iterable
+from typing import Collection
 from typing import Mapping
 from typing import Optional
 from typing import Sequence
@@ -40,7 +40,7 @@ REGISTRY = {}  # --backbone name -> Network subclass (backbones.build makes one)
 ACTIVATIONS_PER_NOISY_IMAGE = 16
 
 
-def register(name: str, options: Iterable[str] | Mapping = ()) -> Callable:
+def register(name: str, options: Collection[str] | Mapping = ()) -> Callable:
   """Class decorator: makes a Network subclass with a classmethod from_config(config, dtype)
   available as --backbone=name, reading `options` beyond the core settings (names, or name ->
   config.Option declaring new ones; components.declare)."""

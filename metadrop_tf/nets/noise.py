@@ -10,7 +10,7 @@ noise generator's output alpha: Meta Dropout's multiplicative noise and the base
 
 import math
 from typing import Callable
-from typing import Iterable
+from typing import Collection
 from typing import Mapping
 from typing import NamedTuple
 from typing import Optional
@@ -143,7 +143,7 @@ REGISTRY = {}  # noise type name -> NoiseType
 
 
 def register(name: str, make: Callable[[Mapping], Optional[Callable]],
-             options: Iterable[str] | Mapping = (), learned: bool = True,
+             options: Collection[str] | Mapping = (), learned: bool = True,
              logits: bool = False) -> None:
   """Makes `name` a value of the noise_type setting: make(settings) gives its block noise
   function (NoiseType); `options` are the settings it reads beyond the core ones, as

@@ -11,7 +11,7 @@ error, never a silent start from iteration 0.
 import os
 import shutil
 from typing import Callable
-from typing import Iterable
+from typing import Collection
 
 from absl import logging
 import keras
@@ -192,7 +192,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, savedir: str, required: bool
       'restore the directory from a backup, or move it aside and train anew')
 
 
-def set_aside(savedir: str, numbers: Iterable[int]) -> str:
+def set_aside(savedir: str, numbers: Collection[int]) -> str:
   """Moves the files of checkpoints `numbers` to <savedir>/ckpt/unrestorable/ (kept, never
   overwritten by a resumed run) and rewrites ckpt/checkpoint to list the ones left."""
   ckpt_dir = os.path.join(savedir, CKPT_DIR)

@@ -6,7 +6,7 @@ A run keeps its checkpoints in <savedir>/ckpt as ckpt-N.index and ckpt-N.data-i-
 
 import os
 import re
-from typing import Iterable
+from typing import Collection
 
 CKPT_DIR = 'ckpt'
 CKPT_NAME = 'ckpt'
@@ -24,7 +24,7 @@ def checkpoints_on_disk(ckpt_dir: str) -> dict[int, list[str]]:
   return found
 
 
-def missing_files(prefix: str, names: Iterable[str]) -> list[str]:
+def missing_files(prefix: str, names: Collection[str]) -> list[str]:
   """Files checkpoint `prefix` needs that are not among `names` (index and every data shard)."""
   base = os.path.basename(prefix)
   needed = {f'{base}.index'}
