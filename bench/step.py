@@ -125,16 +125,33 @@ def peak_rss_mb(field='VmHWM', pid='self'):
   return None
 
 
-def cpu_model():
-  """The CPU's model name (Linux), so a result line says which machine it came from."""
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+  """The CPU's model name and widest vector unit (Linux), e.g. 'AMD EPYC (AVX-512, no AMX)', so
+  a result line says which machine it came from: one model name covers CPUs whose speeds differ
+  by 2-4x here, by their vector units."""
+  name, cpu_flags = '', set()
   try:
-    with open('/proc/cpuinfo') as f:
+    with open(cpuinfo) as f:
       for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and not name:
+          name = value.strip()
+        elif key.strip() == 'flags' and not cpu_flags:
+          cpu_flags = set(value.split())
   except OSError:
     pass
-  return platform.processor() or platform.machine()
+  name = name or platform.processor() or platform.machine()
+  if not cpu_flags:
+    return name
+  if 'amx_tile' in cpu_flags:
+    unit = 'AMX'
+  elif 'avx512f' in cpu_flags:
+    unit = 'AVX-512, no AMX'
+  elif 'avx2' in cpu_flags:
+    unit = 'AVX2, no AVX-512'
+  else:
+    unit = 'no AVX2'
+  return f'{name} ({unit})'
 
 
 def profile(step, first, per):
