@@ -1,4 +1,5 @@
-"""bench/step.py: a case that passes --max_rss_mb is stopped and reported, not run to the end."""
+"""bench/step.py: a case that passes --max_rss_mb is stopped and reported, not run to the end;
+the CPU a result line names."""
 
 import json
 import os
