@@ -43,4 +43,7 @@ def _configured_runtime(**env):
 @pytest.mark.slow
 def test_configure_sets_the_runtime_pools_and_the_bfc_allocator_unless_told_otherwise():
   assert _configured_runtime() == ['3', '2', 'True']
-  assert _configured_runtime(**{threads.BFC_ALLOCATOR: 'false'}) == ['3', '2', 'no-stats']
+  # TF's default allocator keeps no statistics: on some CPUs the call raises, on others (seen on
+  # an AVX-512 Zen 4) it answers with a peak of 0.
+  intra, inter, stats = _configured_runtime(**{threads.BFC_ALLOCATOR: 'false'})
+  assert (intra, inter) == ('3', '2') and stats in ('no-stats', 'False')
