@@ -97,13 +97,34 @@ def evaluations(run: str, name: str = 'eval_test') -> dict[int, dict]:
   return {r['checkpoint_step']: r for r in map(_load, paths)}
 
 
+def _paired_change(base: dict | None, result: dict | None) -> str:
+  """`result` minus `base`, episode by episode on the same test episodes: the mean difference
+  of accuracy in points with its 95 % interval (as Table 1's), and the share of episodes better
+  / worse (%), e.g. '+0.64 ± 0.17 (55 / 38)'; 'no paired result' when either is missing or
+  their episodes differ (another episode seed or count)."""
+  if (not base or not result or base.get('seed') != result.get('seed')
+      or len(base['per_episode_accuracy']) != len(result['per_episode_accuracy'])):
+    return 'no paired result'
+  diff = [100 * (y - x) for x, y in zip(base['per_episode_accuracy'],
+                                         result['per_episode_accuracy'])]
+  ci = 1.96 * statistics.pstdev(diff) / len(diff) ** 0.5
+  better, worse = (100 * sum(d > 0 for d in diff) / len(diff),
+                   100 * sum(d < 0 for d in diff) / len(diff))
+  return f'{statistics.mean(diff):+.2f} ± {ci:.2f} ({better:.0f} / {worse:.0f})'
+
+
 def budget(run: str) -> Callable[[], list[str]]:
-  """Accuracy against iterations of one run: eval_test.json and its eval_test.step*.json."""
+  """Accuracy against iterations of one run: eval_test.json and its eval_test.step*.json, each
+  with its paired change from the row above (see _paired_change)."""
   def make() -> list[str]:
-    lines = ['| iterations | test accuracy (%) | episodes × MC | commit |', '|---|---|---|---|']
+    lines = ['| iterations | test accuracy (%) | episodes × MC | commit | paired change from the '
+             'row above (points; % episodes better / worse) |', '|---|---|---|---|---|']
+    previous = None
     for step, r in sorted(evaluations(run).items()):
+      change = _paired_change(previous, r) if previous else ''
       lines.append(f"| {step} | {_metric(r)} | {r['n_episodes']} × "
-                   f"{r['mc_samples']} | `{(r.get('commit') or '?')[:7]}` |")
+                   f"{r['mc_samples']} | `{(r.get('commit') or '?')[:7]}` | {change} |")
+      previous = r
     return lines
   return make
 
@@ -142,18 +163,7 @@ def paired(pairs: tuple[tuple[tuple[str, str], tuple[str, str]], ...],
              '|---' * (len(steps) + 2) + '|']
     for (run, name), (base, base_name) in pairs:
       found, reference = evaluations(run, name), evaluations(base, base_name)
-      cells = []
-      for step in steps:
-        a, b = reference.get(step), found.get(step)
-        if not a or not b or a.get('seed') != b.get('seed'):
-          cells.append('no paired result')
-          continue
-        diff = [100 * (y - x) for x, y in zip(a['per_episode_accuracy'],
-                                               b['per_episode_accuracy'])]
-        ci = 1.96 * statistics.pstdev(diff) / len(diff) ** 0.5
-        better, worse = (100 * sum(d > 0 for d in diff) / len(diff),
-                         100 * sum(d < 0 for d in diff) / len(diff))
-        cells.append(f'{statistics.mean(diff):+.2f} ± {ci:.2f} ({better:.0f} / {worse:.0f})')
+      cells = [_paired_change(reference.get(step), found.get(step)) for step in steps]
       lines.append(f'| `{run}`, {name} | `{base}`, {base_name} | ' + ' | '.join(cells) + ' |')
     return lines
   return make
@@ -350,6 +360,7 @@ MAML_SEED1, MAML_LR = 'omniglot_1shot_maml_seed1', 'omniglot_1shot_maml_lr3e-4'
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
     'maml_budget': budget(MAML_1SHOT),
+    'maml_5shot_budget': budget('omniglot_5shot_maml'),
     'long_runs': long_runs,
     'monitoring': monitoring,
     'split_difficulty': split_difficulty(MAML_1SHOT),

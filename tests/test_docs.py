@@ -101,3 +101,25 @@ def test_paired_differences_are_taken_episode_by_episode_on_the_same_episodes(tm
   assert lines[2] == (f'| `other`, eval_test | `base`, eval_test | +2.50 ± {ci:.2f} (50 / 25) '
                       '| no paired result |')
   assert lines[3].count('no paired result') == 2  # other test episodes: nothing to pair
+
+
+def test_budget_pairs_each_evaluation_with_the_one_before_on_the_same_episodes(tmp_path,
+                                                                             monkeypatch):
+  tables = _tables()
+  run = tmp_path / 'run'
+  run.mkdir()
+  def write(name, step, seed, per_episode):
+    (run / f'{name}.json').write_text(json.dumps(
+        {'checkpoint_step': step, 'seed': seed, 'per_episode_accuracy': per_episode,
+         'accuracy': 100 * statistics.mean(per_episode), 'ci95': 0.0, 'n_episodes':
+         len(per_episode), 'mc_samples': 1, 'commit': 'abcdef0123'}))
+  write('eval_test.step10', 10, 0, [0.90, 0.80, 0.70, 0.60])
+  write('eval_test.step20', 20, 0, [0.95, 0.80, 0.65, 0.70])  # +5, 0, -5, +10 points
+  write('eval_test', 30, 1, [0.95, 0.80, 0.65, 0.70])  # other episodes: nothing to pair
+  monkeypatch.setattr(tables, 'RUNS', str(tmp_path))
+  lines = tables.budget('run')()
+  ci = 1.96 * statistics.pstdev([5, 0, -5, 10]) / 2
+  assert [line.split(' | ')[0] for line in lines[2:]] == ['| 10', '| 20', '| 30']
+  assert lines[2].endswith('`abcdef0` |  |')
+  assert lines[3].endswith(f'| +2.50 ± {ci:.2f} (50 / 25) |')
+  assert lines[4].endswith('| no paired result |')
