@@ -103,8 +103,8 @@ def test_paired_differences_are_taken_episode_by_episode_on_the_same_episodes(tm
   assert lines[3].count('no paired result') == 2  # other test episodes: nothing to pair
 
 
-def test_budget_pairs_each_evaluation_with_the_one_before_on_the_same_episodes(tmp_path,
-                                                                             monkeypatch):
+def test_budget_pairs_each_evaluation_with_the_one_before_and_ends_with_the_papers(tmp_path,
+                                                                                  monkeypatch):
   tables = _tables()
   run = tmp_path / 'run'
   run.mkdir()
@@ -117,9 +117,13 @@ def test_budget_pairs_each_evaluation_with_the_one_before_on_the_same_episodes(t
   write('eval_test.step20', 20, 0, [0.95, 0.80, 0.65, 0.70])  # +5, 0, -5, +10 points
   write('eval_test', 30, 1, [0.95, 0.80, 0.65, 0.70])  # other episodes: nothing to pair
   monkeypatch.setattr(tables, 'RUNS', str(tmp_path))
-  lines = tables.budget('run')()
+  lines = tables.budget('run', 'MAML', 1)()
   ci = 1.96 * statistics.pstdev([5, 0, -5, 10]) / 2
-  assert [line.split(' | ')[0] for line in lines[2:]] == ['| 10', '| 20', '| 30']
+  assert [line.split(' | ')[0] for line in lines[2:]] == [
+      '| 10', '| 20', '| 30', '| 60000, paper', '| 60000, reference code re-run']
   assert lines[2].endswith('`abcdef0` |  |')
   assert lines[3].endswith(f'| +2.50 ± {ci:.2f} (50 / 25) |')
   assert lines[4].endswith('| no paired result |')
+  # the 5-shot column of the paper's and the reference re-run's MAML rows
+  assert lines[5].startswith('| 60000, paper | 98.38 ± 0.07 | 1000 × 1 |')
+  assert lines[6].startswith('| 60000, reference code re-run | 98.14 ± 0.07 | 1000 × 1 |')
