@@ -77,7 +77,7 @@ def _protocol(result: dict) -> str:
 
 
 def table1() -> list[str]:
-  """Table 1: the paper's cells and ours, each with its budget, protocol and commit."""
+  """Table 1: the paper's cells, the reference re-run's and ours (with budget, protocol, commit)."""
   lines = ['| | ' + ' | '.join(TABLE1_COLUMNS) + ' |', '|---' * (len(TABLE1_COLUMNS) + 1) + '|']
   for row, cells in PAPER.items():
     lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
@@ -106,7 +106,7 @@ def evaluations(run: str, name: str = 'eval_test') -> dict[int, dict]:
 def _paired_change(base: dict | None, result: dict | None) -> str:
   """`result` minus `base`, episode by episode on the same test episodes: the mean difference
   of accuracy in points with its 95 % interval (as Table 1's), and the share of episodes better
-  / worse (%), e.g. '+0.64 ± 0.17 (55 / 38)'; 'no paired result' when either is missing or
+  / worse (%), e.g. '+0.64 ± 0.17 (56 / 40)'; 'no paired result' when either is missing or
   their episodes differ (another episode seed or count)."""
   if (not base or not result or base.get('seed') != result.get('seed')
       or len(base['per_episode_accuracy']) != len(result['per_episode_accuracy'])):
