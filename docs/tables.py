@@ -140,6 +140,20 @@ def budget(run: str, method: str, column: int) -> Callable[[], list[str]]:
   return make
 
 
+def budget_steps(run: str, steps: tuple[tuple[int, int], ...]) -> Callable[[], list[str]]:
+  """One run's paired change between two of its evaluations (from, to: checkpoint iterations)
+  on the same test episodes (see _paired_change), for steps that rows in between (neighbouring
+  checkpoints) hide from budget's last column."""
+  def make() -> list[str]:
+    found = evaluations(run)
+    lines = ['| from (iterations) | to | paired change (points; % episodes better / worse) |',
+             '|---|---|---|']
+    for start, end in steps:
+      lines.append(f'| {start} | {end} | {_paired_change(found.get(start), found.get(end))} |')
+    return lines
+  return make
+
+
 def equal_budget(runs: tuple[tuple[str, str], ...],
                  steps: tuple[int, ...]) -> Callable[[], list[str]]:
   """Runs side by side at the same checkpoints: for each (run, result name, see evaluations),
@@ -371,6 +385,8 @@ MAML_SEED1, MAML_LR = 'omniglot_1shot_maml_seed1', 'omniglot_1shot_maml_lr3e-4'
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
     'maml_budget': budget(MAML_1SHOT, 'MAML', 0),
+    'maml_budget_steps': budget_steps(MAML_1SHOT, ((10000, 20000), (20000, 30000),
+                                                   (10000, 30000))),
     'maml_5shot_budget': budget('omniglot_5shot_maml', 'MAML', 1),
     'long_runs': long_runs,
     'monitoring': monitoring,

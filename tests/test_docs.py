@@ -103,8 +103,7 @@ def test_paired_differences_are_taken_episode_by_episode_on_the_same_episodes(tm
   assert lines[3].count('no paired result') == 2  # other test episodes: nothing to pair
 
 
-def test_budget_pairs_each_evaluation_with_the_one_before_and_ends_with_the_papers(tmp_path,
-                                                                                  monkeypatch):
+def test_budget_pairs_evaluations_of_one_run_and_ends_with_the_papers(tmp_path, monkeypatch):
   tables = _tables()
   run = tmp_path / 'run'
   run.mkdir()
@@ -127,3 +126,7 @@ def test_budget_pairs_each_evaluation_with_the_one_before_and_ends_with_the_pape
   # the 5-shot column of the paper's and the reference re-run's MAML rows
   assert lines[5].startswith('| 60000, paper | 98.38 ± 0.07 | 1000 × 1 |')
   assert lines[6].startswith('| 60000, reference code re-run | 98.14 ± 0.07 | 1000 × 1 |')
+  # budget_steps pairs any two evaluations; a missing one or other episodes pair nothing
+  steps = tables.budget_steps('run', ((10, 20), (20, 30), (10, 40)))()
+  assert steps[2:] == [f'| 10 | 20 | +2.50 ± {ci:.2f} (50 / 25) |',
+                       '| 20 | 30 | no paired result |', '| 10 | 40 | no paired result |']
