@@ -140,16 +140,18 @@ def budget(run: str, method: str, column: int) -> Callable[[], list[str]]:
   return make
 
 
-def budget_steps(run: str, steps: tuple[tuple[int, int], ...]) -> Callable[[], list[str]]:
-  """One run's paired change between two of its evaluations (from, to: checkpoint iterations)
-  on the same test episodes (see _paired_change), for steps that rows in between (neighbouring
-  checkpoints) hide from budget's last column."""
+def paired_steps(rows: tuple[tuple[tuple[str, int], tuple[str, int]], ...]
+                 ) -> Callable[[], list[str]]:
+  """For each ((run, iterations), (base run, base iterations)) of `rows`, the paired change of
+  the run's eval_test result at that checkpoint minus the base's, on the same test episodes
+  (see _paired_change): steps along one run that rows in between hide from budget's last
+  column, or two runs at different budgets."""
   def make() -> list[str]:
-    found = evaluations(run)
-    lines = ['| from (iterations) | to | paired change (points; % episodes better / worse) |',
-             '|---|---|---|']
-    for start, end in steps:
-      lines.append(f'| {start} | {end} | {_paired_change(found.get(start), found.get(end))} |')
+    lines = ['| run, iterations | minus run, iterations | paired change (points; % episodes '
+             'better / worse) |', '|---|---|---|']
+    for (run, step), (base, base_step) in rows:
+      change = _paired_change(evaluations(base).get(base_step), evaluations(run).get(step))
+      lines.append(f'| `{run}`, {step} | `{base}`, {base_step} | {change} |')
     return lines
   return make
 
@@ -207,7 +209,8 @@ MONITOR = re.compile(r'eval \w+ \| (?:step|iteration) (\d+) \| loss \S+ acc ([\d
 LONG_RUNS = (('MAML 1-shot', 'omniglot_1shot_maml'),
              ('Meta Dropout 1-shot', 'omniglot_1shot_metadrop'),
              ('MAML 5-shot', 'omniglot_5shot_maml'),
-             ('Meta Dropout 5-shot', 'omniglot_5shot_metadrop'))
+             ('Meta Dropout 5-shot', 'omniglot_5shot_metadrop'),
+             ('MAML 1-shot, meta_lr 3e-4', 'omniglot_1shot_maml_lr3e-4'))
 BLOCK = 2500  # iterations per row of the monitoring table
 
 
@@ -385,8 +388,9 @@ MAML_SEED1, MAML_LR = 'omniglot_1shot_maml_seed1', 'omniglot_1shot_maml_lr3e-4'
 TABLES: dict[str, Callable[[], list[str]]] = {
     'table1': table1,
     'maml_budget': budget(MAML_1SHOT, 'MAML', 0),
-    'maml_budget_steps': budget_steps(MAML_1SHOT, ((10000, 20000), (20000, 30000),
-                                                   (10000, 30000))),
+    'maml_budget_steps': paired_steps((((MAML_1SHOT, 20000), (MAML_1SHOT, 10000)),
+                                       ((MAML_1SHOT, 30000), (MAML_1SHOT, 20000)),
+                                       ((MAML_1SHOT, 30000), (MAML_1SHOT, 10000)))),
     'maml_5shot_budget': budget('omniglot_5shot_maml', 'MAML', 1),
     'long_runs': long_runs,
     'monitoring': monitoring,
@@ -402,6 +406,11 @@ TABLES: dict[str, Callable[[], list[str]]] = {
                                    ((MAML_LR, 'eval_test'), (MAML_EPS, 'eval_test')),
                                    ((MAML_SEED1, 'eval_test_seed0'), (MAML_EPS, 'eval_test'))),
                                   (2400, 2500, 2600)),
+    'maml_lr_budget': budget(MAML_LR, 'MAML', 0),
+    'maml_lr_paired': paired_steps((((MAML_LR, 10000), (MAML_LR, 2600)),
+                                    ((MAML_LR, 10000), (MAML_1SHOT, 10000)),
+                                    ((MAML_LR, 10000), (MAML_1SHOT, 20000)),
+                                    ((MAML_LR, 10000), (MAML_1SHOT, 30000)))),
     'learners_5w1s': folder('learners_omniglot_5w1s'),
     'baselines_5w1s': runs_table([(n, f'learners_omniglot_5w1s/{n}') for n in BASELINES],
                                  'learners_omniglot_5w1s/maml'),

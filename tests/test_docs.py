@@ -126,7 +126,9 @@ def test_budget_pairs_evaluations_of_one_run_and_ends_with_the_papers(tmp_path, 
   # the 5-shot column of the paper's and the reference re-run's MAML rows
   assert lines[5].startswith('| 60000, paper | 98.38 ± 0.07 | 1000 × 1 |')
   assert lines[6].startswith('| 60000, reference code re-run | 98.14 ± 0.07 | 1000 × 1 |')
-  # budget_steps pairs any two evaluations; a missing one or other episodes pair nothing
-  steps = tables.budget_steps('run', ((10, 20), (20, 30), (10, 40)))()
-  assert steps[2:] == [f'| 10 | 20 | +2.50 ± {ci:.2f} (50 / 25) |',
-                       '| 20 | 30 | no paired result |', '| 10 | 40 | no paired result |']
+  # paired_steps pairs any two evaluations; a missing one or other episodes pair nothing
+  steps = tables.paired_steps(((('run', 20), ('run', 10)), (('run', 30), ('run', 20)),
+                               (('run', 40), ('run', 10))))()
+  assert steps[2:] == [f'| `run`, 20 | `run`, 10 | +2.50 ± {ci:.2f} (50 / 25) |',
+                       '| `run`, 30 | `run`, 20 | no paired result |',
+                       '| `run`, 40 | `run`, 10 | no paired result |']
