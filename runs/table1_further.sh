@@ -15,11 +15,18 @@
 #                     2600 with --meta_lr=3e-4) to ITERS_CHECK (default 10000), evaluate
 #     maml_seed1      runs/omniglot_1shot_maml_seed1 (created with --seed=1) likewise
 # THREADS (default 1) threads per op; run each JOB pinned: taskset -c 0 bash ... maml_1shot.
+# WORKERS=N (default 1) evaluates on N single-core worker processes (multi_worker on loopback
+# ports from PORT, default 23456; worker i pinned to core i, worker 0 writes the files and
+# evaluate.out, the others log to runs/RUN/evaluate.worker<i>.out); the per-episode results
+# equal one process's (docs/scaling.md), so an evaluation interrupted on any worker count
+# continues on any other.
 set -euo pipefail
 JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1}
 ITERS_5SHOT=${ITERS_5SHOT:-5000}
 ITERS_CHECK=${ITERS_CHECK:-10000}
 THREADS=${THREADS:-1}
+WORKERS=${WORKERS:-1}
+PORT=${PORT:-23456}
 THREAD_FLAGS=(--intra_op_threads="$THREADS" --inter_op_threads=1)
 DATA=--data_dir=../shared/data/omniglot
 
@@ -35,9 +42,31 @@ train_and_evaluate() {  # RUN ITERS [EVALUATE FLAGS...]
       >> "runs/$run.out" 2>&1
   fi
   if ! python runs/finished.py "runs/$run/eval_test.json" 1000; then
+    evaluate_on_workers "$run" "$@"
+  fi
+}
+
+evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORKERS processes
+  local run=$1
+  shift
+  if [ "$WORKERS" -le 1 ]; then
     python evaluate.py --savedir="runs/$run" --n_test_iters=1000 "${THREAD_FLAGS[@]}" "$@" \
       >> "runs/$run/evaluate.out" 2>&1
+    return
   fi
+  local i cluster task out pids=()
+  cluster=$(python -c "import json; print(json.dumps(['localhost:%d' % ($PORT + i)
+                                                      for i in range($WORKERS)]))")
+  for ((i = 0; i < WORKERS; i++)); do
+    out="runs/$run/evaluate.out"
+    if [ "$i" -gt 0 ]; then out="runs/$run/evaluate.worker$i.out"; fi
+    task="{\"type\": \"worker\", \"index\": $i}"
+    TF_CONFIG="{\"cluster\": {\"worker\": $cluster}, \"task\": $task}" taskset -c "$i" \
+      python evaluate.py --savedir="runs/$run" --n_test_iters=1000 --intra_op_threads=1 \
+      --inter_op_threads=1 "$@" >> "$out" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
 }
 
 evaluated() {  # RUN STEP: exit 0 if an eval_test*.json of RUN holds checkpoint STEP
