@@ -54,7 +54,7 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       >> "runs/$run/evaluate.out" 2>&1
     return
   fi
-  local i cluster task out pids=()
+  local i pid cluster task out pids=()
   cluster=$(python -c "import json; print(json.dumps(['localhost:%d' % ($PORT + i)
                                                       for i in range($WORKERS)]))")
   for ((i = 0; i < WORKERS; i++)); do
@@ -66,7 +66,7 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       --inter_op_threads=1 "$@" >> "$out" 2>&1 &
     pids+=($!)
   done
-  for i in "${pids[@]}"; do wait "$i"; done
+  for pid in "${pids[@]}"; do wait "$pid"; done
 }
 
 evaluated() {  # RUN STEP: exit 0 if an eval_test*.json of RUN holds checkpoint STEP
