@@ -19,7 +19,7 @@
 # ports from PORT, default 23456; worker i pinned to core i, worker 0 writes the files and
 # evaluate.out, the others log to runs/RUN/evaluate.worker<i>.out); the per-episode results
 # equal one process's (docs/scaling.md), so an evaluation interrupted on any worker count
-# continues on any other.
+# continues on any other. If a worker fails, the others are stopped and the script exits 1.
 set -euo pipefail
 JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1}
 ITERS_5SHOT=${ITERS_5SHOT:-5000}
@@ -54,7 +54,7 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       >> "runs/$run/evaluate.out" 2>&1
     return
   fi
-  local i pid cluster task out pids=()
+  local i pid status=0 stopped=0 cluster task out pids=() left=()
   cluster=$(python -c "import json; print(json.dumps(['localhost:%d' % ($PORT + i)
                                                       for i in range($WORKERS)]))")
   for ((i = 0; i < WORKERS; i++)); do
@@ -66,7 +66,21 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       --inter_op_threads=1 "$@" >> "$out" 2>&1 &
     pids+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  # Wait for all; once one fails, SIGTERM the others (they would wait for it until a collective
+  # times out; worker 0 then keeps its finished episodes in the partial) and return 1.
+  while [ "${#pids[@]}" -gt 0 ]; do
+    sleep 1
+    left=()
+    for pid in "${pids[@]}"; do
+      if kill -0 "$pid" 2> /dev/null; then left+=("$pid"); elif ! wait "$pid"; then status=1; fi
+    done
+    pids=(${left[@]+"${left[@]}"})
+    if [ "$status" -ne 0 ] && [ "$stopped" -eq 0 ] && [ "${#pids[@]}" -gt 0 ]; then
+      kill "${pids[@]}" 2> /dev/null || true
+      stopped=1
+    fi
+  done
+  return "$status"
 }
 
 evaluated() {  # RUN STEP: exit 0 if an eval_test*.json of RUN holds checkpoint STEP

@@ -1,7 +1,7 @@
 """runs/finished.py: when the run scripts skip an evaluation that is already done; every
 committed run's ckpt/checkpoint state file names a checkpoint that exists; runs/reevaluate.py
 recomputes a result and names one it cannot; runs/split_difficulty.py's per-class accuracies and
-their summary."""
+their summary; runs/table1_further.sh stops the peers of a failed evaluation worker."""
 import glob
 import importlib.util
 import json
@@ -173,3 +173,40 @@ def test_split_difficulty_checks_its_episodes_against_the_result(tmp_path):
   # The check itself, in this process (the program prints this message and exits 1).
   with pytest.raises(ValueError, match='only 2 of the 3 re-evaluated episodes'):
     split_difficulty.class_accuracies(result, 0)
+
+
+FAKE_EVALUATE = """#!/bin/bash
+if [ "$1" != evaluate.py ]; then exec {python} "$@"; fi
+index=$(echo "$TF_CONFIG" | \\
+        {python} -c "import json, sys; print(json.load(sys.stdin)['task']['index'])")
+if [ "$index" = "$FAIL" ]; then echo "worker $index failed"; exit 3; fi
+trap 'echo "worker $index stopped"; exit 143' TERM
+sleep "$SLEEP" & wait $!
+echo "worker $index done"
+"""
+
+
+@pytest.mark.parametrize('fail', ['0', '1', 'none'])
+def test_evaluate_on_workers_stops_the_peers_of_a_failed_worker(tmp_path, fail):
+  """runs/table1_further.sh's evaluate_on_workers with a stand-in `python` that fails as worker
+  FAIL: the others get SIGTERM at once (not after a collective's timeout) and the function
+  returns 1; with no failure it waits for every worker and returns 0."""
+  fake = tmp_path / 'bin' / 'python'
+  fake.parent.mkdir()
+  fake.write_text(FAKE_EVALUATE.format(python=sys.executable))
+  fake.chmod(0o755)
+  (tmp_path / 'runs' / 'x').mkdir(parents=True)
+  script = os.path.join(ROOT, 'runs', 'table1_further.sh')
+  command = (f'source <(sed -n "/^evaluate_on_workers()/,/^}}/p" {script}); WORKERS=2; '
+             'PORT=1; evaluate_on_workers x')
+  env = dict(os.environ, PATH=f'{fake.parent}:{os.environ["PATH"]}', FAIL=fail,
+             SLEEP='1' if fail == 'none' else '120')
+  done = subprocess.run(['bash', '-c', command], cwd=tmp_path, env=env, check=False, timeout=60)
+  logs = [(tmp_path / 'runs' / 'x' / name).read_text().strip()
+          for name in ('evaluate.out', 'evaluate.worker1.out')]
+  if fail == 'none':
+    assert done.returncode == 0 and logs == ['worker 0 done', 'worker 1 done']
+  else:
+    other = 1 - int(fail)
+    assert done.returncode == 1
+    assert logs[int(fail)] == f'worker {fail} failed' and logs[other] == f'worker {other} stopped'
