@@ -19,7 +19,8 @@
 # ports from PORT, default 23456; worker i pinned to core i, worker 0 writes the files and
 # evaluate.out, the others log to runs/RUN/evaluate.worker<i>.out); the per-episode results
 # equal one process's (docs/scaling.md), so an evaluation interrupted on any worker count
-# continues on any other. If a worker fails, the others are stopped and the script exits 1.
+# continues on any other. If a worker fails, the others are stopped (SIGTERM, then SIGKILL after
+# GRACE seconds, default 60) and the script exits 1.
 set -euo pipefail
 JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1}
 ITERS_5SHOT=${ITERS_5SHOT:-5000}
@@ -27,6 +28,7 @@ ITERS_CHECK=${ITERS_CHECK:-10000}
 THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-1}
 PORT=${PORT:-23456}
+GRACE=${GRACE:-60}
 THREAD_FLAGS=(--intra_op_threads="$THREADS" --inter_op_threads=1)
 DATA=--data_dir=../shared/data/omniglot
 
@@ -54,7 +56,7 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       >> "runs/$run/evaluate.out" 2>&1
     return
   fi
-  local i pid status=0 stopped=0 cluster task out pids=() left=()
+  local i pid status=0 stopped= cluster task out pids=() left=()
   cluster=$(python -c "import json; print(json.dumps(['localhost:%d' % ($PORT + i)
                                                       for i in range($WORKERS)]))")
   for ((i = 0; i < WORKERS; i++)); do
@@ -66,8 +68,10 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       --inter_op_threads=1 "$@" >> "$out" 2>&1 &
     pids+=($!)
   done
-  # Wait for all; once one fails, SIGTERM the others (they would wait for it until a collective
-  # times out; worker 0 then keeps its finished episodes in the partial) and return 1.
+  # Wait for all; once one fails, stop the others (they would wait for it until a collective
+  # times out) with SIGTERM, and SIGKILL after GRACE seconds (a signal reaches Python only
+  # between TF ops); return 1. Worker 0 saves the partial after every call, so either keeps the
+  # episodes it finished.
   while [ "${#pids[@]}" -gt 0 ]; do
     sleep 1
     left=()
@@ -75,9 +79,13 @@ evaluate_on_workers() {  # RUN [EVALUATE FLAGS...]: the table's protocol on WORK
       if kill -0 "$pid" 2> /dev/null; then left+=("$pid"); elif ! wait "$pid"; then status=1; fi
     done
     pids=(${left[@]+"${left[@]}"})
-    if [ "$status" -ne 0 ] && [ "$stopped" -eq 0 ] && [ "${#pids[@]}" -gt 0 ]; then
-      kill "${pids[@]}" 2> /dev/null || true
-      stopped=1
+    if [ "$status" -ne 0 ] && [ "${#pids[@]}" -gt 0 ]; then
+      if [ -z "$stopped" ]; then
+        kill "${pids[@]}" 2> /dev/null || true
+        stopped=$SECONDS
+      elif [ $((SECONDS - stopped)) -ge "$GRACE" ]; then
+        kill -KILL "${pids[@]}" 2> /dev/null || true
+      fi
     fi
   done
   return "$status"

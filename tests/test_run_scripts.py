@@ -180,17 +180,19 @@ if [ "$1" != evaluate.py ]; then exec {python} "$@"; fi
 index=$(echo "$TF_CONFIG" | \\
         {python} -c "import json, sys; print(json.load(sys.stdin)['task']['index'])")
 if [ "$index" = "$FAIL" ]; then echo "worker $index failed"; exit 3; fi
-trap 'echo "worker $index stopped"; exit 143' TERM
-sleep "$SLEEP" & wait $!
+if [ "$DEAF" = 1 ]; then trap 'echo "worker $index ignores SIGTERM"' TERM
+else trap 'echo "worker $index stopped"; exit 143' TERM; fi
+for _ in 1 2; do sleep "$SLEEP" & wait $!; done  # a trapped signal ends one wait
 echo "worker $index done"
 """
 
 
-@pytest.mark.parametrize('fail', ['0', '1', 'none'])
-def test_evaluate_on_workers_stops_the_peers_of_a_failed_worker(tmp_path, fail):
+@pytest.mark.parametrize('fail,deaf', [('0', '0'), ('1', '0'), ('1', '1'), ('none', '0')])
+def test_evaluate_on_workers_stops_the_peers_of_a_failed_worker(tmp_path, fail, deaf):
   """runs/table1_further.sh's evaluate_on_workers with a stand-in `python` that fails as worker
-  FAIL: the others get SIGTERM at once (not after a collective's timeout) and the function
-  returns 1; with no failure it waits for every worker and returns 0."""
+  FAIL: the others get SIGTERM at once (not after a collective's timeout), and SIGKILL after
+  GRACE seconds if they go on (DEAF, as a process blocked in a TF op would); the function
+  returns 1. With no failure it waits for every worker and returns 0."""
   fake = tmp_path / 'bin' / 'python'
   fake.parent.mkdir()
   fake.write_text(FAKE_EVALUATE.format(python=sys.executable))
@@ -199,8 +201,8 @@ def test_evaluate_on_workers_stops_the_peers_of_a_failed_worker(tmp_path, fail):
   script = os.path.join(ROOT, 'runs', 'table1_further.sh')
   command = (f'source <(sed -n "/^evaluate_on_workers()/,/^}}/p" {script}); WORKERS=2; '
              'PORT=1; evaluate_on_workers x')
-  env = dict(os.environ, PATH=f'{fake.parent}:{os.environ["PATH"]}', FAIL=fail,
-             SLEEP='1' if fail == 'none' else '120')
+  env = dict(os.environ, PATH=f'{fake.parent}:{os.environ["PATH"]}', FAIL=fail, DEAF=deaf,
+             GRACE='2', SLEEP='1' if fail == 'none' else '120')
   done = subprocess.run(['bash', '-c', command], cwd=tmp_path, env=env, check=False, timeout=60)
   logs = [(tmp_path / 'runs' / 'x' / name).read_text().strip()
           for name in ('evaluate.out', 'evaluate.worker1.out')]
@@ -208,5 +210,6 @@ def test_evaluate_on_workers_stops_the_peers_of_a_failed_worker(tmp_path, fail):
     assert done.returncode == 0 and logs == ['worker 0 done', 'worker 1 done']
   else:
     other = 1 - int(fail)
-    assert done.returncode == 1
-    assert logs[int(fail)] == f'worker {fail} failed' and logs[other] == f'worker {other} stopped'
+    assert done.returncode == 1 and logs[int(fail)] == f'worker {fail} failed'
+    # A deaf worker logs the SIGTERM and is then killed before it could log 'done'.
+    assert logs[other] == f'worker {other} ' + ('ignores SIGTERM' if deaf == '1' else 'stopped')
