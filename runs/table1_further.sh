@@ -14,6 +14,9 @@
 #     maml_lr3e-4     runs/omniglot_1shot_maml_lr3e-4 (MAML at Meta Dropout's meta_lr; created at
 #                     2600 with --meta_lr=3e-4) to ITERS_CHECK (default 10000), evaluate
 #     maml_seed1      runs/omniglot_1shot_maml_seed1 (created with --seed=1) likewise
+#     metadrop_1shot  runs/omniglot_1shot_metadrop_long: a copy of runs/omniglot_1shot_metadrop at
+#                     10000 (which Table 1, the robustness runs and the serving tests keep using),
+#                     trained on to ITERS_MD1 (default 20000), evaluated
 # THREADS (default 1) threads per op; run each JOB pinned: taskset -c 0 bash ... maml_1shot.
 # WORKERS=N (default 1) evaluates on N single-core worker processes (multi_worker on loopback
 # ports from PORT, default 23456; worker i pinned to core i, worker 0 writes the files and
@@ -22,7 +25,7 @@
 # continues on any other. If a worker fails, the others are stopped (SIGTERM, then SIGKILL after
 # GRACE seconds, default 60) and the script exits 1.
 set -euo pipefail
-JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1}
+JOB=${1:?usage: bash runs/table1_further.sh maml_1shot|maml_5shot|metadrop_5shot|maml_lr3e-4|maml_seed1|metadrop_1shot}
 ITERS_5SHOT=${ITERS_5SHOT:-5000}
 ITERS_CHECK=${ITERS_CHECK:-10000}
 THREADS=${THREADS:-1}
@@ -109,5 +112,14 @@ case "$JOB" in
     train_and_evaluate omniglot_1shot_maml_lr3e-4 "$ITERS_CHECK" ;;
   maml_seed1)
     train_and_evaluate omniglot_1shot_maml_seed1 "$ITERS_CHECK" ;;
+  metadrop_1shot)
+    if [ ! -d runs/omniglot_1shot_metadrop_long ]; then
+      mkdir -p runs/omniglot_1shot_metadrop_long/ckpt
+      cp runs/omniglot_1shot_metadrop/{config.json,flags.cfg,train.log} \
+        runs/omniglot_1shot_metadrop_long/
+      cp runs/omniglot_1shot_metadrop/ckpt/{checkpoint,ckpt-10000.*} \
+        runs/omniglot_1shot_metadrop_long/ckpt/
+    fi
+    train_and_evaluate omniglot_1shot_metadrop_long "${ITERS_MD1:-20000}" ;;
   *) echo "unknown JOB $JOB" >&2; exit 2 ;;
 esac
