@@ -207,7 +207,7 @@ def _method(config: dict, reference: dict) -> str:
 # (the runs' older lines say 'step' for the iteration).
 MONITOR = re.compile(r'eval \w+ \| (?:step|iteration) (\d+) \| loss \S+ acc ([\d.]+) \+- ')
 LONG_RUNS = (('MAML 1-shot', 'omniglot_1shot_maml'),
-             ('Meta Dropout 1-shot', 'omniglot_1shot_metadrop'),
+             ('Meta Dropout 1-shot, continued', 'omniglot_1shot_metadrop_long'),
              ('MAML 5-shot', 'omniglot_5shot_maml'),
              ('Meta Dropout 5-shot', 'omniglot_5shot_metadrop'),
              ('MAML 1-shot, meta_lr 3e-4', 'omniglot_1shot_maml_lr3e-4'))

@@ -71,7 +71,7 @@ def test_monitoring_reads_both_wordings_and_counts_a_repeated_iteration_once(tmp
   assert tables.monitoring()[2:] == ['| 1-2500 | 91.50 (90.00-93.00) |',
                                      '| 2501-5000 | 95.00 (95.00-95.00) |']
   assert tables.long_runs()[2] == '| MAML 1-shot | 3100 | 4000 | 95.00 at 3000 |'
-  assert tables.long_runs()[3] == '| Meta Dropout 1-shot | not started | | |'
+  assert tables.long_runs()[3] == '| Meta Dropout 1-shot, continued | not started | | |'
 
 
 def test_unknown_table_names_the_file():
